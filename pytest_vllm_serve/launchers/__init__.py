@@ -1,0 +1,1 @@
+"""Launchers start servers: locally, in Docker, or on SLURM; ``external`` attaches to one."""

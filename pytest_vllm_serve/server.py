@@ -1,0 +1,82 @@
+"""``serve()``: launch a spec, wait until it is ready, yield it, always stop it.
+
+The one context manager behind every fixture. Usable on its own::
+
+    with serve(ServerSpec(), LocalLauncher(Path("logs"))) as server:
+        server.client.get("/v1/models")
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+from .command import resolve_model
+from .errors import ServerStartError
+from .launchers.base import Launcher, RunningServer, ServerProcess
+from .readiness import ReadinessProbe
+from .spec import ServerSpec
+
+#: How often a lost port race (port taken between choosing and binding) is retried.
+PORT_RETRIES = 3
+
+
+@contextmanager
+def serve(
+    spec: ServerSpec,
+    launcher: Launcher,
+    *,
+    startup_timeout: float = 600.0,
+    api_key: str | None = None,
+    cache_dir: Path | None = None,
+    on_launch: Callable[[ServerProcess], None] | None = None,
+) -> Iterator[RunningServer]:
+    """Start ``spec`` with ``launcher`` and yield a ready :class:`RunningServer`."""
+    layout = spec.resolve(launcher.visible_gpus(), launcher.gpus_per_node())
+    model = resolve_model(spec.model, cache_dir)
+    started = time.monotonic()
+    process: ServerProcess | None = None
+    try:
+        for attempt in range(1, PORT_RETRIES + 1):
+            process = launcher.launch(spec, layout, model)
+            if on_launch is not None:
+                on_launch(process)
+            probe = ReadinessProbe(
+                base_url=process.url,
+                model=process.served_name,
+                api_key=api_key,
+                timeout=startup_timeout,
+                is_dead=process.poll,
+                log_tail=process.log_tail,
+                log_name=str(process.log_path or "the server log"),
+            )
+            try:
+                served = probe.wait()
+                break
+            except ServerStartError:
+                process.stop()
+                if attempt < PORT_RETRIES and process.lost_port_race():
+                    continue
+                raise
+        server = RunningServer(
+            url=process.url,
+            model=served,
+            spec=spec,
+            log_path=process.log_path,
+            command=list(process.command),
+            launcher=launcher.name,
+            layout=layout,
+            ids=process.ids(),
+            startup_seconds=time.monotonic() - started,
+            api_key=api_key,
+            process=process,
+        )
+        try:
+            yield server
+        finally:
+            server.close()
+    finally:
+        if process is not None:
+            process.stop()
