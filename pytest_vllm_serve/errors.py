@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 class VllmServeError(Exception):
     """Base class for every error the plugin raises on purpose."""
@@ -25,3 +27,16 @@ def format_log_tail(lines: list[str], source: str) -> str:
         return f"(the log {source} is empty)"
     body = "\n".join("    " + line.rstrip("\n") for line in lines)
     return f"last {len(lines)} lines of {source}:\n{body}"
+
+
+_CAUSE = re.compile(
+    r"(error:|Error\b|Exception\b|out of memory|OOM|not supported|Unsupported|No such file|Permission denied)"
+)
+
+
+def likely_cause(lines: list[str]) -> str | None:
+    """The last log line that looks like the reason a process died."""
+    for line in reversed(lines):
+        if _CAUSE.search(line):
+            return line.strip()
+    return None

@@ -124,7 +124,11 @@ def vllm_server(request: pytest.FixtureRequest, vllm_pool, vllm_spec: ServerSpec
     try:
         server = vllm_pool.acquire(vllm_spec)
     except VllmServeError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        failure = str(exc)
+    else:
+        failure = None
+    if failure is not None:
+        pytest.fail(failure, pytrace=False)
     request.node.stash[SERVER_KEY] = server
     return server
 
@@ -145,10 +149,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     session = config.stash.get(SESSION_KEY, None)
-    if session is None or not session.pool.history and not session.pool.launches:
+    if session is None or not (session.launched or session.attached):
         return
     terminalreporter.section("vllm servers")
-    terminalreporter.write_line(f"server launches this session: {session.pool.launches}")
+    terminalreporter.write_line(f"server launches this session: {session.launched}, attached: {session.attached}")
     for server in session.pool.history:
         startup = f"{server.startup_seconds:.1f} s" if server.startup_seconds is not None else "attached"
         terminalreporter.write_line(f"  {server.spec.short_name}: {server.url} (startup {startup}, log {server.log_path})")

@@ -44,6 +44,18 @@ def _signal_all(procs: list[psutil.Process], pgid: int | None, sig: int) -> None
             pass
 
 
+def ignores(pid: int, sig: int) -> bool:
+    """True if the process ignores ``sig`` (Linux: the SigIgn mask in /proc/PID/status)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("SigIgn:"):
+                    return bool(int(line.split()[1], 16) >> (sig - 1) & 1)
+    except (OSError, ValueError):
+        pass
+    return False
+
+
 def group_members(pgid: int) -> list[psutil.Process]:
     members = []
     for proc in psutil.process_iter(["pid"]):
@@ -55,15 +67,36 @@ def group_members(pgid: int) -> list[psutil.Process]:
     return members
 
 
-def terminate_tree(pid: int, pgid: int | None = None, timeout: float = 20.0, first_signal: int = signal.SIGTERM) -> list[int]:
-    """Stop ``pid``, its descendants and its process group. Returns pids that needed SIGKILL."""
+def terminate_tree(
+    pid: int,
+    pgid: int | None = None,
+    timeout: float = 20.0,
+    first_signal: int = signal.SIGTERM,
+    settle: float = 3.0,
+) -> list[int]:
+    """Stop ``pid``, its descendants and its process group. Returns pids that needed SIGKILL.
+
+    Waits up to ``timeout`` for a graceful exit, but no longer than ``settle``
+    seconds once only ``pid`` itself is left: vLLM's API server ignores SIGTERM
+    while it waits for an engine that has already exited.
+    """
     procs = {p.pid: p for p in descendants(pid)}
     if pgid is not None:
         procs.update({p.pid: p for p in group_members(pgid)})
     if not procs:
         return []
     _signal_all(list(procs.values()), pgid, first_signal)
-    _, alive = psutil.wait_procs(list(procs.values()), timeout=timeout)
+    deadline = time.monotonic() + timeout
+    alive = list(procs.values())
+    only_root_since: float | None = None
+    while alive and time.monotonic() < deadline:
+        _, alive = psutil.wait_procs(alive, timeout=0.2)
+        alive = [p for p in alive if is_alive(p.pid)]  # a zombie waits only for its parent to reap it
+        # Helpers that ignore the signal (multiprocessing's resource tracker) exit with their parent.
+        if [p.pid for p in alive if p.pid == pid or not ignores(p.pid, first_signal)] == [pid]:
+            only_root_since = only_root_since or time.monotonic()
+            if time.monotonic() - only_root_since >= settle:
+                break
     # Children spawned while we waited are caught here too.
     late = {p.pid: p for a in alive for p in descendants(a.pid)}
     if pgid is not None:

@@ -13,7 +13,7 @@ from typing import Callable
 
 import httpx
 
-from .errors import ConfigError, ServerStartError, format_log_tail
+from .errors import ConfigError, ServerStartError, format_log_tail, likely_cause
 
 LOG_TAIL_LINES = 50
 
@@ -43,6 +43,7 @@ class ReadinessProbe:
     log_name: str = "the server log"
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
+    transport: httpx.BaseTransport | None = None  # injectable for tests
     last_status: str = field(default="no answer yet", init=False)
 
     def _check_once(self, client: httpx.Client) -> str | None:
@@ -79,13 +80,19 @@ class ReadinessProbe:
 
     def wait(self) -> str:
         deadline = self.clock() + self.timeout
-        with httpx.Client(base_url=self.base_url, headers=auth_headers(self.api_key), timeout=10.0) as client:
+        client = httpx.Client(
+            base_url=self.base_url, headers=auth_headers(self.api_key), timeout=10.0, transport=self.transport
+        )
+        with client:
             while True:
                 dead = self.is_dead()
                 if dead:
+                    tail = self.log_tail(LOG_TAIL_LINES)
+                    cause = likely_cause(tail)
                     raise ServerStartError(
                         f"the vLLM server died during startup: {dead}.\n"
-                        f"{format_log_tail(self.log_tail(LOG_TAIL_LINES), self.log_name)}\n"
+                        + (f"  cause (from its log): {cause}\n" if cause else "")
+                        + f"{format_log_tail(tail, self.log_name)}\n"
                         "  fix: read the log above; a bad --vllm-serve-args flag, a model that does not "
                         "fit, or a missing dependency are the usual causes"
                     )

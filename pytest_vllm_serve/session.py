@@ -88,6 +88,8 @@ class VllmSession:
     config: pytest.Config
     settings: Settings
     results_dir: Path
+    launched: int = 0  # servers this session started (attempts, including failed ones)
+    attached: int = 0  # servers given with --vllm-url
     pool: ServerPool = field(init=False)
 
     def __post_init__(self) -> None:
@@ -106,9 +108,11 @@ class VllmSession:
     @contextmanager
     def start(self, spec: ServerSpec) -> Iterator[RunningServer]:
         if self.settings.url:
+            self.attached += 1
             with attach(self.settings.url, spec, api_key=self.settings.api_key) as server:
                 yield server
             return
+        self.launched += 1
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
             reporter.write_line(f"[vllm] starting {spec.describe()}")

@@ -1,0 +1,28 @@
+"""Fixtures for the plugin's own tests (helpers live in helpers.py)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from .helpers import TAG_VAR, ProcessWatcher
+
+
+@pytest.fixture
+def procs(monkeypatch):
+    """Watches every process that inner runs started from this test (see helpers.py)."""
+    value = uuid.uuid4().hex
+    monkeypatch.setenv(TAG_VAR, value)
+    with ProcessWatcher(value) as watcher:
+        yield watcher
+        watcher.kill_all()  # never leak into the rest of the suite, even when a test fails
+
+
+@pytest.fixture
+def inner_args(tmp_path, vllm_session):
+    """Arguments every inner run gets: its own results dir and the session's model cache."""
+    args = ["-p", "no:cacheprovider", f"--vllm-results-dir={tmp_path / 'results'}"]
+    if vllm_session.settings.cache_dir:
+        args.append(f"--vllm-cache-dir={vllm_session.settings.cache_dir}")
+    return args

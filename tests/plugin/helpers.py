@@ -1,0 +1,120 @@
+"""Process helpers for the plugin's own tests.
+
+Inner pytest runs get a unique ``PVS_TEST_TAG`` in their environment, which
+every process they start inherits. vLLM renames its EngineCore and workers with
+setproctitle, which clobbers what /proc shows of their environment, so a
+:class:`ProcessWatcher` also samples the descendants of every tagged process
+while the test runs. Together they find every process, orphans included, and
+let a test prove that none survive.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+
+import psutil
+
+TAG_VAR = "PVS_TEST_TAG"
+
+
+def tagged_processes(tag: str) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["pid"]):
+        if proc.pid == os.getpid():
+            continue
+        try:
+            if proc.environ().get(TAG_VAR) == tag and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return predicate()
+
+
+def describe(procs: list[psutil.Process]) -> str:
+    out = []
+    for proc in procs:
+        try:
+            out.append(f"{proc.pid} {' '.join(proc.cmdline())[:120]}")
+        except psutil.Error:
+            out.append(str(proc.pid))
+    return "\n".join(out)
+
+
+
+
+def popen_pytest(pytester, *args: str, **kwargs):
+    """Start an inner ``python -m pytest`` we can signal."""
+    return pytester.popen([sys.executable, "-m", "pytest", *args], **kwargs)
+
+
+class ProcessWatcher:
+    """Samples tagged processes and their descendants in a background thread."""
+
+    def __init__(self, tag: str, interval: float = 0.3):
+        self.tag = tag
+        self.interval = interval
+        self.seen: dict[tuple[int, float], psutil.Process] = {}
+        self.titles: set[str] = set()  # every command line seen (vLLM renames processes)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        for proc in tagged_processes(self.tag):
+            try:
+                family = [proc, *proc.children(recursive=True)]
+            except psutil.Error:
+                family = [proc]
+            for member in family:
+                try:
+                    self.seen.setdefault((member.pid, member.create_time()), member)
+                    self.titles.add(" ".join(member.cmdline()) or member.name())
+                except psutil.Error:
+                    continue
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._sample()
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "ProcessWatcher":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def alive(self) -> list[psutil.Process]:
+        self._sample()
+        out = []
+        for proc in self.seen.values():
+            try:
+                if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                    out.append(proc)
+            except psutil.Error:
+                continue
+        return out
+
+    def names(self) -> set[str]:
+        """Command lines of every process seen, alive or not."""
+        return set(self.titles)
+
+    def kill_all(self) -> None:
+        for proc in self.alive():
+            try:
+                proc.kill()
+            except psutil.Error:
+                pass

@@ -1,0 +1,153 @@
+"""Bad input: each gets a clear error within seconds, naming the problem and the fix."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import time
+
+import pytest
+
+from pytest_vllm_serve.ports import free_port
+
+USES_SERVER = """
+def test_uses_server(vllm_server):
+    assert vllm_server.model
+"""
+
+
+def run_timed(pytester, *args, timeout=120):
+    start = time.monotonic()
+    result = pytester.runpytest_subprocess(*args, timeout=timeout)
+    return result, time.monotonic() - start
+
+
+def output(result) -> str:
+    return result.stdout.str() + "\n" + result.stderr.str()
+
+
+def test_model_path_that_does_not_exist(pytester, inner_args):
+    pytester.makepyfile(USES_SERVER)
+    result, seconds = run_timed(pytester, *inner_args, "--vllm-model=/nonexistent/models/llama")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    text = output(result)
+    assert "'/nonexistent/models/llama' looks like a path, but it does not exist" in text
+    assert "fix:" in text
+    assert seconds < 15
+
+
+def test_unreachable_url(pytester, inner_args):
+    pytester.makepyfile(USES_SERVER)
+    url = f"http://127.0.0.1:{free_port()}"
+    result, seconds = run_timed(pytester, *inner_args, f"--vllm-url={url}")
+    result.assert_outcomes(errors=1)
+    text = output(result)
+    assert f"--vllm-url {url} is unreachable" in text
+    assert "fix: check the host and port" in text
+    assert seconds < 20
+
+
+def test_unresolvable_host(pytester, inner_args):
+    pytester.makepyfile(USES_SERVER)
+    result, seconds = run_timed(pytester, *inner_args, "--vllm-url=http://no-such-host.invalid:8000")
+    result.assert_outcomes(errors=1)
+    assert "is unreachable" in output(result)
+    assert seconds < 30
+
+
+@pytest.fixture
+def not_openai_server():
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b"<html>hello, I am not a model server</html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_url_that_is_not_an_openai_server(pytester, inner_args, not_openai_server):
+    pytester.makepyfile(USES_SERVER)
+    result, seconds = run_timed(pytester, *inner_args, f"--vllm-url={not_openai_server}")
+    result.assert_outcomes(errors=1)
+    text = output(result)
+    assert "is not an OpenAI-compatible server" in text
+    assert "not a model list" in text
+    assert seconds < 20
+
+
+def test_unknown_marker_keyword(pytester, inner_args):
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.vllm(tensor_parallel=2)
+        def test_x(vllm_server):
+            pass
+        """
+    )
+    result, seconds = run_timed(pytester, *inner_args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    text = output(result)
+    assert "unknown @pytest.mark.vllm keyword(s) tensor_parallel" in text
+    assert "fix: use only model, tp, pp, dp, ep" in text
+    assert seconds < 15
+
+
+def test_marker_on_a_test_that_does_not_use_the_server(pytester, inner_args):
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.vllm(tp=1)
+        def test_x():
+            pass
+        """
+    )
+    result, _ = run_timed(pytester, *inner_args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "does not use the vllm_server fixture" in output(result)
+
+
+def test_invalid_layout_from_the_command_line(pytester, inner_args):
+    pytester.makepyfile(USES_SERVER)
+    result, seconds = run_timed(pytester, *inner_args, "--vllm-pp=2", "--vllm-ep")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "PP and EP cannot be combined" in output(result)
+    assert seconds < 15
+
+
+def test_bad_startup_timeout_value(pytester, inner_args):
+    pytester.makepyfile(USES_SERVER)
+    result, _ = run_timed(pytester, *inner_args, "--vllm-startup-timeout=soon")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--vllm-startup-timeout must be a number" in output(result)
+
+
+def test_server_crash_during_startup_shows_the_log_tail(pytester, inner_args, procs):
+    pytester.makepyfile(
+        USES_SERVER
+        + """
+def test_second_user_of_the_same_spec(vllm_server):
+    pass
+"""
+    )
+    result, seconds = run_timed(pytester, *inner_args, "--vllm-serve-args=--no-such-flag 7")
+    result.assert_outcomes(errors=2)
+    text = output(result)
+    assert "the vLLM server died during startup: process" in text
+    assert "exited with code" in text
+    assert "last " in text and "lines of" in text
+    assert "--no-such-flag" in text  # vLLM's own complaint, quoted from the log
+    assert "already failed earlier in the session; not retrying" in text
+    assert seconds < 60
