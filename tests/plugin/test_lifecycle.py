@@ -13,10 +13,14 @@ import pytest
 from .helpers import describe, popen_pytest, wait_until
 
 THREE_USERS = """
+import httpx
 import pytest
 
 def test_a(vllm_server):
     assert vllm_server.client.get("/health").status_code == 200
+    if vllm_server.api_key:  # the launched server enforces the key; the fixture's client sends it
+        assert httpx.get(vllm_server.url + "/v1/models").status_code == 401
+        assert vllm_server.client.get("/v1/models").status_code == 200
 
 @pytest.mark.vllm(tp=1)  # the same spec as the default: shares the server
 def test_b(vllm_server):
@@ -43,11 +47,16 @@ def all_gone(procs, timeout):
     return wait_until(lambda: not procs.alive(), timeout=timeout)
 
 
-def test_one_launch_for_a_spec_and_nothing_left_after(pytester, inner_args, procs):
+def test_one_launch_for_a_spec_and_nothing_left_after(pytester, inner_args, procs, tmp_path):
     pytester.makepyfile(THREE_USERS)
-    result = pytester.runpytest_subprocess(*inner_args, timeout=300)
+    secret = "sk-test-" + "x1y2z3" * 3
+    result = pytester.runpytest_subprocess(*inner_args, f"--vllm-api-key={secret}", timeout=300)
     result.assert_outcomes(passed=2, failed=1)
     text = result.stdout.str()
+    # The key reaches the server through its environment: never in argv, the log or the report.
+    assert secret not in text + result.stderr.str()
+    logs = list((tmp_path / "results").rglob("*.log"))
+    assert logs and all(secret not in log.read_text(errors="replace") for log in logs)
     assert "server launches this session: 1, attached: 0" in text
     # The failing test's report shows the spec and the exact serve command.
     assert "vllm server" in text

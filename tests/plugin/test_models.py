@@ -53,8 +53,10 @@ def test_files_shapes_and_head_dim(tmp_path):
 
 def test_tokenizer_round_trips_ascii_and_tokens_decode_distinctly(tmp_path):
     tokenizer = Tokenizer.from_file(str(ensure_tiny_model(tmp_path) / "tokenizer.json"))
-    text = "Hello there, 1. 2. 3. The server streams tokens!"
-    assert tokenizer.decode(tokenizer.encode(text).ids) == text
+    text = "Hello there, 1. 2. 3. The server streams tokens!\nNew line."
+    encoded = tokenizer.encode(text)
+    assert tokenizer.token_to_id("<unk>") not in encoded.ids
+    assert tokenizer.decode(encoded.ids) == text
     decoded = [tokenizer.decode([i], skip_special_tokens=False) for i in range(tokenizer.get_vocab_size())]
     assert len(set(decoded)) == len(decoded), "two token ids decode to the same string"
 
