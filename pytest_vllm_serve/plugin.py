@@ -39,6 +39,7 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     try:
         settings = options.Settings.from_config(config)
+        bench = options.BenchSettings.from_config(config)
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
     workerinput = getattr(config, "workerinput", None)
@@ -48,7 +49,10 @@ def pytest_configure(config: pytest.Config) -> None:
         results_dir = Path(workerinput["vllm_session_dir"])
     else:
         results_dir = new_session_dir(settings.results_root)
-    config.stash[SESSION_KEY] = VllmSession(config=config, settings=settings, results_dir=results_dir)
+    try:
+        config.stash[SESSION_KEY] = VllmSession(config=config, settings=settings, results_dir=results_dir, bench=bench)
+    except ConfigError as exc:  # e.g. a --vllm-baseline that is not a results file
+        raise pytest.UsageError(str(exc)) from None
     # SIGTERM (e.g. from a CI runner) unwinds like Ctrl-C, so teardown still runs.
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
@@ -95,6 +99,62 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     items[:] = [items[i] for i in order]
 
 
+SWEEPS = {
+    "vllm_rate": ("sweep_rate", "rate"),
+    "vllm_concurrency": ("sweep_concurrency", "concurrency"),
+    "vllm_input_len": ("sweep_input_len", "input_len"),
+    "vllm_output_len": ("sweep_output_len", "output_len"),
+}
+
+
+def _point_id(name: str, value: float) -> str:
+    text = "inf" if value == float("inf") else (str(int(value)) if float(value).is_integer() else str(value))
+    return f"{name}={text}"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Sweep fixtures (vllm_rate, vllm_concurrency, vllm_input_len, vllm_output_len): one test id per point."""
+    session = metafunc.config.stash.get(SESSION_KEY, None)
+    if session is None:
+        return
+    for fixture, (field, name) in SWEEPS.items():
+        if fixture in metafunc.fixturenames:
+            values = list(getattr(session.bench, field))
+            metafunc.parametrize(fixture, values, ids=[_point_id(name, v) for v in values])
+
+
+def _progress_writer(config: pytest.Config):
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None:
+        return None
+
+    def write(line: str) -> None:
+        if capture is not None:
+            with capture.global_and_fixture_disabled():
+                reporter.write_line(line)
+        else:
+            reporter.write_line(line)
+
+    return write
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    vsession = session.config.stash.get(SESSION_KEY, None)
+    if vsession is None or not vsession.settings.slurm_dry_run:
+        return
+    from .slurm.dryrun import dry_run
+
+    try:
+        text = dry_run(vsession, session.items)
+    except VllmServeError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(text)
+    pytest.exit("--vllm-slurm-dry-run: nothing was submitted", returncode=pytest.ExitCode.OK)
+
+
 @pytest.fixture(scope="session")
 def vllm_session(request: pytest.FixtureRequest) -> VllmSession:
     """The session's settings, results directory and server pool."""
@@ -133,6 +193,36 @@ def vllm_server(request: pytest.FixtureRequest, vllm_pool, vllm_spec: ServerSpec
     return server
 
 
+@pytest.fixture
+def vllm_bench_settings(vllm_session: VllmSession):
+    """The session's benchmark options (sweep grids, lengths, prompts, seed...)."""
+    return vllm_session.bench
+
+
+@pytest.fixture
+def vllm_bench(request: pytest.FixtureRequest, vllm_server: RunningServer, vllm_session: VllmSession):
+    """Measures one benchmark point against ``vllm_server``: ``vllm_bench.run(workload, schedule)``.
+
+    Results go to the session's results dir at once, into pytest-benchmark's JSON
+    (``extra_info`` plus the recorded latency series), and through ``--vllm-fail-on``.
+    """
+    from .bench import VllmBench
+
+    benchmark = None
+    if request.config.pluginmanager.has_plugin("pytest_benchmark"):
+        benchmark = request.getfixturevalue("benchmark")
+    return VllmBench(
+        server=vllm_server,
+        settings=vllm_session.bench,
+        store=vllm_session.store,
+        node_id=request.node.nodeid,
+        benchmark=benchmark,
+        baseline=vllm_session.baseline,
+        progress_writer=_progress_writer(request.config),
+        on_point=vllm_session.points.append,
+    )
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = yield
@@ -144,12 +234,36 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
             from shlex import join
 
             report.user_properties.append(("vllm_command", join(server.command)))
+        for key, value in server.ids.items():  # pid, container id, SLURM job id...
+            report.user_properties.append((f"vllm_{key}", value))
     return report
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    vsession = session.config.stash.get(SESSION_KEY, None)
+    if vsession is None or hasattr(session.config, "workerinput"):
+        return  # xdist workers leave the plots to the controller
+    if vsession.bench.plots and any(vsession.store.points_dir.glob("*.json")):
+        from .plots import draw_suite_plots
+
+        vsession.plot_files = draw_suite_plots(vsession.store)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     session = config.stash.get(SESSION_KEY, None)
-    if session is None or not (session.launched or session.attached):
+    if session is None:
+        return
+    points = session.store.load_points() if session.store.points_dir.exists() else []
+    if points:
+        from .summary import points_table
+
+        terminalreporter.section("vllm benchmark results")
+        for line in points_table(points):
+            terminalreporter.write_line(line)
+        terminalreporter.write_line(f"summary: {session.store.root / 'summary.csv'}")
+        for plot in getattr(session, "plot_files", []):
+            terminalreporter.write_line(f"plot: {plot}")
+    if not (session.launched or session.attached):
         return
     terminalreporter.section("vllm servers")
     terminalreporter.write_line(f"server launches this session: {session.launched}, attached: {session.attached}")

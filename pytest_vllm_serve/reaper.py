@@ -5,6 +5,10 @@ server (pytest, or the xdist controller) disappears without stopping it - a
 SIGKILL, a crash, a closed terminal - the reaper stops the server's whole
 process tree, so nothing keeps holding GPUs or ports. It exits as soon as the
 server is gone by any route.
+
+``python -m pytest_vllm_serve.reaper docker WATCH_PID CONTAINER`` does the same
+for a Docker launcher's container: it removes the container once WATCH_PID dies
+(see containers.watch).
 """
 
 from __future__ import annotations
@@ -18,6 +22,10 @@ from .procs import descendants, is_alive, terminate_tree
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["docker"]:
+        from .containers import watch
+
+        return watch(int(argv[1]), argv[2])
     watch_pid, target_pid, pgid = (int(a) for a in argv[:3])
     state_file = Path(argv[3]) if len(argv) > 3 else None
     known: set[int] = set()

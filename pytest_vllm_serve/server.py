@@ -34,7 +34,12 @@ def serve(
     on_launch: Callable[[ServerProcess], None] | None = None,
 ) -> Iterator[RunningServer]:
     """Start ``spec`` with ``launcher`` and yield a ready :class:`RunningServer`."""
-    layout = spec.resolve(launcher.visible_gpus(), launcher.gpus_per_node())
+    # A launcher that places servers on more than one machine (SLURM) resolves the layout itself.
+    resolve_layout = getattr(launcher, "resolve_layout", None)
+    if resolve_layout is not None:
+        layout = resolve_layout(spec)
+    else:
+        layout = spec.resolve(launcher.visible_gpus(), launcher.gpus_per_node())
     model = resolve_model(spec.model, cache_dir)
     started = time.monotonic()
     process: ServerProcess | None = None

@@ -17,11 +17,12 @@ import pytest
 
 from .command import check_model, merge_defaults
 from .errors import ConfigError
-from .launchers.base import RunningServer
+from .launchers.base import Launcher, RunningServer
 from .launchers.external import attach
 from .launchers.local import LocalLauncher
-from .options import Settings
+from .options import BenchSettings, Settings
 from .pool import ServerPool
+from .results import PointRecord, ResultsStore, load_baseline
 from .server import serve
 from .spec import MARKER_KEYS, ServerSpec
 
@@ -88,12 +89,23 @@ class VllmSession:
     config: pytest.Config
     settings: Settings
     results_dir: Path
+    bench: BenchSettings = field(default_factory=BenchSettings)
+    baseline: dict[str, dict[str, float]] | None = None
+    points: list[PointRecord] = field(default_factory=list)  # measured in this process
+    plot_files: list[Path] = field(default_factory=list)
     launched: int = 0  # servers this session started (attempts, including failed ones)
     attached: int = 0  # servers given with --vllm-url
     pool: ServerPool = field(init=False)
+    _docker: Launcher | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.pool = ServerPool(start=self.start)
+        if self.bench.baseline is not None and self.baseline is None:
+            self.baseline = load_baseline(self.bench.baseline)
+
+    @property
+    def store(self) -> ResultsStore:
+        return ResultsStore(self.results_dir)
 
     @property
     def logs_dir(self) -> Path:
@@ -102,8 +114,31 @@ class VllmSession:
     def spec_for(self, item: pytest.Item) -> ServerSpec:
         return spec_from(self.settings, marker_kwargs(item))
 
-    def launcher(self) -> LocalLauncher:
+    def launcher(self) -> Launcher:
+        """The launcher the session's options choose. Each kind lives in launchers/."""
+        if self.settings.docker:
+            return self.docker_launcher()
+        if self.settings.slurm:
+            from .launchers.slurm import slurm_launcher
+
+            return slurm_launcher(self.settings, self.logs_dir)
         return LocalLauncher(logs_dir=self.logs_dir, host=self.settings.host, api_key=self.settings.api_key)
+
+    def docker_launcher(self) -> Launcher:
+        """One per session: it connects, reaps stale containers and loads the image once."""
+        if self._docker is None:
+            from .launchers.docker import DockerLauncher
+
+            self._docker = DockerLauncher(
+                image=self.settings.docker,
+                logs_dir=self.logs_dir,
+                host=self.settings.host,
+                api_key=self.settings.api_key,
+                mounts=self.settings.container_mounts,
+                flavor=self.settings.docker_flavor,
+                session=str(self.results_dir.resolve()),
+            )
+        return self._docker
 
     @contextmanager
     def start(self, spec: ServerSpec) -> Iterator[RunningServer]:

@@ -1,0 +1,274 @@
+"""One benchmark point, end to end: the object behind the ``vllm_bench`` fixture.
+
+    prompts (workload) -> load plan -> run_load -> metrics -> results file
+    -> pytest-benchmark (extra_info + timing series) -> regression gate
+
+The point's results are written before anything that can fail afterwards
+(the all-failed check, the gate), so a measured point is never lost.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from .client import RequestOptions
+from .errors import ConfigError
+from .gates import check_baseline, check_thresholds
+from .launchers.base import RunningServer
+from .loadgen import LoadPlan, LoadResult, auto_processes, run_load
+from .metrics import AllRequestsFailedError, BenchmarkMetrics, compute_metrics, metric_values, to_vllm_result
+from .options import BenchSettings
+from .results import PointRecord, ResultsStore
+from .schedule import Schedule, target_rate
+from .workloads import LocalTokenizer, Tokenizer, server_tokenizer
+
+#: Latency series that can be recorded as pytest-benchmark's timing data.
+RECORDABLE = ("ttft", "tpot", "itl", "e2el", "per_token_itl")
+
+
+@dataclass
+class PointResult:
+    """What a benchmark test gets back from ``vllm_bench.run``."""
+
+    id: str
+    metrics: BenchmarkMetrics
+    values: dict[str, float]
+    load: LoadResult = field(repr=False)
+    file: Path | None = None
+    violations: list[str] = field(default_factory=list)
+
+
+def _server_max_model_len(server: RunningServer) -> int | None:
+    try:
+        data = server.client.get("/v1/models").json()["data"]
+    except Exception:
+        return None
+    for model in data:
+        if model.get("id") == server.model and isinstance(model.get("max_model_len"), int):
+            return model["max_model_len"]
+    return None
+
+
+def _series_values(load: LoadResult, name: str) -> list[float]:
+    from .metrics import per_token_itl
+
+    ok = [r for r in load.records if r.success]
+    if name == "ttft":
+        return [r.ttft for r in ok]
+    if name == "e2el":
+        return [r.latency for r in ok]
+    if name == "itl":
+        return [gap for r in ok for gap in r.itl]
+    if name == "per_token_itl":
+        return [gap for r in ok for gap in per_token_itl(r)]
+    if name == "tpot":
+        return [(r.latency - r.ttft) / (r.output_tokens - 1) for r in ok if r.output_tokens > 1]
+    raise ConfigError(f"--vllm-record-metric {name!r}: use one of {', '.join(RECORDABLE)}")
+
+
+@dataclass
+class VllmBench:
+    """Runs benchmark points against one server and records them everywhere."""
+
+    server: RunningServer
+    settings: BenchSettings
+    store: ResultsStore
+    node_id: str
+    benchmark: Any = None  # pytest-benchmark's fixture, when it is active
+    baseline: dict[str, dict[str, float]] | None = None
+    progress_writer: Callable[[str], None] | None = None
+    on_point: Callable[[PointRecord], None] | None = None
+    hooks: list[Any] = field(default_factory=list)  # objects with before_measure()/after_measure()
+    _tokenizer: Tokenizer | None = field(default=None, init=False, repr=False)
+    _max_model_len: int | None = field(default=None, init=False, repr=False)
+    _used: bool = field(default=False, init=False, repr=False)
+
+    # -- helpers -------------------------------------------------------------------
+    def tokenizer(self) -> Tokenizer:
+        if self._tokenizer is None:
+            if self.settings.tokenizer is not None:
+                self._tokenizer = LocalTokenizer(self.settings.tokenizer)
+            else:
+                self._tokenizer = server_tokenizer(self.server.client, self.server.model)
+        return self._tokenizer
+
+    def max_model_len(self) -> int | None:
+        if self._max_model_len is None:
+            self._max_model_len = _server_max_model_len(self.server)
+        return self._max_model_len
+
+    def skip_if_too_long(self, total_len: int, what: str) -> None:
+        """Skip (with the reason) a point whose prompt + output exceeds the server's limit."""
+        limit = self.max_model_len()
+        if limit is not None and total_len > limit:
+            pytest.skip(
+                f"{what} = {total_len} tokens exceeds the server's max model length {limit}; "
+                f"serve with --vllm-serve-args '--max-model-len {total_len}' (or more) to run this point"
+            )
+
+    def _progress(self, label: str, started: float) -> Callable[[int, int, int], None]:
+        def report(finished: int, failed: int, total: int) -> None:
+            if self.progress_writer is not None:
+                self.progress_writer(
+                    f"[vllm-bench] {label}: {finished}/{total} done, {failed} failed, {time.monotonic() - started:.0f} s"
+                )
+
+        return report
+
+    # -- the point ------------------------------------------------------------------
+    def run(
+        self,
+        workload: Any,
+        schedule: Schedule = Schedule(),
+        *,
+        suite: str = "custom",
+        params: dict[str, Any] | None = None,
+        endpoint: str | None = None,
+    ) -> PointResult:
+        """Measure one point: ``workload`` (see workloads.py) sent at ``schedule``."""
+        if self._used:
+            raise ConfigError("vllm_bench.run() measures one point per test; parametrize the test for more points")
+        self._used = True
+        s = self.settings
+        total = getattr(workload, "max_total_len", None)
+        if total is not None and getattr(workload, "name", "") != "sharegpt":
+            self.skip_if_too_long(total, f"input {getattr(workload, 'input_len', '?')} + output {getattr(workload, 'output_len', '?')}")
+        self.server.check_alive()
+        base = self._baseline_point()
+        if base is not None:
+            check_baseline(base, self.settings.fail_on, source=f"--vllm-baseline for {self.node_id}")
+        prompts = tuple(workload.prompts(self.tokenizer()))
+        options = RequestOptions(
+            model=self.server.model,
+            endpoint=endpoint or s.endpoint,
+            ignore_eos=s.ignore_eos,
+            token_ids=s.token_ids,
+            timeout=s.request_timeout,
+        )
+        processes = s.processes or auto_processes(schedule, len(prompts))
+        plan = LoadPlan(
+            base_url=self.server.url,
+            options=options,
+            prompts=prompts,
+            schedule=schedule,
+            warmup=s.warmup,
+            headers=tuple(self.server.headers.items()),
+            processes=processes,
+        )
+        label = f"{self.node_id.split('::')[-1]} ({schedule.describe()}, {len(prompts)} prompts)"
+        started = time.monotonic()
+        if self.progress_writer:
+            self.progress_writer(f"[vllm-bench] {label}: starting")
+        for hook in self.hooks:
+            hook.before_measure(self.server)
+        try:
+            load = run_load(plan, progress=self._progress(label, started), progress_interval=s.progress_interval)
+        finally:
+            for hook in reversed(self.hooks):
+                hook.after_measure(self.server)
+        point_params = {"workload": getattr(workload, "name", type(workload).__name__), "endpoint": options.endpoint,
+                        "num_prompts": len(prompts), "request_rate": schedule.rate, "burstiness": schedule.burstiness,
+                        "max_concurrency": schedule.max_concurrency, "client_processes": processes,
+                        **{k: v for k, v in vars(workload).items() if isinstance(v, (int, float, str)) and k != "name"},
+                        **(params or {})}
+        try:
+            metrics = compute_metrics(
+                load.records, load.duration, s.percentiles, s.goodput, target_rate(schedule, load.offsets)
+            )
+        except AllRequestsFailedError as exc:
+            self._save_failed(suite, point_params, load, str(exc))
+            died = self.server.death()
+            pytest.fail(f"{exc}" + (f"\nthe server is gone: {died}" if died else ""), pytrace=False)
+        values = metric_values(metrics)
+        if metrics.target_request_rate is not None and math.isfinite(metrics.target_request_rate):
+            values.setdefault("target_request_rate", metrics.target_request_rate)
+        values["client_cpu_ms_per_request"] = 1000 * load.client_cpu_seconds / max(len(load.records), 1)
+        result = self._vllm_result(metrics, load, schedule, options, len(prompts))
+        point = PointRecord(id=self.node_id, suite=suite, params=point_params, metrics=values,
+                            server=self._server_info())
+        file = self.store.save_point(point, result)
+        if self.on_point is not None:
+            self.on_point(point)
+        self._record_benchmark(load, values, point_params, suite)
+        outcome = PointResult(self.node_id, metrics, values, load, file)
+        if self.progress_writer:
+            self.progress_writer(
+                f"[vllm-bench] {label}: {metrics.completed} ok, {metrics.failed} failed, "
+                f"{metrics.request_throughput:.2f} req/s, median TTFT {metrics.ttft.median * 1000:.1f} ms "
+                f"({time.monotonic() - started:.0f} s)"
+            )
+        self._gate(outcome)
+        return outcome
+
+    # -- sinks ------------------------------------------------------------------------
+    def _server_info(self) -> dict[str, Any]:
+        info: dict[str, Any] = {"url": self.server.url, "model": self.server.model, "launcher": self.server.launcher,
+                                "spec": self.server.spec.describe()}
+        info.update({k: v for k, v in self.server.ids.items()})
+        return info
+
+    def _vllm_result(self, metrics, load, schedule, options, num_prompts) -> dict[str, Any]:
+        result = {
+            "date": datetime.now().strftime("%Y%m%d-%H%M%S"),
+            "endpoint_type": "openai-chat" if options.endpoint == "chat" else "openai",
+            "backend": "openai-chat" if options.endpoint == "chat" else "openai",
+            "label": None,
+            "model_id": self.server.model,
+            "tokenizer_id": str(self.settings.tokenizer) if self.settings.tokenizer else self.server.model,
+            "num_prompts": num_prompts,
+            "request_rate": "inf" if math.isinf(schedule.rate) else schedule.rate,
+            "burstiness": schedule.burstiness,
+            "max_concurrency": schedule.max_concurrency,
+        }
+        result.update(to_vllm_result(metrics, load.records))
+        result["client_processes"] = load.processes
+        result["client_cpu_seconds"] = load.client_cpu_seconds
+        return result
+
+    def _save_failed(self, suite: str, params: dict[str, Any], load: LoadResult, reason: str) -> None:
+        """Keep the evidence of a point where every request failed."""
+        errors: dict[str, int] = {}
+        for record in load.records:
+            errors[record.error or "ok"] = errors.get(record.error or "ok", 0) + 1
+        point = PointRecord(id=self.node_id, suite=suite, params=params, metrics={"completed": 0.0,
+                            "failed": float(len(load.records))}, server=self._server_info())
+        self.store.save_point(point, {"completed": 0, "failed": len(load.records), "errors_by_reason": errors,
+                                      "error": reason})
+
+    def _record_benchmark(self, load: LoadResult, values: dict[str, float], params: dict[str, Any], suite: str) -> None:
+        fixture = self.benchmark
+        if fixture is None or getattr(fixture, "disabled", True):
+            return
+        fixture.group = fixture.group or suite
+        fixture.extra_info.update({"metrics": values, "params": params, "recorded_series": self.settings.record_metric})
+        series = _series_values(load, self.settings.record_metric)
+        stats = fixture._make_stats(1)  # pytest-benchmark's own container, fed our samples
+        for value in series:
+            stats.update(value)
+        fixture._mode = "pytest-vllm-serve"
+
+    def _baseline_point(self) -> dict[str, float] | None:
+        if not self.settings.fail_on or self.baseline is None:
+            return None
+        return self.baseline.get(self.node_id)
+
+    def _gate(self, outcome: PointResult) -> None:
+        thresholds = self.settings.fail_on
+        if not thresholds or self.baseline is None:
+            return
+        base = self._baseline_point()
+        if base is None:
+            if self.progress_writer:
+                self.progress_writer(f"[vllm-bench] no baseline for {self.node_id}; not gated")
+            return
+        violations = check_thresholds(base, outcome.values, thresholds)
+        outcome.violations = [v.message for v in violations]
+        if violations:
+            pytest.fail("regression against --vllm-baseline:\n  " + "\n  ".join(outcome.violations), pytrace=False)

@@ -1,0 +1,160 @@
+"""One streaming request, timed: the load generator's unit of work.
+
+Sends a streaming chat or completions request with ``stream_options.include_usage``
+and records, with ``time.perf_counter()``, the arrival of every chunk that carries
+a choice, the tokens in it, the usage counts, and how the stream ended. Errors are
+recorded on the record, never raised: a non-200 answer (with the body's message),
+an exception, a timeout, an empty stream, an error event, or a stream that stops
+without ``[DONE]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from .records import RequestRecord
+from .sse import SSEParser
+
+ENDPOINTS = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One request's input: text (or chat messages) and the lengths it was made for."""
+
+    text: str
+    prompt_len: int
+    output_len: int
+    messages: tuple[dict[str, str], ...] | None = None  # set for multi-turn chat datasets
+
+
+@dataclass(frozen=True)
+class RequestOptions:
+    """What every request of a run carries besides its prompt."""
+
+    model: str
+    endpoint: str = "chat"  # "chat" or "completions"
+    ignore_eos: bool = True
+    token_ids: bool = True  # ask vLLM for token_ids per chunk (exact per-token ITL)
+    timeout: float | None = None  # seconds for the whole request; None: no limit
+    extra_body: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def path(self) -> str:
+        return ENDPOINTS[self.endpoint]
+
+    def payload(self, prompt: Prompt) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": self.model, "stream": True, "stream_options": {"include_usage": True}}
+        if self.endpoint == "chat":
+            body["messages"] = list(prompt.messages) if prompt.messages else [{"role": "user", "content": prompt.text}]
+            body["max_completion_tokens"] = prompt.output_len
+        else:
+            body["prompt"] = prompt.text
+            body["max_tokens"] = prompt.output_len
+        if self.ignore_eos:
+            body["ignore_eos"] = True
+        if self.token_ids:
+            body["return_token_ids"] = True
+        body.update(self.extra_body)
+        return body
+
+
+def _error_message(status: int, body: bytes) -> str:
+    text = body.decode("utf-8", errors="replace")
+    try:
+        data = json.loads(text)
+        err = data.get("error", data) if isinstance(data, dict) else data
+        message = err.get("message") if isinstance(err, dict) else None
+        if message:
+            return f"HTTP {status}: {message}"
+    except ValueError:
+        pass
+    return f"HTTP {status}: {text[:300].strip() or '(empty body)'}"
+
+
+def _chunk_tokens(choice: dict[str, Any]) -> int:
+    ids = choice.get("token_ids")
+    if ids is not None:
+        return len(ids)
+    delta = choice.get("delta")
+    text = delta.get("content") if isinstance(delta, dict) else choice.get("text")
+    return 1 if text else 0
+
+
+def _handle_event(data: str, record: RequestRecord, now: float) -> bool:
+    """Apply one SSE data payload to the record. Returns True on [DONE]."""
+    if data == "[DONE]":
+        record.done_time = now
+        return True
+    chunk = json.loads(data)
+    if not isinstance(chunk, dict):
+        raise ValueError(f"stream event is not a JSON object: {data[:100]!r}")
+    if "error" in chunk and not chunk.get("choices"):
+        err = chunk["error"]
+        message = err.get("message") if isinstance(err, dict) else err
+        raise RuntimeError(f"error event in stream: {message}")
+    choices = chunk.get("choices")
+    if choices:
+        choice = choices[0]
+        record.chunk_times.append(now)
+        record.chunk_tokens.append(_chunk_tokens(choice))
+        if record.first_content_time is None:
+            delta = choice.get("delta")
+            text = delta.get("content") if isinstance(delta, dict) else choice.get("text")
+            if text:
+                record.first_content_time = now
+    usage = chunk.get("usage")
+    if usage:
+        record.prompt_tokens = usage.get("prompt_tokens", record.prompt_tokens)
+        record.completion_tokens = usage.get("completion_tokens", record.completion_tokens)
+    return False
+
+
+async def _stream(client: httpx.AsyncClient, options: RequestOptions, prompt: Prompt, record: RequestRecord) -> None:
+    clock = time.perf_counter
+    record.send_time = clock()
+    async with client.stream("POST", options.path, json=options.payload(prompt)) as response:
+        record.status = response.status_code
+        if response.status_code != 200:
+            record.error = _error_message(response.status_code, await response.aread())
+            return
+        parser = SSEParser()
+        done = False
+        async for raw in response.aiter_raw():
+            now = clock()
+            for event in parser.feed(raw):
+                if done:
+                    continue
+                done = _handle_event(event.data, record, now)
+        for event in parser.close():
+            if not done:
+                done = _handle_event(event.data, record, clock())
+    if not record.chunk_times:
+        record.error = "empty stream: no chunk with a choice arrived"
+    elif not done:
+        record.error = "the stream stopped without [DONE]"
+
+
+async def send(client: httpx.AsyncClient, options: RequestOptions, prompt: Prompt, record: RequestRecord) -> RequestRecord:
+    """Send one streaming request and fill ``record``. Never raises (except cancellation)."""
+    try:
+        if options.timeout:
+            async with asyncio.timeout(options.timeout):
+                await _stream(client, options, prompt, record)
+        else:
+            await _stream(client, options, prompt, record)
+    except TimeoutError:
+        record.error = f"timeout: no complete answer within {options.timeout:g} s (--vllm-request-timeout)"
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # recorded, never raised out of the run
+        record.error = f"{type(exc).__name__}: {exc}"
+    if record.error is None and record.done_time is None:
+        record.error = "the stream stopped without [DONE]"
+    return record

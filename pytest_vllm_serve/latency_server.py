@@ -1,0 +1,233 @@
+"""A stand-in OpenAI streaming server whose latencies are known exactly.
+
+It is not vLLM. It exists to measure the *client*: with a server that streams
+N tokens with a set TTFT and ITL, any difference a client reports is client
+error. Used by the accuracy and capacity benchmarks and by the tests that need
+a deliberately slow server.
+
+    python -m pytest_vllm_serve.latency_server --port 8100 --ttft-ms 50 --itl-ms 10
+
+Chunk times are absolute (request arrival + TTFT + k x ITL), so server-side
+scheduling jitter does not accumulate. Tokens are whitespace-separated words
+(``/tokenize`` and ``/detokenize`` agree with that), and every answer has
+exactly ``max_tokens`` tokens. ``--tokens-per-chunk K`` sends K tokens per
+chunk every K x ITL, like vLLM's ``--stream-interval``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+
+WORD = "tok"
+
+
+@dataclass
+class Timing:
+    ttft: float = 0.0  # seconds
+    itl: float = 0.0  # seconds per token
+    tokens_per_chunk: int = 1
+    model: str = "latency-server"
+    max_model_len: int = 1_000_000
+
+
+class Vocabulary:
+    """Word-level tokenizer: ids are assigned on first sight and never change."""
+
+    def __init__(self) -> None:
+        self.ids: dict[str, int] = {}
+        self.words: list[str] = []
+
+    def encode(self, text: str) -> list[int]:
+        out = []
+        for word in text.split():
+            if word not in self.ids:
+                self.ids[word] = len(self.words)
+                self.words.append(word)
+            out.append(self.ids[word])
+        return out
+
+    def decode(self, ids: list[int]) -> str:
+        return " ".join(self.words[i] if 0 <= i < len(self.words) else WORD for i in ids)
+
+
+def _prompt_text(body: dict) -> str:
+    if "messages" in body:
+        parts = []
+        for message in body["messages"]:
+            content = message.get("content", "")
+            parts.append(content if isinstance(content, str) else " ".join(p.get("text", "") for p in content))
+        return " ".join(parts)
+    prompt = body.get("prompt", "")
+    return prompt if isinstance(prompt, str) else " ".join(map(str, prompt))
+
+
+class LatencyServer:
+    def __init__(self, timing: Timing) -> None:
+        self.timing = timing
+        self.vocab = Vocabulary()
+        self.counter = 0
+
+    # -- HTTP plumbing ---------------------------------------------------------
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                arrived = time.perf_counter()
+                lines = head.decode("latin-1").split("\r\n")
+                method, path, _ = lines[0].split(" ", 2)
+                length = 0
+                for line in lines[1:]:
+                    if line[:15].lower() == "content-length:":
+                        length = int(line[15:].strip())
+                body = await reader.readexactly(length) if length else b""
+                keep = await self.route(method, path.split("?", 1)[0], body, arrived, writer)
+                if not keep:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+            pass
+        finally:
+            try:
+                writer.close()
+            except Exception:
+                pass
+
+    @staticmethod
+    def _json(writer: asyncio.StreamWriter, status: int, payload: object) -> None:
+        data = json.dumps(payload).encode()
+        reason = {200: "OK", 400: "Bad Request", 404: "Not Found"}.get(status, "OK")
+        writer.write(
+            f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+            + data
+        )
+
+    async def route(self, method: str, path: str, body: bytes, arrived: float, writer) -> bool:
+        if method == "GET" and path == "/health":
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        elif method == "GET" and path == "/v1/models":
+            self._json(writer, 200, {"object": "list", "data": [{"id": self.timing.model, "object": "model",
+                                                                  "max_model_len": self.timing.max_model_len}]})
+        elif method == "POST" and path == "/tokenize":
+            request = json.loads(body or b"{}")
+            ids = self.vocab.encode(_prompt_text(request))
+            self._json(writer, 200, {"count": len(ids), "tokens": ids, "max_model_len": self.timing.max_model_len})
+        elif method == "POST" and path == "/detokenize":
+            request = json.loads(body or b"{}")
+            self._json(writer, 200, {"prompt": self.vocab.decode(request.get("tokens", []))})
+        elif method == "POST" and path in ("/v1/completions", "/v1/chat/completions"):
+            request = json.loads(body or b"{}")
+            chat = path.endswith("chat/completions")
+            if request.get("stream"):
+                await self.stream(request, chat, arrived, writer)
+            else:
+                await self.complete(request, chat, arrived, writer)
+        else:
+            self._json(writer, 404, {"error": {"message": f"no route {method} {path}"}})
+        await writer.drain()
+        return True
+
+    # -- generation --------------------------------------------------------------
+    def _lengths(self, request: dict) -> tuple[int, int]:
+        n = int(request.get("max_completion_tokens") or request.get("max_tokens") or 16)
+        return len(_prompt_text(request).split()), max(n, 1)
+
+    async def _sleep_until(self, when: float) -> None:
+        # Sleep to just before the deadline, then yield until it: the loop's timer
+        # alone wakes up to ~1 ms late, which would blur the "known" latencies.
+        delay = when - time.perf_counter()
+        if delay > 0.0015:
+            await asyncio.sleep(delay - 0.0015)
+        while time.perf_counter() < when:
+            await asyncio.sleep(0)
+
+    async def complete(self, request: dict, chat: bool, arrived: float, writer) -> None:
+        prompt_tokens, n = self._lengths(request)
+        await self._sleep_until(arrived + self.timing.ttft + (n - 1) * self.timing.itl)
+        text = " ".join([WORD] * n)
+        choice = {"index": 0, "finish_reason": "length"}
+        choice.update({"message": {"role": "assistant", "content": text}} if chat else {"text": text})
+        self._json(writer, 200, {
+            "id": f"cmpl-{self.counter}", "object": "chat.completion" if chat else "text_completion",
+            "model": self.timing.model, "choices": [choice],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": n, "total_tokens": prompt_tokens + n},
+        })
+
+    async def stream(self, request: dict, chat: bool, arrived: float, writer) -> None:
+        self.counter += 1
+        rid = f"cmpl-{self.counter}"
+        prompt_tokens, n = self._lengths(request)
+        with_ids = bool(request.get("return_token_ids"))
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+
+        def event(payload: object) -> None:
+            data = b"data: " + (payload if isinstance(payload, bytes) else json.dumps(payload).encode()) + b"\n\n"
+            writer.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+        def chunk(tokens: int, last: bool) -> dict:
+            text = " ".join([WORD] * tokens)
+            choice: dict = {"index": 0, "finish_reason": "length" if last else None}
+            choice.update({"delta": {"content": text}} if chat else {"text": text})
+            if with_ids:
+                choice["token_ids"] = [0] * tokens
+            return {"id": rid, "object": "chat.completion.chunk" if chat else "text_completion",
+                    "model": self.timing.model, "choices": [choice]}
+
+        k = max(1, self.timing.tokens_per_chunk)
+        sent = 0
+        first_at = arrived + self.timing.ttft
+        await self._sleep_until(first_at)
+        if chat:  # vLLM sends the role first, with the first token
+            event({"id": rid, "object": "chat.completion.chunk", "model": self.timing.model,
+                   "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]})
+        event(chunk(1, n == 1))
+        sent = 1
+        await writer.drain()
+        while sent < n:
+            tokens = min(k, n - sent)
+            await self._sleep_until(first_at + (sent + tokens - 1) * self.timing.itl)
+            sent += tokens
+            event(chunk(tokens, sent == n))
+            await writer.drain()
+        if (request.get("stream_options") or {}).get("include_usage"):
+            event({"id": rid, "object": "chat.completion.chunk" if chat else "text_completion", "model": self.timing.model,
+                   "choices": [], "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": n,
+                                             "total_tokens": prompt_tokens + n}})
+        event(b"[DONE]")
+        writer.write(b"0\r\n\r\n")
+
+
+async def serve_forever(host: str, port: int, timing: Timing, ready=None) -> None:
+    server = LatencyServer(timing)
+    listener = await asyncio.start_server(server.handle, host, port, backlog=4096, limit=2**20)
+    if ready is not None:
+        ready(listener.sockets[0].getsockname()[1])
+    async with listener:
+        await listener.serve_forever()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8100)
+    parser.add_argument("--ttft-ms", type=float, default=0.0, help="time to first token, from request arrival")
+    parser.add_argument("--itl-ms", type=float, default=0.0, help="gap between tokens")
+    parser.add_argument("--tokens-per-chunk", type=int, default=1, help="tokens per streamed chunk (stream interval)")
+    parser.add_argument("--model", default="latency-server")
+    parser.add_argument("--max-model-len", type=int, default=1_000_000)
+    args = parser.parse_args(argv)
+    timing = Timing(args.ttft_ms / 1000, args.itl_ms / 1000, args.tokens_per_chunk, args.model, args.max_model_len)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    print(f"latency server on {args.host}:{args.port} ttft={args.ttft_ms} ms itl={args.itl_ms} ms", flush=True)
+    asyncio.run(serve_forever(args.host, args.port, timing))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,275 @@
+"""Drive a workload at a schedule and return one RequestRecord per request.
+
+* The schedule is absolute: request *i* is due at ``t0 + offset[i]``; the
+  sender sleeps until then, so a late send never delays the ones after it.
+* ``max_concurrency`` caps requests in flight (time waiting for a slot is the
+  record's queue time, not client lag).
+* Warmup requests go first, wait for completion, and are marked ``warmup``.
+* When one asyncio process cannot keep up, the requests are dealt round-robin
+  to several processes. They share one ``t0`` on the system-wide monotonic
+  clock (``perf_counter`` is CLOCK_MONOTONIC on Linux), so the union of their
+  sends follows the same schedule.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+import httpx
+
+from .client import Prompt, RequestOptions, send
+from .loadworker import read_frame, write_frame
+from .records import RequestRecord
+from .schedule import Schedule, arrival_offsets
+
+Progress = Callable[[int, int, int], None]  # (finished, failed, total)
+
+#: The last stretch before a send is due is waited out by yielding, not sleeping.
+SPIN_WINDOW = 0.0015
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    """Everything one benchmark point sends."""
+
+    base_url: str
+    options: RequestOptions
+    prompts: tuple[Prompt, ...]
+    schedule: Schedule = Schedule()
+    warmup: int = 1
+    headers: tuple[tuple[str, str], ...] = ()
+    processes: int = 1
+
+
+@dataclass
+class LoadResult:
+    records: list[RequestRecord]  # measured requests, in workload order
+    warmup_records: list[RequestRecord]
+    t0: float  # schedule start (perf_counter)
+    duration: float  # t0 to the last measured request's end
+    offsets: list[float]
+    client_cpu_seconds: float  # CPU used by the client process(es) in the measured phase
+    processes: int
+    errors: list[str] = field(default_factory=list)
+
+
+def _limits(concurrency: int | None, n: int) -> httpx.Limits:
+    size = concurrency or max(n, 1)
+    return httpx.Limits(max_connections=size, max_keepalive_connections=size, keepalive_expiry=60)
+
+
+def _client(base_url: str, headers: dict[str, str], concurrency: int | None, n: int) -> httpx.AsyncClient:
+    timeout = httpx.Timeout(connect=30.0, read=None, write=60.0, pool=None)
+    return httpx.AsyncClient(base_url=base_url, headers=headers, timeout=timeout, limits=_limits(concurrency, n))
+
+
+async def _drive(
+    client: httpx.AsyncClient,
+    options: RequestOptions,
+    jobs: list[tuple[int, Prompt, float]],
+    t0: float,
+    concurrency: int | None,
+    on_done: Callable[[RequestRecord], None] | None = None,
+) -> list[RequestRecord]:
+    """Send ``(index, prompt, offset)`` jobs at ``t0 + offset`` and wait for all."""
+    semaphore = asyncio.Semaphore(concurrency) if concurrency else None
+    clock = time.perf_counter
+
+    async def one(record: RequestRecord, prompt: Prompt) -> RequestRecord:
+        if semaphore is None:
+            await send(client, options, prompt, record)
+        else:
+            async with semaphore:
+                await send(client, options, prompt, record)
+        if on_done is not None:
+            on_done(record)
+        return record
+
+    tasks = []
+    for index, prompt, offset in jobs:
+        due = t0 + offset
+        delay = due - clock()
+        if delay > SPIN_WINDOW:
+            # The event loop's timer wakes up to ~1 ms late; sleep to just before
+            # the due time, then yield until it (other requests keep running).
+            await asyncio.sleep(delay - SPIN_WINDOW)
+        while clock() < due:
+            await asyncio.sleep(0)
+        record = RequestRecord(
+            index=index,
+            scheduled_time=due,
+            dispatch_time=clock(),
+            prompt_len=prompt.prompt_len,
+            expected_output_len=prompt.output_len,
+        )
+        tasks.append(asyncio.create_task(one(record, prompt)))
+    return list(await asyncio.gather(*tasks))
+
+
+async def _warmup(plan: LoadPlan, headers: dict[str, str]) -> list[RequestRecord]:
+    if plan.warmup <= 0 or not plan.prompts:
+        return []
+    first = plan.prompts[0]
+    async with _client(plan.base_url, headers, plan.schedule.max_concurrency, plan.warmup) as client:
+        jobs = [(-1 - i, first, 0.0) for i in range(plan.warmup)]
+        records = await _drive(client, plan.options, jobs, time.perf_counter(), plan.schedule.max_concurrency)
+    for record in records:
+        record.warmup = True
+    return records
+
+
+def _split_concurrency(cap: int | None, processes: int, rank: int) -> int | None:
+    if cap is None:
+        return None
+    share = cap // processes + (1 if rank < cap % processes else 0)
+    return max(share, 1)
+
+
+def _end_time(record: RequestRecord) -> float:
+    return record.done_time or (record.chunk_times[-1] if record.chunk_times else record.send_time)
+
+
+def _finish(records: list[RequestRecord], t0: float) -> float:
+    ends = [_end_time(r) for r in records if r.send_time]
+    return (max(ends) - t0) if ends else 0.0
+
+
+def run_load(plan: LoadPlan, progress: Progress | None = None, progress_interval: float = 5.0) -> LoadResult:
+    """Warm up, then send the plan's prompts on schedule. Blocking."""
+    headers = dict(plan.headers)
+    warmups = asyncio.run(_warmup(plan, headers))
+    offsets = arrival_offsets(len(plan.prompts), plan.schedule)
+    if plan.processes <= 1:
+        return _run_single(plan, headers, offsets, warmups, progress, progress_interval)
+    return _run_multi(plan, offsets, warmups, progress, progress_interval)
+
+
+def _run_single(plan, headers, offsets, warmups, progress, interval) -> LoadResult:
+    counts = {"finished": 0, "failed": 0}
+
+    def on_done(record: RequestRecord) -> None:
+        counts["finished"] += 1
+        counts["failed"] += 0 if record.success else 1
+
+    async def reporter(total: int) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            progress(counts["finished"], counts["failed"], total)
+
+    async def main() -> tuple[list[RequestRecord], float, float]:
+        jobs = list(zip(range(len(plan.prompts)), plan.prompts, offsets))
+        async with _client(plan.base_url, headers, plan.schedule.max_concurrency, len(jobs)) as client:
+            task = asyncio.create_task(reporter(len(jobs))) if progress else None
+            cpu0 = time.process_time()
+            t0 = time.perf_counter()
+            try:
+                records = await _drive(client, plan.options, jobs, t0, plan.schedule.max_concurrency, on_done)
+            finally:
+                if task:
+                    task.cancel()
+            return records, t0, time.process_time() - cpu0
+
+    records, t0, cpu = asyncio.run(main())
+    return LoadResult(records, warmups, t0, _finish(records, t0), offsets, cpu, 1)
+
+
+def _run_multi(plan, offsets, warmups, progress, interval) -> LoadResult:
+    """Deal the jobs round-robin to worker subprocesses that share one t0."""
+    jobs = list(zip(range(len(plan.prompts)), plan.prompts, offsets))
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "pytest_vllm_serve.loadworker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        for _ in range(plan.processes)
+    ]
+    frames: "queue.Queue[tuple[int, object]]" = queue.Queue()
+
+    def pump(rank: int, stream) -> None:
+        while True:
+            try:
+                frames.put((rank, read_frame(stream)))
+            except Exception as exc:  # EOF: the worker ended
+                frames.put((rank, ("eof", str(exc))))
+                return
+
+    try:
+        for rank, worker in enumerate(workers):
+            concurrency = _split_concurrency(plan.schedule.max_concurrency, plan.processes, rank)
+            write_frame(worker.stdin, ("plan", plan, concurrency, jobs[rank :: plan.processes]))
+            threading.Thread(target=pump, args=(rank, worker.stdout), daemon=True).start()
+        ready, errors = 0, []
+        while ready < len(workers):
+            rank, frame = frames.get(timeout=120)
+            if frame[0] == "ready":
+                ready += 1
+            else:
+                raise RuntimeError(f"client process {rank} failed to start: {frame[1:]}")
+        t0 = time.perf_counter() + 0.05  # a moment for every worker to read it
+        for worker in workers:
+            write_frame(worker.stdin, ("start", t0))
+        gathered: list[RequestRecord] = []
+        cpu = 0.0
+        done: set[int] = set()
+        status = [(0, 0)] * len(workers)
+        last = time.monotonic()
+        while len(done) < len(workers):
+            try:
+                rank, frame = frames.get(timeout=0.5)
+            except queue.Empty:
+                rank, frame = -1, ("idle",)
+            kind = frame[0]
+            if kind == "progress":
+                status[rank] = (frame[1], frame[2])
+            elif kind == "done":
+                gathered += frame[1]
+                cpu += frame[2]
+                done.add(rank)
+            elif kind in ("error", "eof") and rank not in done:
+                errors.append(f"client process {rank}: {frame[1]}")
+                done.add(rank)
+            if progress and time.monotonic() - last >= interval:
+                progress(sum(s[0] for s in status), sum(s[1] for s in status), len(plan.prompts))
+                last = time.monotonic()
+    finally:
+        for worker in workers:
+            try:
+                worker.stdin.close()
+            except OSError:
+                pass
+            try:
+                worker.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+    if errors:
+        raise RuntimeError("; ".join(errors))
+    gathered.sort(key=lambda r: r.index)
+    return LoadResult(gathered, warmups, t0, _finish(gathered, t0), offsets, cpu, plan.processes)
+
+
+def auto_processes(schedule: Schedule, n: int, per_process_rate: float = 200.0) -> int:
+    """How many client processes a schedule needs: one per ``per_process_rate`` req/s,
+    at most one per CPU core, and one whenever a small concurrency cap rules anyway."""
+    cores = os.cpu_count() or 1
+    if schedule.max_concurrency is not None and schedule.max_concurrency < 8:
+        return 1
+    rate = schedule.ramp.end_rps if schedule.ramp else schedule.rate
+    if math.isinf(rate):
+        wanted = math.ceil(n / per_process_rate)
+    else:
+        wanted = math.ceil(rate / per_process_rate)
+    return max(1, min(cores, wanted, n))
+
+
+def with_processes(plan: LoadPlan, processes: int) -> LoadPlan:
+    return replace(plan, processes=max(1, processes))

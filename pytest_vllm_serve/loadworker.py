@@ -1,0 +1,84 @@
+"""A client process for multi-process load: ``python -m pytest_vllm_serve.loadworker``.
+
+Plain subprocesses (not ``multiprocessing``) so that nothing depends on the
+parent's ``__main__`` being importable. The parent and the worker exchange
+length-prefixed pickle frames over stdin/stdout:
+
+    parent -> worker: ("plan", LoadPlan, rank, jobs)
+    worker -> parent: ("ready",)
+    parent -> worker: ("start", t0)
+    worker -> parent: ("progress", finished, failed) ... then ("done", records, cpu_seconds)
+                      or ("error", message)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import pickle
+import struct
+import sys
+import time
+from typing import Any, BinaryIO
+
+_HEADER = struct.Struct("!Q")
+
+
+def write_frame(stream: BinaryIO, obj: Any) -> None:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_HEADER.pack(len(data)) + data)
+    stream.flush()
+
+
+def read_frame(stream: BinaryIO) -> Any:
+    header = stream.read(_HEADER.size)
+    if len(header) < _HEADER.size:
+        raise EOFError("peer closed the pipe")
+    (size,) = _HEADER.unpack(header)
+    data = stream.read(size)
+    if len(data) < size:
+        raise EOFError("peer closed the pipe mid-frame")
+    return pickle.loads(data)
+
+
+def main() -> int:
+    from .loadgen import _client, _drive  # imported here so the parent's import stays light
+
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    try:
+        _, plan, concurrency, jobs = read_frame(stdin)
+        counts = {"finished": 0, "failed": 0}
+
+        def on_done(record) -> None:
+            counts["finished"] += 1
+            counts["failed"] += 0 if record.success else 1
+
+        async def reporter() -> None:
+            while True:
+                await asyncio.sleep(1.0)
+                write_frame(stdout, ("progress", counts["finished"], counts["failed"]))
+
+        async def run():
+            async with _client(plan.base_url, dict(plan.headers), concurrency, len(jobs)) as client:
+                write_frame(stdout, ("ready",))
+                _, t0 = read_frame(stdin)  # blocks this loop on purpose: nothing else runs yet
+                task = asyncio.create_task(reporter())
+                cpu0 = time.process_time()
+                try:
+                    records = await _drive(client, plan.options, jobs, t0, concurrency, on_done)
+                finally:
+                    task.cancel()
+                return records, time.process_time() - cpu0
+
+        records, cpu = asyncio.run(run())
+        write_frame(stdout, ("done", records, cpu))
+        return 0
+    except Exception as exc:  # the parent turns this into a clear error
+        try:
+            write_frame(stdout, ("error", f"{type(exc).__name__}: {exc}"))
+        except Exception:
+            pass
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

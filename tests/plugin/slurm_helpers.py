@@ -1,0 +1,62 @@
+"""Helpers for the tests that talk to the real SLURM cluster (scripts/services/slurm.sh)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+
+import pytest
+
+FIX = "fix: start the one-node cluster with `bash scripts/services/slurm.sh` (CI: bash scripts/setup.sh --services)"
+
+
+def require_cluster() -> None:
+    """Fail (never skip) when the cluster is not there: these tests exist to run against it."""
+    missing = [c for c in ("sbatch", "srun", "salloc", "squeue", "scontrol", "scancel", "sinfo") if not shutil.which(c)]
+    if missing:
+        pytest.fail(f"the SLURM commands {', '.join(missing)} are not installed.\n{FIX}", pytrace=False)
+    done = subprocess.run(["sinfo", "-h", "-N", "-o", "%N %t"], capture_output=True, text=True, timeout=30)
+    states = done.stdout.split()
+    if done.returncode != 0 or len(states) < 2 or states[1] not in ("idle", "mix", "alloc", "comp"):
+        pytest.fail(
+            f"slurmctld/slurmd are not running or the node is not ready (sinfo: "
+            f"{(done.stdout + done.stderr).strip() or 'no answer'}).\n{FIX}",
+            pytrace=False,
+        )
+
+
+def our_jobs(marker: str) -> list[tuple[int, str]]:
+    """(job id, state) of every queued job whose name or command contains ``marker``."""
+    out = subprocess.run(["squeue", "-h", "-o", "%i|%T|%j|%o"], capture_output=True, text=True, timeout=30).stdout
+    jobs = []
+    for line in out.splitlines():
+        job_id, state, name, command = (line.split("|", 3) + ["", "", ""])[:4]
+        if marker in name or marker in command:
+            jobs.append((int(job_id), state))
+    return jobs
+
+
+def wait_for_job(marker: str, state: str, timeout: float) -> int | None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for job_id, job_state in our_jobs(marker):
+            if job_state == state:
+                return job_id
+        time.sleep(0.3)
+    return None
+
+
+def wait_queue_empty(marker: str, timeout: float) -> list[tuple[int, str]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        left = our_jobs(marker)
+        if not left or time.monotonic() >= deadline:
+            return left
+        time.sleep(0.3)
+
+
+def cancel_all(marker: str) -> None:
+    """Last resort after a failed test: never leave a job of ours in the queue."""
+    for job_id, _ in our_jobs(marker):
+        subprocess.run(["scancel", str(job_id)], capture_output=True, timeout=30)

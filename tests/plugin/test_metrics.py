@@ -1,0 +1,613 @@
+"""Metrics on small hand-computed records, and one cross-check against vLLM's own code.
+
+Times are multiples of 1/8 s so most of the arithmetic is exact in binary floating
+point; the comments show it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pytest_vllm_serve.errors import ConfigError
+from pytest_vllm_serve.metrics import (
+    DEFAULT_PERCENTILES,
+    DETAILED_KEYS,
+    GOODPUT_METRICS,
+    METRIC_DIRECTIONS,
+    SERIES,
+    AllRequestsFailedError,
+    Direction,
+    compute_metrics,
+    compute_stats,
+    exact_peak_concurrency,
+    format_goodput,
+    metric_direction,
+    metric_values,
+    parse_goodput,
+    percentile_label,
+    per_token_itl,
+    to_vllm_result,
+)
+from pytest_vllm_serve.records import RequestRecord
+
+
+def rec(
+    index: int,
+    *,
+    scheduled: float,
+    dispatch: float,
+    send: float,
+    chunks: list[float] = (),
+    tokens: list[int] | None = None,
+    completion: int | None = None,
+    prompt_tokens: int | None = None,
+    prompt_len: int = 100,
+    error: str | None = None,
+    warmup: bool = False,
+) -> RequestRecord:
+    chunks = list(chunks)
+    return RequestRecord(
+        index=index,
+        scheduled_time=scheduled,
+        dispatch_time=dispatch,
+        send_time=send,
+        prompt_len=prompt_len,
+        chunk_times=chunks,
+        chunk_tokens=list(tokens) if tokens is not None else [1] * len(chunks),
+        completion_tokens=completion,
+        prompt_tokens=prompt_tokens,
+        status=200 if error is None else 500,
+        error=error,
+        warmup=warmup,
+    )
+
+
+# Three successful requests, three failed ones, one warmup.
+#
+#        scheduled dispatch send   chunks (tokens)                        usage
+#   A    9.75      9.875    10.0   10.5(1) 10.75(1) 11.0(1) 11.25(1)      prompt 8, completion 4
+#   B    10.0      10.25    10.25  11.25(1) 12.25(3)                      prompt -, completion -
+#   C    10.25     10.25    10.5   10.75(0: chat role chunk) 11.0(1)      prompt 4, completion 1
+#   D    10.5      10.75    10.75  -                                      HTTP 500: boom
+#   E    10.75     11.0     11.0   -                                      HTTP 500: boom
+#   F    11.0      11.5     11.5   11.75(1), then the stream broke
+#   W    warmup, at other times entirely
+#
+# Per request (success only):        A        B          C
+#   TTFT  = first chunk - send       0.5      1.0        0.25
+#   E2EL  = last chunk - send        1.25     2.0        0.5
+#   ITL   = chunk gaps               .25 x3   1.0        0.25 (role chunk -> token chunk)
+#   out   = usage or sum(tokens)     4        1+3 = 4    1
+#   in    = usage or prompt_len      8        100        4
+#   TPOT  = (E2EL-TTFT)/(out-1)      .75/3=.25  1/3      - (out = 1; 0 for goodput)
+#   queue = send - dispatch          0.125    0          0.25
+def records() -> list[RequestRecord]:
+    return [
+        rec(0, scheduled=9.75, dispatch=9.875, send=10.0, chunks=[10.5, 10.75, 11.0, 11.25], completion=4, prompt_tokens=8),
+        rec(1, scheduled=10.0, dispatch=10.25, send=10.25, chunks=[11.25, 12.25], tokens=[1, 3], prompt_len=100),
+        rec(2, scheduled=10.25, dispatch=10.25, send=10.5, chunks=[10.75, 11.0], tokens=[0, 1], completion=1, prompt_tokens=4),
+        rec(3, scheduled=10.5, dispatch=10.75, send=10.75, error="HTTP 500: boom"),
+        rec(4, scheduled=10.75, dispatch=11.0, send=11.0, error="HTTP 500: boom"),
+        rec(5, scheduled=11.0, dispatch=11.5, send=11.5, chunks=[11.75], error="the stream stopped without [DONE]"),
+        rec(99, scheduled=0.0, dispatch=3.0, send=3.0, chunks=[3.5, 9.0], completion=2, prompt_tokens=7, warmup=True),
+    ]
+
+
+DURATION = 4.0
+
+
+@pytest.fixture
+def m():
+    return compute_metrics(records(), DURATION, goodput_slos={"ttft": 600, "tpot": 300, "e2el": 1500}, target_request_rate=4.0)
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def test_stats_mean_median_population_std_linear_percentiles():
+    s = compute_stats([4.0, 1.0, 3.0, 2.0], percentiles=(0, 50, 90, 99.9, 100))
+    assert s.count == 4
+    assert s.mean == 2.5  # 10 / 4
+    assert s.median == 2.5  # (2 + 3) / 2
+    # population: sqrt(((1.5)^2 + (0.5)^2 + (0.5)^2 + (1.5)^2) / 4) = sqrt(5 / 4)
+    assert s.std == pytest.approx(math.sqrt(1.25))
+    # linear interpolation on sorted [1, 2, 3, 4]: rank = p / 100 * (n - 1)
+    assert s.percentiles[0] == 1.0
+    assert s.percentiles[50] == 2.5  # rank 1.5
+    assert s.percentiles[90] == pytest.approx(3.7)  # rank 2.7 -> 3 + 0.7 * (4 - 3)
+    assert s.percentiles[99.9] == pytest.approx(3.997)  # rank 2.997
+    assert s.percentiles[100] == 4.0
+
+
+def test_stats_default_percentiles_and_bad_input():
+    assert tuple(compute_stats([1.0]).percentiles) == DEFAULT_PERCENTILES == (50, 90, 95, 99)
+    with pytest.raises(ValueError):
+        compute_stats([])
+    with pytest.raises(ConfigError, match="outside 0..100"):
+        compute_stats([1.0], percentiles=(101,))
+
+
+@pytest.mark.parametrize(("p", "label"), [(99, "99"), (99.0, "99"), (99.9, "99.9"), (0.5, "0.5"), (100, "100"), (50.0, "50")])
+def test_percentile_label_is_vllms(p, label):
+    # vLLM: str(int(p)) if int(p) == p else str(p)
+    assert percentile_label(p) == label
+
+
+# --------------------------------------------------------------------------- counts and throughput
+
+
+def test_counts_and_failure_reasons(m):
+    assert m.completed == 3
+    assert m.failed == 3  # D, E and F (F streamed a chunk, then broke)
+    assert m.failure_reasons == {"HTTP 500: boom": 2, "the stream stopped without [DONE]": 1}
+    assert m.warmup_excluded == 1
+
+
+def test_token_totals_and_throughputs(m):
+    assert m.total_input_tokens == 112  # 8 (usage) + 100 (no usage: workload length) + 4
+    assert m.total_output_tokens == 9  # 4 (usage) + 1+3 (chunk tokens, no usage) + 1
+    assert m.request_throughput == 0.75  # 3 completed / 4 s
+    assert m.output_throughput == 2.25  # 9 / 4
+    assert m.total_token_throughput == 30.25  # (112 + 9) / 4
+
+
+def test_goodput_counts_requests_within_every_slo(m):
+    # SLOs ttft 600 ms, tpot 300 ms, e2el 1500 ms:
+    #   A: .5 <= .6, .25 <= .3, 1.25 <= 1.5 -> good
+    #   B: ttft 1.0 > .6                    -> not good
+    #   C: .25, tpot 0 (one token), .5      -> good
+    assert m.request_goodput == 0.5  # 2 good / 4 s
+    assert m.goodput_slos == {"ttft": 600.0, "tpot": 300.0, "e2el": 1500.0}
+
+
+def test_goodput_uses_tpot_zero_for_single_token_requests():
+    # tpot <= 0 ms: only C (one output token, so tpot counts as 0) -> 1 / 4 s
+    assert compute_metrics(records(), DURATION, goodput_slos={"tpot": 0}).request_goodput == 0.25
+    # tpot <= 300 ms: A (.25) and C (0); B's 1/3 s is over -> 2 / 4 s
+    assert compute_metrics(records(), DURATION, goodput_slos={"tpot": 300}).request_goodput == 0.5
+
+
+def test_goodput_absent_without_slos():
+    assert compute_metrics(records(), DURATION).request_goodput is None
+    assert compute_metrics(records(), DURATION, goodput_slos={}).request_goodput is None
+    with pytest.raises(ConfigError, match="unknown goodput SLO 'itl'"):
+        compute_metrics(records(), DURATION, goodput_slos={"itl": 5})
+
+
+# --------------------------------------------------------------------------- latencies
+
+
+def test_ttft(m):
+    # [0.5, 1.0, 0.25]: mean 1.75 / 3; median 0.5; sorted [.25, .5, 1.0]
+    assert m.ttft.count == 3
+    assert m.ttft.mean == pytest.approx(1.75 / 3)
+    assert m.ttft.median == 0.5
+    # deviations from 7/12: -1/12, 5/12, -4/12 -> variance (1 + 25 + 16) / 144 / 3 = 14 / 144
+    assert m.ttft.std == pytest.approx(math.sqrt(14) / 12)
+    assert m.ttft.percentiles[90] == pytest.approx(0.9)  # rank 1.8 -> .5 + .8 * .5
+    assert m.ttft.percentiles[99] == pytest.approx(0.99)  # rank 1.98 -> .5 + .98 * .5
+
+
+def test_tpot_only_for_more_than_one_output_token(m):
+    # A: (1.25 - 0.5) / (4 - 1) = 0.25;  B: (2.0 - 1.0) / (4 - 1) = 1/3;  C has one token: left out
+    assert m.tpot.count == 2
+    assert m.tpot.mean == pytest.approx((0.25 + 1 / 3) / 2)
+    assert m.tpot.median == pytest.approx((0.25 + 1 / 3) / 2)
+    assert m.tpot.std == pytest.approx((1 / 3 - 0.25) / 2)
+
+
+def test_itl_is_every_chunk_gap_of_successful_requests(m):
+    # A: .25 .25 .25; B: 1.0; C: .25 (the role chunk is a chunk for vLLM); F failed: none
+    assert m.itl.count == 5
+    assert m.itl.mean == pytest.approx(0.4)  # 2.0 / 5
+    assert m.itl.median == 0.25
+    assert m.itl.percentiles[90] == pytest.approx(0.7)  # sorted [.25 x4, 1], rank 3.6 -> .25 + .6 * .75
+
+
+def test_e2el(m):
+    # [1.25, 2.0, 0.5]
+    assert m.e2el.mean == 1.25  # 3.75 / 3
+    assert m.e2el.median == 1.25
+    assert m.e2el.percentiles[50] == 1.25
+
+
+def test_per_token_itl_divides_each_gap_by_the_chunks_tokens(m):
+    # A: three 1-token gaps of .25; B: one gap of 1.0 carrying 3 tokens -> 3 x 1/3;
+    # C: the role chunk carries no token, so C's only token chunk has no gap before it.
+    assert per_token_itl(records()[0]) == [0.25, 0.25, 0.25]
+    assert per_token_itl(records()[1]) == pytest.approx([1 / 3] * 3)
+    assert per_token_itl(records()[2]) == []
+    assert m.per_token_itl.count == 6
+    assert m.per_token_itl.mean == pytest.approx((0.75 + 1.0) / 6)  # (decode time) / (decode tokens)
+    assert m.per_token_itl.median == pytest.approx((0.25 + 1 / 3) / 2)
+
+
+def test_per_token_itl_zero_token_chunk_does_not_split_a_gap():
+    r = rec(0, scheduled=0, dispatch=0, send=0, chunks=[1.0, 1.5, 2.0, 3.0], tokens=[1, 0, 2, 0])
+    # token chunks at 1.0 (1) and 2.0 (2): one gap of 1.0 over 2 tokens -> [.5, .5]
+    assert per_token_itl(r) == [0.5, 0.5]
+    bad = rec(0, scheduled=0, dispatch=0, send=0, chunks=[1.0, 2.0], tokens=[1])
+    with pytest.raises(ValueError, match="2 chunk times but 1 chunk token counts"):
+        per_token_itl(bad)
+
+
+def test_multi_token_chunks_do_not_change_vllms_itl_but_do_change_per_token_itl():
+    # One request streaming 8 tokens in 2 chunks of 4, 0.4 s apart (speculative decoding).
+    r = rec(0, scheduled=0, dispatch=0, send=0, chunks=[0.5, 0.9], tokens=[4, 4], completion=8)
+    m = compute_metrics([r], 1.0)
+    assert m.itl.mean == pytest.approx(0.4)  # vLLM: the chunk gap
+    assert m.per_token_itl.mean == pytest.approx(0.1)  # 0.4 / 4 tokens
+    assert m.tpot.mean == pytest.approx(0.4 / 7)  # vLLM: (0.9 - 0.5) / (8 - 1)
+
+
+def test_client_queue_time_and_e2el_including_it(m):
+    # queue = send - dispatch over successful requests: [.125, 0, .25]
+    assert m.client_queue_time.mean == 0.125
+    # E2EL + queue: [1.375, 2.0, 0.75]
+    assert m.e2el_including_client_queue.mean == 1.375  # 4.125 / 3
+
+
+# --------------------------------------------------------------------------- send side
+
+
+def test_send_lag_over_every_measured_request(m):
+    # dispatch - scheduled: A .125, B .25, C 0, D .25, E .25, F .5 (failed requests were sent too)
+    assert m.send_lag.count == 6
+    assert m.send_lag.mean == pytest.approx(1.375 / 6)
+    assert m.send_lag.median == 0.25  # sorted [0, .125, .25, .25, .25, .5]
+
+
+def test_scheduled_and_achieved_request_rates(m):
+    # 6 requests = 5 gaps. Scheduled 9.75 .. 11.0: 5 / 1.25 = 4.0. Sent 10.0 .. 11.5: 5 / 1.5
+    assert m.target_request_rate == 4.0
+    assert m.scheduled_request_rate == 4.0
+    assert m.achieved_request_rate == pytest.approx(10 / 3)
+
+
+def test_rates_need_two_requests():
+    r = rec(0, scheduled=0, dispatch=0, send=0, chunks=[1.0])
+    m = compute_metrics([r], 1.0)
+    assert m.scheduled_request_rate is None and m.achieved_request_rate is None
+    # rate inf: every request due at one instant
+    same = [rec(i, scheduled=0, dispatch=0, send=0.5 * i, chunks=[1.0 + i]) for i in range(3)]
+    m = compute_metrics(same, 4.0)
+    assert m.scheduled_request_rate == math.inf
+    assert m.achieved_request_rate == 2.0  # 2 gaps / 1.0 s
+    assert "scheduled_request_rate" not in metric_values(m)
+
+
+# --------------------------------------------------------------------------- peaks
+
+
+def test_vllm_peaks_use_one_second_buckets(m):
+    # Buckets from the first send (10.0); one token per chunk, as vLLM counts:
+    #   A 10.5 10.75 -> b0, 11.0 11.25 -> b1;  B 11.25 -> b1, 12.25 -> b2;  C 10.75 -> b0, 11.0 -> b1
+    #   b0 = 3, b1 = 4, b2 = 1
+    assert m.max_output_tokens_per_s == 4.0
+    # active from the send's bucket to the last chunk's: A b0-b1, B b0-b2, C b0-b1 -> b0 = 3
+    assert m.max_concurrent_requests == 3
+    # exactly: at 10.5, A [10, 11.25), B [10.25, 12.25) and C [10.5, 11) are all open
+    assert m.exact_peak_concurrent_requests == 3
+
+
+def test_exact_peak_differs_from_vllms_buckets_for_short_sequential_requests():
+    # Two requests one after the other inside one second: never concurrent, yet vLLM
+    # counts both in bucket 0.
+    rs = [
+        rec(0, scheduled=0, dispatch=0, send=0.0, chunks=[0.125, 0.25]),
+        rec(1, scheduled=0.5, dispatch=0.5, send=0.5, chunks=[0.625, 0.75]),
+    ]
+    m = compute_metrics(rs, 1.0)
+    assert m.max_concurrent_requests == 2
+    assert m.exact_peak_concurrent_requests == 1
+
+
+def test_exact_peak_concurrency_sweep_line():
+    assert exact_peak_concurrency([]) == 0
+    assert exact_peak_concurrency([(0, 2), (1, 3), (1.5, 1.75)]) == 3
+    assert exact_peak_concurrency([(0, 1), (1, 2), (2, 3)]) == 1  # end == next start: not overlapping
+    assert exact_peak_concurrency([(0, 10), (1, 2), (3, 4), (5, 6)]) == 2
+
+
+# --------------------------------------------------------------------------- exclusions and failures
+
+
+def test_warmup_records_are_excluded_from_everything():
+    measured = [r for r in records() if not r.warmup]
+    with_warmup = compute_metrics(records(), DURATION)
+    without = compute_metrics(measured, DURATION)
+    assert with_warmup == dataclasses.replace(without, warmup_excluded=1)
+
+
+def test_failed_requests_are_excluded_from_latencies_even_with_chunks(m):
+    # F streamed a chunk, then failed: it adds no TTFT, E2EL, TPOT or peak, only a send lag
+    assert (m.ttft.count, m.e2el.count, m.tpot.count, m.itl.count) == (3, 3, 2, 5)
+    assert m.send_lag.count == 6
+
+
+def test_success_without_a_chunk_counts_as_failed():
+    empty = rec(0, scheduled=0, dispatch=0, send=0)  # error None, but nothing streamed
+    ok = rec(1, scheduled=0, dispatch=0, send=0, chunks=[1.0])
+    m = compute_metrics([empty, ok], 1.0)
+    assert (m.completed, m.failed) == (1, 1)
+    assert m.failure_reasons == {"no chunk with a choice arrived": 1}
+
+
+def test_failure_reason_groups_by_first_line_or_traceback_last_line():
+    tb = "Traceback (most recent call last):\n  File x\nConnectionResetError: reset by peer\n"
+    rs = [
+        rec(0, scheduled=0, dispatch=0, send=0, error=tb),
+        rec(1, scheduled=0, dispatch=0, send=0, error="HTTP 400: too long\nmore detail"),
+        rec(2, scheduled=0, dispatch=0, send=0, error=""),
+        rec(3, scheduled=0, dispatch=0, send=0, chunks=[1.0]),
+    ]
+    m = compute_metrics(rs, 1.0)
+    assert m.failure_reasons == {
+        "ConnectionResetError: reset by peer": 1,
+        "HTTP 400: too long": 1,
+        "unknown error (empty message)": 1,
+    }
+
+
+def test_all_failed_raises_instead_of_reporting_zeros():
+    rs = [rec(i, scheduled=0, dispatch=0, send=0, error="HTTP 404: model not found") for i in range(5)]
+    rs.append(rec(9, scheduled=0, dispatch=0, send=0, chunks=[1.0], warmup=True))  # a warmup success does not count
+    with pytest.raises(AllRequestsFailedError) as info:
+        compute_metrics(rs, 10.0)
+    text = str(info.value)
+    assert "all 5 measured requests failed" in text
+    assert "5 x HTTP 404: model not found" in text
+    assert "fix:" in text
+    assert info.value.failure_reasons == {"HTTP 404: model not found": 5}
+
+
+def test_no_measured_request_raises():
+    with pytest.raises(AllRequestsFailedError, match="no measured request"):
+        compute_metrics([rec(0, scheduled=0, dispatch=0, send=0, chunks=[1.0], warmup=True)], 1.0)
+    with pytest.raises(AllRequestsFailedError):
+        compute_metrics([], 1.0)
+
+
+@pytest.mark.parametrize("duration", [0, -1.0, math.inf, math.nan, "x"])
+def test_bad_duration(duration):
+    with pytest.raises(ValueError, match="duration must be a positive number"):
+        compute_metrics(records(), duration)
+
+
+def test_single_token_outputs_have_no_tpot_or_itl():
+    rs = [rec(i, scheduled=0, dispatch=0, send=0, chunks=[0.5], completion=1) for i in range(2)]
+    m = compute_metrics(rs, 1.0)
+    assert m.tpot is None and m.itl is None and m.per_token_itl is None
+    values = metric_values(m)
+    assert "mean_tpot_ms" not in values and "mean_itl_ms" not in values and "mean_ttft_ms" in values
+    result = to_vllm_result(m, rs)
+    assert result["mean_tpot_ms"] == 0.0 and result["p99_itl_ms"] == 0.0  # what vLLM writes
+    assert result["mean_per_token_itl_ms"] is None  # ours: not measured
+
+
+# --------------------------------------------------------------------------- names and the result file
+
+
+def test_metric_values_names_and_ms(m):
+    v = metric_values(m)
+    assert v["mean_ttft_ms"] == pytest.approx(1750 / 3)
+    assert v["p90_ttft_ms"] == pytest.approx(900)
+    assert v["median_e2el_ms"] == 1250
+    assert v["mean_per_token_itl_ms"] == pytest.approx(1750 / 6)
+    assert v["median_send_lag_ms"] == 250
+    assert v["output_throughput"] == 2.25
+    assert v["request_goodput"] == 0.5
+    assert v["completed"] == 3 and v["failed"] == 3
+    assert v["max_concurrent_requests"] == 3 and v["exact_peak_concurrent_requests"] == 3
+    assert v["achieved_request_rate"] == pytest.approx(10 / 3)
+    assert "target_request_rate" not in v  # an input, not a measurement
+    for name in v:
+        assert metric_direction(name) is not None, name
+    expected = {f"{s}_{series}_ms" for series in SERIES for s in ("mean", "median", "std", "p50", "p90", "p95", "p99")}
+    assert expected <= set(v)
+
+
+def test_directions():
+    assert METRIC_DIRECTIONS["p99_ttft_ms"] is Direction.LOWER_IS_BETTER
+    assert METRIC_DIRECTIONS["output_throughput"] is Direction.HIGHER_IS_BETTER
+    assert METRIC_DIRECTIONS["request_goodput"] is Direction.HIGHER_IS_BETTER
+    assert METRIC_DIRECTIONS["failed"] is Direction.LOWER_IS_BETTER
+    assert METRIC_DIRECTIONS["total_output_tokens"] is Direction.NEITHER
+    assert metric_direction("p99.9_ttft_ms") is Direction.LOWER_IS_BETTER
+    assert metric_direction("p0.5_per_token_itl_ms") is Direction.LOWER_IS_BETTER
+    for bad in ("p99.0_ttft_ms", "p101_ttft_ms", "p99_ttft", "ttft", "p99_foo_ms", "mean_ttft_s", "p99_ttft_ms\n"):
+        assert metric_direction(bad) is None, bad
+
+
+def test_percentile_naming_with_p99_9():
+    m = compute_metrics(records(), DURATION, percentiles=(50, 99.9))
+    v = metric_values(m)
+    assert "p99.9_ttft_ms" in v and "p50_ttft_ms" in v
+    assert "p99_ttft_ms" not in v and "p99.0_ttft_ms" not in v
+    # ttft sorted [.25, .5, 1.0]: rank .999 * 2 = 1.998 -> .5 + .998 * .5 = .999 s
+    assert v["p99.9_ttft_ms"] == pytest.approx(999)
+    assert to_vllm_result(m, records())["p99.9_ttft_ms"] == v["p99.9_ttft_ms"]
+
+
+# The keys vllm bench serve's benchmark() writes for a generation run, in its order
+# (generated_texts aside: texts are not recorded), with percentiles 50/90/95/99 and
+# --percentile-metrics ttft,tpot,itl,e2el,client_queue_time,e2el_including_client_queue.
+VLLM_KEYS = [
+    "duration", "completed", "failed", "total_input_tokens", "total_output_tokens",
+    "request_throughput", "request_goodput", "output_throughput", "total_token_throughput",
+    "input_lens", "output_lens", "ttfts", "itls", "latencies", "start_times", "queue_times",
+    "errors", "max_output_tokens_per_s", "max_concurrent_requests", "rtfx",
+] + [
+    f"{s}_{series}_ms"
+    for series in ("ttft", "tpot", "itl", "e2el", "client_queue_time", "e2el_including_client_queue")
+    for s in ("mean", "median", "std", "p50", "p90", "p95", "p99")
+]  # fmt: skip
+
+
+def test_vllm_result_keys_and_values(m):
+    result = to_vllm_result(m, records())
+    keys = list(result)
+    assert keys[: len(VLLM_KEYS)] == VLLM_KEYS
+    extras = keys[len(VLLM_KEYS) :]
+    assert "mean_per_token_itl_ms" in extras and "p99_send_lag_ms" in extras
+    ours = {"achieved_request_rate", "scheduled_request_rate", "target_request_rate", "exact_peak_concurrent_requests"}
+    assert ours <= set(extras)
+    assert not set(extras) & set(VLLM_KEYS)
+    json.dumps(result, allow_nan=False)  # plain JSON
+    # per request, in workload order, the warmup left out; failed ones as vLLM leaves them
+    assert result["input_lens"] == [8, 100, 4, 100, 100, 100]
+    assert result["output_lens"] == [4, 4, 1, 0, 0, 0]
+    assert result["ttfts"] == [0.5, 1.0, 0.25, 0.0, 0.0, 0.25]
+    assert result["latencies"] == [1.25, 2.0, 0.5, 0.0, 0.0, 0.0]
+    assert result["itls"] == [[0.25, 0.25, 0.25], [1.0], [0.25], [], [], []]
+    assert result["start_times"] == [10.0, 10.25, 10.5, 10.75, 11.0, 11.5]
+    assert result["queue_times"] == [0.125, 0.0, 0.25, 0.0, 0.0, 0.0]
+    assert result["errors"] == ["", "", "", "HTTP 500: boom", "HTTP 500: boom", "the stream stopped without [DONE]"]
+    assert result["scheduled_times"] == [9.75, 10.0, 10.25, 10.5, 10.75, 11.0]
+    assert result["request_goodput"] == 0.5
+    assert result["failure_reasons"] == m.failure_reasons
+    # every value metric_values gives is in the file under the same name, so a saved
+    # file can serve as the baseline of the gate
+    for name, value in metric_values(m).items():
+        assert result[name] == value, name
+
+
+def test_vllm_result_without_details_drops_what_vllm_drops(m):
+    result = to_vllm_result(m, records(), detailed=False)
+    for key in DETAILED_KEYS:
+        assert key not in result
+    assert "latencies" in result and "queue_times" in result  # vLLM keeps these
+    assert to_vllm_result(compute_metrics(records(), DURATION), records())["request_goodput"] is None
+
+
+# --------------------------------------------------------------------------- goodput spec
+
+
+def test_parse_goodput():
+    assert parse_goodput("ttft:500,tpot:50,e2el:2000") == {"ttft": 500.0, "tpot": 50.0, "e2el": 2000.0}
+    assert parse_goodput(" tpot : 12.5 ") == {"tpot": 12.5}
+    assert parse_goodput("e2el:0") == {"e2el": 0.0}
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("", "empty"),
+        ("ttft", "is not KEY:MS"),
+        ("ttft:", "is not KEY:MS"),
+        ("itl:50", "unknown goodput metric 'itl'"),
+        ("TTFT:50", "unknown goodput metric 'TTFT'"),
+        ("ttft:-1", "not a non-negative number"),
+        ("ttft:abc", "not a non-negative number"),
+        ("ttft:inf", "not a non-negative number"),
+        ("ttft:nan", "not a non-negative number"),
+        ("ttft:500,ttft:400", "given twice"),
+        ("ttft:500,", "is not KEY:MS"),
+    ],
+)
+def test_parse_goodput_errors(spec, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        parse_goodput(spec)
+    assert "fix:" in str(info.value)
+
+
+GOODPUT_ATOMS = ["ttft", "tpot", "e2el", "itl", ":", ",", " ", "-", "1", "0.5", "e3", "nan", "%"]
+
+
+@given(st.one_of(st.text(), st.lists(st.sampled_from(GOODPUT_ATOMS)).map("".join)))
+def test_parse_goodput_garbage_raises_only_config_error(spec):
+    try:
+        slos = parse_goodput(spec)
+    except ConfigError:
+        return
+    assert set(slos) <= set(GOODPUT_METRICS)
+    assert all(math.isfinite(v) and v >= 0 for v in slos.values())
+
+
+@given(st.dictionaries(st.sampled_from(GOODPUT_METRICS), st.floats(min_value=0, allow_infinity=False), min_size=1))
+def test_goodput_round_trips(slos):
+    assert parse_goodput(format_goodput(slos)) == slos
+
+
+# --------------------------------------------------------------------------- vLLM's own code
+
+
+def _synthetic_records(n: int = 60, seed: int = 7) -> list[RequestRecord]:
+    """Random arrivals, chunk gaps and multi-token chunks; some failures and one-token outputs."""
+    rng = random.Random(seed)
+    out: list[RequestRecord] = []
+    t = 100.0
+    for i in range(n):
+        t += rng.expovariate(8.0)
+        dispatch = t + rng.uniform(0, 0.002)
+        send = dispatch + rng.choice([0.0, rng.uniform(0, 0.3)])
+        if rng.random() < 0.1:
+            out.append(rec(i, scheduled=t, dispatch=dispatch, send=send, error="HTTP 503: overloaded", prompt_len=50))
+            continue
+        chunk_count = 1 if rng.random() < 0.15 else rng.randint(2, 30)
+        now = send + rng.uniform(0.05, 1.5)
+        chunks, tokens = [], []
+        for _ in range(chunk_count):
+            chunks.append(now)
+            tokens.append(rng.choice([1, 1, 1, 2, 4]))
+            now += rng.uniform(0.005, 0.2)
+        out.append(
+            rec(i, scheduled=t, dispatch=dispatch, send=send, chunks=chunks, tokens=tokens,
+                completion=sum(tokens), prompt_tokens=rng.randint(10, 500))
+        )  # fmt: skip
+    return out
+
+
+def test_identical_to_vllm_calculate_metrics():
+    serve = pytest.importorskip("vllm.benchmarks.serve")
+    from vllm.benchmarks.lib.endpoint_request_func import RequestFuncOutput
+
+    rs = _synthetic_records()
+    duration = max(r.chunk_times[-1] for r in rs if r.chunk_times) - min(r.scheduled_time for r in rs) + 0.01
+    percentiles = [50.0, 90.0, 95.0, 99.0, 99.9]
+    slos = {"ttft": 900.0, "tpot": 120.0, "e2el": 3000.0}
+
+    outputs = []
+    for r in rs:
+        ok = r.error is None
+        outputs.append(
+            RequestFuncOutput(
+                success=ok,
+                latency=r.latency if ok else 0.0,
+                output_tokens=r.completion_tokens or 0,
+                ttft=r.ttft if ok else 0.0,
+                itl=r.itl if ok else [],
+                prompt_len=r.prompt_tokens if r.prompt_tokens is not None else r.prompt_len,
+                error="" if ok else r.error,
+                start_time=r.send_time,
+                client_queue_time=r.queue_time,
+            )
+        )
+    theirs, their_output_lens = serve.calculate_metrics(
+        input_requests=[], outputs=outputs, dur_s=duration, tokenizer=None,
+        selected_percentiles=percentiles, goodput_config_dict=slos,
+    )  # fmt: skip
+    ours = compute_metrics(rs, duration, percentiles=percentiles, goodput_slos=slos)
+    assert ours.failed > 0 and ours.tpot.count < ours.completed  # the data exercises both rules
+
+    for name in ("completed", "failed", "request_throughput", "request_goodput", "output_throughput",
+                 "total_token_throughput", "max_output_tokens_per_s", "max_concurrent_requests"):  # fmt: skip
+        assert getattr(ours, name) == getattr(theirs, name), name
+    assert ours.total_input_tokens == theirs.total_input
+    assert ours.total_output_tokens == theirs.total_output
+    result = to_vllm_result(ours, rs)
+    assert result["output_lens"] == their_output_lens
+    for series in ("ttft", "tpot", "itl", "e2el"):
+        for stat in ("mean", "median", "std"):
+            key = f"{stat}_{series}_ms"
+            assert result[key] == getattr(theirs, key), key
+        for p, value in getattr(theirs, f"percentiles_{series}_ms"):
+            key = f"p{percentile_label(p)}_{series}_ms"
+            assert result[key] == value, key
