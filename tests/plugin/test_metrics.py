@@ -436,14 +436,14 @@ def test_percentile_naming_with_p99_9():
     assert to_vllm_result(m, records())["p99.9_ttft_ms"] == v["p99.9_ttft_ms"]
 
 
-# The keys vllm bench serve's benchmark() writes for a generation run, in its order
-# (generated_texts aside: texts are not recorded), with percentiles 50/90/95/99 and
+# The keys vllm bench serve's benchmark() writes for a generation run, in its order,
+# with percentiles 50/90/95/99 and
 # --percentile-metrics ttft,tpot,itl,e2el,client_queue_time,e2el_including_client_queue.
 VLLM_KEYS = [
     "duration", "completed", "failed", "total_input_tokens", "total_output_tokens",
     "request_throughput", "request_goodput", "output_throughput", "total_token_throughput",
     "input_lens", "output_lens", "ttfts", "itls", "latencies", "start_times", "queue_times",
-    "errors", "max_output_tokens_per_s", "max_concurrent_requests", "rtfx",
+    "generated_texts", "errors", "max_output_tokens_per_s", "max_concurrent_requests", "rtfx",
 ] + [
     f"{s}_{series}_ms"
     for series in ("ttft", "tpot", "itl", "e2el", "client_queue_time", "e2el_including_client_queue")

@@ -113,12 +113,12 @@ def test_a_cancelled_job_fails_the_test_quickly(pytester, inner_args, procs, clu
         time.sleep(2)  # let vLLM begin to start
         subprocess.run(["scancel", str(job_id)], check=True, timeout=30)
         cancelled = time.monotonic()
-        out, err = proc.communicate(timeout=90)
+        proc.wait(timeout=90)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert time.monotonic() - cancelled < 45
-    text = out.decode() + err.decode()
+    text = proc.stdout.read().decode() + proc.stderr.read().decode()
     assert f"SLURM job {job_id} is CANCELLED" in text or f"SLURM job {job_id} has left the queue" in text, text[-3000:]
     assert "1 error" in text
     assert wait_until(lambda: not procs.alive(), timeout=20), describe(procs.alive())

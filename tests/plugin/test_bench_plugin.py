@@ -1,0 +1,227 @@
+"""Benchmark points through the plugin: results files, pytest-benchmark JSON,
+regression gates against a deliberately slowed server, and bad input.
+
+The server here is the latency test server (known timings, instant startup),
+attached with --vllm-url; the suites' runs against real vLLM are in tests/benchmarks.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pytest_vllm_serve.latency_server import running
+
+ROOT = Path(__file__).resolve().parents[2]
+
+POINT = """
+import math
+import pytest
+from pytest_vllm_serve.schedule import Schedule
+from pytest_vllm_serve.workloads import RandomWorkload
+
+@pytest.mark.benchmark
+def test_point(vllm_bench):
+    s = vllm_bench.settings
+    vllm_bench.run(RandomWorkload(s.input_len, s.output_len, s.num_prompts, s.seed),
+                   Schedule(rate=math.inf), suite="custom")
+"""
+
+SMALL = ["--vllm-num-prompts=12", "--vllm-input-len=6", "--vllm-output-len=5", "--vllm-warmup=1"]
+
+
+def run(pytester, url, *args, timeout=120):
+    return pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", f"--vllm-url={url}", f"--vllm-results-dir={pytester.path / 'results'}",
+        *SMALL, *args, timeout=timeout,
+    )
+
+
+def latest(pytester) -> Path:
+    return (pytester.path / "results" / "latest").resolve()
+
+
+def text(result) -> str:
+    return result.stdout.str() + result.stderr.str()
+
+
+def test_point_results_files_and_benchmark_json(pytester):
+    pytester.makepyfile(POINT)
+    with running(ttft_ms=20, itl_ms=2) as url:
+        result = run(pytester, url, "--benchmark-json=bench.json")
+    result.assert_outcomes(passed=1)
+    root = latest(pytester)
+    point = json.loads(next((root / "points").glob("*.json")).read_text())
+    assert point["completed"] == 12 and point["failed"] == 0
+    assert len(point["ttfts"]) == 12 and all(0.019 < t < 0.2 for t in point["ttfts"])
+    assert point["pytest_vllm_serve"]["id"].endswith(".py::test_point")
+    summary = json.loads((root / "summary.json").read_text())
+    assert summary["points"][0]["metrics"]["completed"] == 12
+    assert "p99_ttft_ms" in (root / "summary.csv").read_text().splitlines()[0]
+    # pytest-benchmark: every metric in extra_info, the TTFT series as its timing data.
+    bench = json.loads((pytester.path / "bench.json").read_text())["benchmarks"][0]
+    assert bench["extra_info"]["metrics"]["completed"] == 12
+    assert bench["extra_info"]["recorded_series"] == "ttft"
+    assert bench["stats"]["rounds"] == 12
+    assert 0.019 < bench["stats"]["median"] < 0.2
+    assert "vllm benchmark results" in result.stdout.str()
+
+
+def test_result_file_has_every_key_of_vllm_bench_serve(pytester, tmp_path, vllm_session):
+    """Run the real `vllm bench serve --save-result` and ours on the same server; compare keys."""
+    from pytest_vllm_serve.models import ensure_tiny_model
+
+    pytester.makepyfile(POINT)
+    with running(ttft_ms=5, itl_ms=1) as url:
+        result = run(pytester, url)
+        result.assert_outcomes(passed=1)
+        peer = subprocess.run(
+            [sys.executable, str(ROOT / "benchmarks" / "vllm_bench.py"), "bench", "serve", "--backend", "openai-chat",
+             "--endpoint", "/v1/chat/completions", "--base-url", url, "--model", "latency-server",
+             "--tokenizer", str(ensure_tiny_model(vllm_session.settings.cache_dir)), "--dataset-name", "random",
+             "--random-input-len", "6", "--random-output-len", "5", "--num-prompts", "8", "--ignore-eos",
+             "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,90,95,99",
+             "--save-result", "--save-detailed", "--result-dir", str(tmp_path)],
+            capture_output=True, text=True, timeout=300,
+        )
+    assert peer.returncode == 0, peer.stdout[-2000:] + peer.stderr[-2000:]
+    theirs = json.loads(next(tmp_path.glob("*.json")).read_text())
+    ours = json.loads(next((latest(pytester) / "points").glob("*.json")).read_text())
+    missing = set(theirs) - set(ours)
+    assert not missing, f"keys vllm bench serve writes that we do not: {sorted(missing)}"
+
+
+def test_fail_on_catches_a_slowed_server(pytester):
+    pytester.makepyfile(POINT)
+    with running(ttft_ms=10, itl_ms=1) as fast:
+        baseline_run = run(pytester, fast)
+    baseline_run.assert_outcomes(passed=1)
+    baseline = latest(pytester) / "summary.json"
+    gate = ["--vllm-baseline", str(baseline), "--vllm-fail-on", "p99_ttft_ms:+10%,output_throughput:-5%"]
+    with running(ttft_ms=10, itl_ms=1) as same:
+        unchanged = run(pytester, same, *gate)
+    unchanged.assert_outcomes(passed=1)
+    with running(ttft_ms=80, itl_ms=8) as slow:
+        slowed = run(pytester, slow, *gate)
+    slowed.assert_outcomes(failed=1)
+    out = text(slowed)
+    assert "regression against --vllm-baseline" in out
+    for needle in ("p99_ttft_ms", "output_throughput", "+10%", "-5%"):
+        assert needle in out
+    base = json.loads(baseline.read_text())["points"][0]["metrics"]["p99_ttft_ms"]
+    assert f"{base:.4g}"[:3] in out  # the baseline value is quoted
+    # Nothing measured is lost: the failing point is still in the new run's results.
+    assert json.loads((latest(pytester) / "summary.json").read_text())["points"][0]["metrics"]["completed"] == 12
+
+
+def test_pytest_benchmark_compare_fail_gates_the_recorded_series(pytester):
+    pytester.makepyfile(POINT)
+    storage = f"--benchmark-storage=file://{pytester.path / 'storage'}"
+    with running(ttft_ms=10) as fast:
+        run(pytester, fast, "--benchmark-autosave", storage).assert_outcomes(passed=1)
+    with running(ttft_ms=60) as slow:
+        result = run(pytester, slow, "--benchmark-compare", "--benchmark-compare-fail=mean:10%", storage)
+    assert result.ret != 0
+    assert "Performance has regressed" in text(result)
+
+
+def test_every_request_failing_fails_the_point_and_keeps_the_evidence(pytester):
+    pytester.makepyfile(POINT)
+    with running(fail_every=1) as broken:
+        result = run(pytester, broken)
+    result.assert_outcomes(failed=1)
+    out = text(result)
+    assert "every" in out.lower() and "failed" in out
+    assert "HTTP 500" in out
+    point = json.loads(next((latest(pytester) / "points").glob("*.json")).read_text())
+    assert point["completed"] == 0 and point["failed"] == 12
+
+
+def test_points_longer_than_the_servers_limit_are_skipped_with_the_reason(pytester):
+    pytester.makepyfile(POINT)
+    with running(max_model_len=8) as short:
+        result = run(pytester, short, "-rs")
+    result.assert_outcomes(skipped=1)
+    assert "input 6 + output 5 = 11 tokens exceeds the server's max model length 8" in result.stdout.str()
+    assert "--max-model-len 11" in result.stdout.str()
+
+
+def test_progress_is_shown_on_long_points(pytester):
+    pytester.makepyfile(POINT)
+    with running(ttft_ms=300) as slow:
+        result = run(pytester, slow, "--vllm-progress-interval=0.1", "--vllm-num-prompts=4", "-s")
+    result.assert_outcomes(passed=1)
+    assert "[vllm-bench] test_point (rate inf (all at once), 4 prompts): starting" in result.stdout.str()
+    assert "/4 done, 0 failed" in result.stdout.str()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--vllm-sweep-rate=0,4"], "must be positive"),
+        (["--vllm-sweep-concurrency=-2"], "must be positive"),
+        (["--vllm-sweep-input-len=abc"], "is not a number"),
+        (["--vllm-num-prompts=0"], "--vllm-num-prompts must be positive"),
+        (["--vllm-fail-on=p99_ttft_ms:+10%"], "--vllm-fail-on needs --vllm-baseline"),
+        (["--vllm-baseline=summary.json", "--vllm-fail-on=p99_bogus_ms:+10%"], "unknown metric 'p99_bogus_ms'"),
+        (["--vllm-goodput=latency:5"], "goodput"),
+        (["--vllm-endpoint=grpc"], "use chat or completions"),
+    ],
+)
+def test_bad_input_fails_before_any_load(pytester, args, message):
+    pytester.makepyfile(POINT)
+    (pytester.path / "summary.json").write_text(json.dumps({"format": "pytest-vllm-serve/results-v1", "points": []}))
+    start = time.monotonic()
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--vllm-url=http://127.0.0.1:9", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert message in text(result)
+    assert time.monotonic() - start < 20
+
+
+def test_a_baseline_that_is_not_a_results_file(pytester):
+    pytester.makepyfile(POINT)
+    (pytester.path / "other.json").write_text(json.dumps({"hello": "world"}))
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--vllm-url=http://127.0.0.1:9", "--vllm-baseline=other.json",
+        "--vllm-fail-on=p99_ttft_ms:+10%",
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "is not a results file" in text(result)
+
+
+def test_missing_dataset_fails_before_load(pytester):
+    pytester.makepyfile(
+        """
+        import pytest
+        from pytest_vllm_serve.workloads import ShareGPTWorkload
+
+        def test_sharegpt(vllm_bench):
+            vllm_bench.run(ShareGPTWorkload(vllm_bench.settings.dataset_path or "missing.json"))
+        """
+    )
+    with running() as url:
+        result = run(pytester, url, "--vllm-dataset-path=missing.json")
+    result.assert_outcomes(failed=1)
+    assert "does not exist" in text(result)
+
+
+def test_benchmarks_under_xdist_still_write_results(pytester):
+    pytester.makepyfile(
+        POINT
+        + """
+
+@pytest.mark.benchmark
+def test_point_two(vllm_bench):
+    vllm_bench.run(RandomWorkload(4, 3, 6, 1), Schedule(rate=math.inf), suite="custom")
+"""
+    )
+    with running(ttft_ms=5) as url:
+        result = run(pytester, url, "-n", "2")
+    result.assert_outcomes(passed=2)
+    summary = json.loads((latest(pytester) / "summary.json").read_text())
+    assert sorted(p["id"].split("::")[-1] for p in summary["points"]) == ["test_point", "test_point_two"]

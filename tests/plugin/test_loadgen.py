@@ -1,0 +1,132 @@
+"""The load generator against the latency test server (known TTFT and ITL).
+
+The latency server is the project's stand-in with exact timings; it is what
+lets these tests state what the client must measure.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+import pytest
+
+from pytest_vllm_serve.client import Prompt, RequestOptions
+from pytest_vllm_serve.latency_server import running
+from pytest_vllm_serve.loadgen import LoadPlan, auto_processes, run_load
+from pytest_vllm_serve.metrics import compute_metrics, per_token_itl
+from pytest_vllm_serve.schedule import Schedule
+
+PROMPTS = tuple(Prompt("one two three four", 4, 8) for _ in range(24))
+
+
+@pytest.fixture(scope="module")
+def timed_server():
+    with running(ttft_ms=40, itl_ms=5) as url:
+        yield url
+
+
+def plan(url, schedule=Schedule(), prompts=PROMPTS, endpoint="chat", **kw):
+    return LoadPlan(url, RequestOptions(model="latency-server", endpoint=endpoint), prompts, schedule, **kw)
+
+
+@pytest.mark.parametrize("endpoint", ["chat", "completions"])
+def test_measures_the_known_ttft_and_itl(timed_server, endpoint):
+    result = run_load(plan(timed_server, Schedule(rate=50, burstiness=math.inf), endpoint=endpoint, warmup=1))
+    assert all(r.success for r in result.records), [r.error for r in result.records]
+    ttft = statistics.median(r.ttft for r in result.records)
+    assert 0.040 <= ttft < 0.050
+    token_gaps = [g for r in result.records for g in per_token_itl(r)]
+    assert statistics.median(token_gaps) == pytest.approx(0.005, abs=0.0015)
+    assert all(r.output_tokens == 8 for r in result.records)
+    assert all(r.completion_tokens == 8 and r.prompt_tokens == 4 for r in result.records)
+
+
+def test_warmup_requests_are_marked_and_kept_apart(timed_server):
+    result = run_load(plan(timed_server, warmup=3))
+    assert len(result.warmup_records) == 3 and all(r.warmup for r in result.warmup_records)
+    assert len(result.records) == len(PROMPTS) and not any(r.warmup for r in result.records)
+    assert sorted(r.index for r in result.records) == list(range(len(PROMPTS)))
+    # Warmups finish before the measured phase starts.
+    assert max(r.done_time for r in result.warmup_records) <= result.t0
+
+
+def test_follows_an_absolute_schedule_without_drift(timed_server):
+    schedule = Schedule(rate=40, burstiness=math.inf)
+    result = run_load(plan(timed_server, schedule, warmup=0))
+    metrics = compute_metrics(result.records, result.duration, target_request_rate=40)
+    assert metrics.achieved_request_rate == pytest.approx(40, rel=0.02)
+    lags = [r.send_lag for r in result.records]
+    assert statistics.median(lags) < 0.001
+    # The last send is due at n / rate after t0; no accumulated lateness.
+    last = max(result.records, key=lambda r: r.index)
+    assert last.dispatch_time - result.t0 == pytest.approx(len(PROMPTS) / 40, abs=0.005)
+
+
+def test_max_concurrency_is_a_hard_cap(timed_server):
+    result = run_load(plan(timed_server, Schedule(max_concurrency=3), warmup=0))
+    metrics = compute_metrics(result.records, result.duration)
+    assert metrics.exact_peak_concurrent_requests == 3
+    assert max(r.queue_time for r in result.records) > 0.05  # later requests waited for a slot
+
+
+def test_several_client_processes_share_one_schedule(timed_server):
+    schedule = Schedule(rate=60, burstiness=math.inf)
+    result = run_load(plan(timed_server, schedule, processes=2, warmup=1))
+    assert result.processes == 2
+    assert [r.index for r in result.records] == list(range(len(PROMPTS)))
+    assert all(r.success for r in result.records)
+    for record in result.records:  # both processes used the same t0 and offsets
+        assert record.scheduled_time == pytest.approx(result.t0 + result.offsets[record.index])
+    assert statistics.median(r.send_lag for r in result.records) < 0.002
+    assert result.client_cpu_seconds > 0
+
+
+def test_multi_token_chunks_keep_per_token_itl_honest():
+    with running(ttft_ms=10, itl_ms=4, tokens_per_chunk=4) as url:
+        result = run_load(plan(url, prompts=tuple(Prompt("a b", 2, 16) for _ in range(4)), warmup=0, endpoint="completions"))
+    record = result.records[0]
+    assert record.chunk_tokens == [1, 4, 4, 4, 3]
+    assert statistics.median(record.itl) == pytest.approx(0.016, abs=0.002)  # chunk gaps: 4 tokens each
+    assert statistics.median(per_token_itl(record)) == pytest.approx(0.004, abs=0.0008)
+
+
+@pytest.mark.parametrize(
+    "fault, expected",
+    [
+        ({"fail_every": 2}, "HTTP 500: injected failure"),
+        ({"cut_after": 3}, ""),  # any transport error text; checked below
+        ({"no_done": True}, "the stream stopped without [DONE]"),
+        ({"empty_stream": True}, "empty stream"),
+    ],
+)
+def test_errors_are_recorded_never_raised(fault, expected):
+    with running(**fault) as url:
+        result = run_load(plan(url, prompts=PROMPTS[:6], warmup=0))
+    failed = [r for r in result.records if not r.success]
+    assert failed, "the fault should fail requests"
+    for record in failed:
+        assert expected in record.error
+    if "fail_every" in fault:
+        assert len(failed) == 3 and all(r.status == 500 for r in failed)
+    if "cut_after" in fault:
+        assert all(r.chunk_times and len(r.chunk_times) <= 4 for r in failed)
+        assert all("[DONE]" in r.error or "Error" in r.error for r in failed)
+
+
+def test_request_timeout_marks_requests_failed():
+    with running(ttft_ms=2000) as url:
+        options = RequestOptions(model="latency-server", timeout=0.3)
+        result = run_load(LoadPlan(url, options, PROMPTS[:3], warmup=0))
+    assert all(r.error and r.error.startswith("timeout:") for r in result.records)
+
+
+def test_unreachable_server_is_recorded_per_request():
+    result = run_load(plan("http://127.0.0.1:9", prompts=PROMPTS[:2], warmup=0))
+    assert all("ConnectError" in r.error for r in result.records)
+
+
+def test_auto_processes():
+    assert auto_processes(Schedule(rate=10), 100) == 1
+    assert auto_processes(Schedule(max_concurrency=4), 10_000) == 1
+    assert 1 <= auto_processes(Schedule(rate=10_000), 100_000) <= 64
