@@ -155,7 +155,10 @@ async def send(client: httpx.AsyncClient, options: RequestOptions, prompt: Promp
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # recorded, never raised out of the run
-        record.error = f"{type(exc).__name__}: {exc}"
+        # The transport maps aiohttp's errors onto httpx's classes, not always to the
+        # closest one (a refused connection becomes ConnectTimeout): name the cause.
+        cause = exc.__cause__ if isinstance(exc, httpx.TransportError) and exc.__cause__ else exc
+        record.error = f"{type(cause).__name__}: {cause}"
     if record.error is None and record.done_time is None:
         record.error = "the stream stopped without [DONE]"
     return record

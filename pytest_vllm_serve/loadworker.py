@@ -41,7 +41,7 @@ def read_frame(stream: BinaryIO) -> Any:
 
 
 def main() -> int:
-    from .loadgen import _client, _drive  # imported here so the parent's import stays light
+    from .loadgen import _drive, make_client  # imported here so the parent's import stays light
 
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     try:
@@ -58,7 +58,7 @@ def main() -> int:
                 write_frame(stdout, ("progress", counts["finished"], counts["failed"]))
 
         async def run():
-            async with _client(plan.base_url, dict(plan.headers), concurrency, len(jobs)) as client:
+            async with make_client(plan.base_url, dict(plan.headers)) as client:
                 write_frame(stdout, ("ready",))
                 _, t0 = read_frame(stdin)  # blocks this loop on purpose: nothing else runs yet
                 task = asyncio.create_task(reporter())

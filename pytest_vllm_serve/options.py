@@ -146,11 +146,12 @@ BY_DEST = {opt.dest: opt for opt in OPTIONS}
 def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("vllm", "pytest-vllm-serve: vLLM servers as fixtures, smoke tests and benchmarks")
     for opt in OPTIONS:
+        cli_help = opt.help.replace("%", "%%")  # argparse %-formats help text
         if opt.flag:
-            group.addoption(f"--{opt.name}", action="store_true", default=None, dest=opt.dest, help=opt.help)
+            group.addoption(f"--{opt.name}", action="store_true", default=None, dest=opt.dest, help=cli_help)
         else:
             group.addoption(f"--{opt.name}", action="store", default=None, dest=opt.dest,
-                            metavar=opt.metavar, help=opt.help)
+                            metavar=opt.metavar, help=cli_help)
         if opt.ini:
             parser.addini(opt.dest, help=opt.help, type="bool" if opt.flag else "string", default=None)
 

@@ -230,13 +230,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     server = item.stash.get(SERVER_KEY, None)
     if server is not None and report.when == "call":
         report.sections.append(("vllm server", server.report_text()))
-        report.user_properties.append(("vllm_spec", server.spec.describe()))
+        props = [("vllm_spec", server.spec.describe())]
         if server.command:
             from shlex import join
 
-            report.user_properties.append(("vllm_command", join(server.command)))
-        for key, value in server.ids.items():  # pid, container id, SLURM job id...
-            report.user_properties.append((f"vllm_{key}", value))
+            props.append(("vllm_command", join(server.command)))
+        props += [(f"vllm_{key}", value) for key, value in server.ids.items()]  # pid, SLURM job id...
+        report.user_properties.extend(props)
+        item.user_properties.extend(props)  # junitxml writes the teardown report's properties
     return report
 
 

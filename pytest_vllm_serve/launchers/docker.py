@@ -117,19 +117,29 @@ def container_name(spec: ServerSpec, port: int) -> str:
 
 
 class LogPump(threading.Thread):
-    """Copies a container's output into its log file until the container stops."""
+    """Copies a container's output into its log file until the container stops.
 
-    def __init__(self, container: "docker.models.containers.Container", log_path: Path):
-        super().__init__(name=f"docker-logs-{container.short_id}", daemon=True)
-        self.container = container
+    It has its own engine connection, so the long-lived log stream never shares
+    one with the launcher's calls.
+    """
+
+    def __init__(self, container_id: str, log_path: Path):
+        super().__init__(name=f"docker-logs-{container_id[:12]}", daemon=True)
+        self.container_id = container_id
         self.log_path = log_path
 
     def run(self) -> None:
+        import docker
+
         try:
-            with open(self.log_path, "ab") as log:
-                for chunk in self.container.logs(stream=True, follow=True, stdout=True, stderr=True):
-                    log.write(chunk)
-                    log.flush()
+            client = docker.from_env()
+            try:
+                with open(self.log_path, "ab") as log:
+                    for chunk in client.api.logs(self.container_id, stream=True, follow=True):
+                        log.write(chunk)
+                        log.flush()
+            finally:
+                client.close()
         except Exception:  # the container or the engine went away: the log ends here
             pass
 
@@ -347,7 +357,7 @@ class DockerLauncher:
             **self.device_options(layout),
         )
         watchdog = start_watchdog(self.owner_pid, container.id)
-        pump = LogPump(container, log_path)
+        pump = LogPump(container.id, log_path)
         pump.start()
         connect_host = "127.0.0.1" if self.host in ("0.0.0.0", "") else (f"[{self.host}]" if ":" in self.host else self.host)
         return DockerProcess(

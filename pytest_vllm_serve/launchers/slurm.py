@@ -43,6 +43,8 @@ _FORWARDED_ENV = ("VLLM_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HOME
 #: Numbers the launches of this process: unique job names and log folders, and, inside
 #: one allocation (one job id), different ports for servers started one after another.
 _SEQUENCE = itertools.count()
+#: Seconds a step gets after SIGTERM before it is cancelled outright (SIGKILL).
+STEP_GRACE_SECONDS = 20
 
 
 @dataclass(frozen=True)
@@ -243,26 +245,34 @@ class SlurmJob:
                 final = "unknown"
             self._write_record(state=final)
 
+    def _ours(self) -> list[str]:
+        return [step for step, name in cli.steps(self.job_id) if name == self.step_name]
+
     def _stop_step(self) -> None:
+        """SIGTERM this server's step (scancel --signal=TERM: every node stops its server), wait
+        until it is gone (scancel proper after a grace period), then stop the launch script."""
         assert self.local is not None
-        terminate_tree(self.local.pid, pgid=self.local.pid, timeout=30)
+        deadline = time.monotonic() + self.stop_timeout
+        grace = time.monotonic() + STEP_GRACE_SECONDS
+        for step in self._ours():
+            cli.cancel(step, signal="TERM")
+        while (ours := self._ours()) and time.monotonic() < deadline:
+            if time.monotonic() >= grace:
+                for step in ours:
+                    cli.cancel(step)
+            time.sleep(0.5)
+        # srun exits once its step is gone; a step not created yet is abandoned with it.
+        terminate_tree(self.local.pid, pgid=self.local.pid, timeout=15)
         try:
             self.local.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
-        deadline = time.monotonic() + self.stop_timeout
-        while True:
-            ours = [step for step, name in cli.steps(self.job_id) if name == self.step_name]
-            if not ours:
-                return
-            for step in ours:
-                cli.cancel(step)
-            if time.monotonic() >= deadline:
-                raise cli.SlurmError(
-                    f"step(s) {', '.join(ours)} of SLURM job {self.job_id} still run "
-                    f"{self.stop_timeout:g} s after scancel.\n  fix: scancel -f {' '.join(ours)}"
-                )
-            time.sleep(0.5)
+        left = self._ours()
+        if left:
+            raise cli.SlurmError(
+                f"step(s) {', '.join(left)} of SLURM job {self.job_id} still run {self.stop_timeout:g} s "
+                f"after scancel.\n  fix: scancel -f {' '.join(left)}; check the node (scontrol show node)"
+            )
 
     def _write_record(self, state: str) -> None:
         record = {

@@ -215,10 +215,14 @@ def submit(argv: Sequence[str], env: Mapping[str, str], cwd: str | None = None) 
     return parse_job_id(done.stdout)
 
 
-def cancel(target: str) -> None:
-    """scancel a job (``ID``) or a step (``ID.STEP``); a job already gone is fine."""
+def cancel(target: str, signal: str | None = None) -> None:
+    """scancel a job (``ID``) or a step (``ID.STEP``); a job already gone is fine.
+
+    With ``signal``, only that signal is sent (``scancel --signal``): a step cancelled
+    without one is SIGKILLed at once, so steps get ``signal="TERM"`` first.
+    """
     try:
-        run(["scancel", target])
+        run(["scancel", *([f"--signal={signal}"] if signal else []), target])
     except SlurmError as exc:
         if "Invalid job id" not in str(exc) and "already completing" not in str(exc):
             raise

@@ -204,13 +204,15 @@ def tiny_saved_image(client, tag: str) -> bytes:
         info.size = len(data)
         archive.addfile(info, io.BytesIO(data))
     repository, version = tag.split(":")
-    client.api.import_image(src=payload.getvalue(), repository=repository, tag=version, stream_src=True)
+    client.api.import_image_from_data(payload.getvalue(), repository=repository, tag=version)
     saved = b"".join(client.images.get(tag).save(named=True))
     client.images.remove(tag, force=True)
     return gzip.compress(saved, compresslevel=1)
 
 
-def test_saved_tarball_is_loaded_once(docker_client, tmp_path):
+def test_saved_tarball_is_loaded_once(docker_client, tmp_path, monkeypatch):
+    import docker
+
     tag = f"pytest-vllm-serve/test-tiny:{os.getpid()}"
     path = tmp_path / "tiny.tar.gz"
     path.write_bytes(tiny_saved_image(docker_client, tag))
@@ -218,7 +220,12 @@ def test_saved_tarball_is_loaded_once(docker_client, tmp_path):
         assert tarball_tag(path) == tag
         loaded = ensure_image(docker_client, str(path))
         assert tag in loaded.tags
-        again = ensure_image(docker_client, str(path))  # present now: found by its tag, not loaded
+
+        def no_second_load(*args, **kwargs):
+            raise AssertionError("the image was loaded again although its tag was present")
+
+        monkeypatch.setattr(docker.models.images.ImageCollection, "load", no_second_load)
+        again = ensure_image(docker_client, str(path))  # present now: found by its tag
         assert again.id == loaded.id
     finally:
         docker_client.images.remove(tag, force=True)

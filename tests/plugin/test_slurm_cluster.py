@@ -84,8 +84,9 @@ def test_inside_an_allocation_the_server_is_an_srun_step(pytester, inner_args, p
     text = done.stdout + done.stderr
     assert done.returncode == 0, text[-5000:]
     assert "1 passed" in text
-    batch = next((tmp_path / "results").rglob("batch.log")).read_text()
-    assert "stopping" in batch  # the launch script was stopped at teardown, not at allocation end
+    # Teardown stopped the step gracefully (SIGTERM to the node's server), not at allocation end.
+    node0 = next((tmp_path / "results").rglob("node0.log")).read_text()
+    assert "][node 0 vm] stopping" in node0 or re.search(r"\]\[node 0 \S+\] stopping", node0), node0[-2000:]
     assert wait_until(lambda: not procs.alive(), timeout=15), describe(procs.alive())
 
 

@@ -1,0 +1,102 @@
+"""Measurement accuracy: our client vs `vllm bench serve` against a server with known latencies.
+
+    python benchmarks/accuracy.py [--ttft-ms 50] [--itl-ms 10] [--tokens 32] [--repeats 3]
+
+The latency test server streams exactly N tokens, the first TTFT after the
+request arrives and then one every ITL (absolute times, no drift). Both clients
+run against the same server in the same run, alternating, at concurrency 1 and
+64. The error of a measurement is (measured - set); the table reports the median
+error of TTFT and of ITL per client (lower is better), the median over repeats.
+
+vLLM's ITL definition includes the gap between the chat role chunk and the
+first token chunk, so both clients use the completions endpoint here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from pytest_vllm_serve.client import Prompt, RequestOptions
+from pytest_vllm_serve.latency_server import running
+from pytest_vllm_serve.loadgen import LoadPlan, run_load
+from pytest_vllm_serve.models import ensure_tiny_model
+from pytest_vllm_serve.schedule import Schedule
+
+HERE = Path(__file__).resolve().parent
+
+
+def ours(url: str, concurrency: int, n: int, tokens: int) -> tuple[list[float], list[float]]:
+    prompts = tuple(Prompt("alpha beta gamma delta", 4, tokens) for _ in range(n))
+    plan = LoadPlan(url, RequestOptions(model="latency-server", endpoint="completions"), prompts,
+                    Schedule(rate=math.inf, max_concurrency=concurrency), warmup=2, processes=1)
+    result = run_load(plan)
+    ok = [r for r in result.records if r.success]
+    assert len(ok) == n, [r.error for r in result.records if not r.success][:3]
+    return [r.ttft for r in ok], [g for r in ok for g in r.itl]
+
+
+def theirs(url: str, concurrency: int, n: int, tokens: int, tokenizer: str) -> tuple[list[float], list[float]]:
+    with tempfile.TemporaryDirectory() as out:
+        proc = subprocess.run(
+            [sys.executable, str(HERE / "vllm_bench.py"), "bench", "serve", "--backend", "openai",
+             "--endpoint", "/v1/completions", "--base-url", url, "--model", "latency-server",
+             "--tokenizer", tokenizer, "--dataset-name", "random", "--random-input-len", "4",
+             "--random-output-len", str(tokens), "--num-prompts", str(n), "--max-concurrency", str(concurrency),
+             "--ignore-eos", "--num-warmups", "2", "--save-result", "--save-detailed", "--result-dir", out,
+             "--disable-tqdm"],
+            capture_output=True, text=True,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(proc.stdout[-2000:] + proc.stderr[-2000:])
+        data = json.loads(next(Path(out).glob("*.json")).read_text())
+    ok = [i for i, e in enumerate(data["errors"]) if not e]
+    assert len(ok) == n
+    return [data["ttfts"][i] for i in ok], [g for i in ok for g in data["itls"][i]]
+
+
+def median_error(values: list[float], target: float) -> float:
+    return statistics.median(abs(v - target) for v in values)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ttft-ms", type=float, default=50.0)
+    parser.add_argument("--itl-ms", type=float, default=10.0)
+    parser.add_argument("--tokens", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    tokenizer = str(ensure_tiny_model())
+    ttft, itl = args.ttft_ms / 1000, args.itl_ms / 1000
+    rows = []
+    with running(ttft_ms=args.ttft_ms, itl_ms=args.itl_ms) as url:
+        for concurrency, n in ((1, 24), (64, 256)):
+            errors: dict[str, dict[str, list[float]]] = {"ours": {"ttft": [], "itl": []}, "vllm": {"ttft": [], "itl": []}}
+            for repeat in range(args.repeats):
+                order = ("ours", "vllm") if repeat % 2 == 0 else ("vllm", "ours")
+                for who in order:
+                    t, i = ours(url, concurrency, n, args.tokens) if who == "ours" else theirs(url, concurrency, n, args.tokens, tokenizer)
+                    errors[who]["ttft"].append(median_error(t, ttft))
+                    errors[who]["itl"].append(median_error(i, itl))
+                    print(f"concurrency {concurrency} repeat {repeat + 1} {who}: TTFT err {errors[who]['ttft'][-1] * 1000:.3f} ms, "
+                          f"ITL err {errors[who]['itl'][-1] * 1000:.3f} ms", file=sys.stderr)
+            for who in ("ours", "vllm"):
+                rows.append((concurrency, who, statistics.median(errors[who]["ttft"]) * 1000,
+                             statistics.median(errors[who]["itl"]) * 1000))
+    print(f"Set TTFT {args.ttft_ms:g} ms, ITL {args.itl_ms:g} ms, {args.tokens} tokens per request; "
+          f"median |measured - set| per run, median of {args.repeats} runs.\n")
+    print("| concurrency | client | TTFT error (ms) | ITL error (ms) |")
+    print("|---|---|---|---|")
+    for concurrency, who, t, i in rows:
+        name = "pytest-vllm-serve" if who == "ours" else "vllm bench serve"
+        print(f"| {concurrency} | {name} | {t:.3f} | {i:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
