@@ -7,7 +7,7 @@ reused pid is not mistaken for the owner). Two things use them:
 - :func:`reap_stale` runs when a Docker launcher starts and removes containers
   whose owner on this host is gone (a crashed or SIGKILLed earlier run);
 - :func:`watch` is the watchdog (``python -m pytest_vllm_serve.reaper docker
-  OWNER_PID CONTAINER``) that removes one container as soon as its owner dies.
+  OWNER_PID CONTAINER_NAME``) that removes one container as soon as its owner dies.
 
 Only containers with these labels are ever touched; other containers on the
 same engine are left alone.
@@ -127,8 +127,9 @@ class Owner:
             return True
 
 
-def run_labels(owner: Owner, session: str, spec_key: str) -> dict[str, str]:
-    return {**owner.labels(), LABEL_SESSION: session, LABEL_SPEC: spec_key}
+def run_labels(owner: Owner | None, session: str, spec_key: str) -> dict[str, str]:
+    """Labels naming a container's run; without an owner, no reaper ever removes it."""
+    return {**(owner.labels() if owner else {}), LABEL_SESSION: session, LABEL_SPEC: spec_key}
 
 
 def remove(client: "docker.DockerClient", container_id: str) -> bool:
@@ -155,23 +156,35 @@ def reap_stale(client: "docker.DockerClient") -> list[str]:
     return reaped
 
 
-def watch(owner_pid: int, container_id: str, interval: float = 0.5) -> int:
-    """Remove ``container_id`` once ``owner_pid`` dies; return when the container is gone."""
+def watch(owner_pid: int, name: str, interval: float = 0.5, grace: float = 5.0) -> int:
+    """Remove container ``name`` once ``owner_pid`` dies; return when it is gone.
+
+    Started before the container is created, so that no moment exists in which
+    a killed owner leaves a container without a watchdog. Once the container has
+    been seen, it is followed by id; after the owner dies, removal is retried for
+    ``grace`` seconds, in case a create request was still in flight.
+    """
     sdk = _sdk()
     client = sdk.from_env(timeout=60)
     owner = Owner.of(owner_pid)
-    while True:
-        if owner.started == "" or owner.is_gone():
-            try:
-                remove(client, container_id)
-            except sdk.errors.DockerException:
-                time.sleep(interval)  # the engine hiccupped; try again
-                continue
-            return 0
+    target = name
+    seen = False
+    while not (owner.started == "" or owner.is_gone()):
         try:
-            client.api.inspect_container(container_id)
+            target = client.api.inspect_container(target)["Id"]
+            seen = True
         except sdk.errors.NotFound:
-            return 0  # stopped and removed by its owner
+            if seen:
+                return 0  # stopped and removed by its owner
         except sdk.errors.DockerException:
             pass  # the engine is briefly unavailable; keep watching
+        time.sleep(interval)
+    deadline = time.monotonic() + (0 if seen else grace)
+    while True:
+        try:
+            remove(client, target)
+        except sdk.errors.DockerException:
+            deadline = max(deadline, time.monotonic() + interval)  # the engine hiccupped; try again
+        if time.monotonic() >= deadline:
+            return 0
         time.sleep(interval)

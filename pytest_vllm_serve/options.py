@@ -89,6 +89,14 @@ OPTIONS: tuple[Opt, ...] = (
         metavar="rpc|ray|mp"),
     Opt("vllm-slurm-nsys", "Profile every node's server with nsys; node N writes nsys/profile-nodeN.nsys-rep "
         "in the job's log folder.", flag=True),
+    # -- the server pool ---------------------------------------------------------------------
+    Opt("vllm-max-servers", "Servers running at once. Default 1: the previous server stops before the "
+        "next spec's starts (tests are ordered so each spec starts once).", default="1", metavar="N"),
+    Opt("vllm-per-worker", "Under pytest-xdist, give each worker its own server (own port and GPU slice) "
+        "instead of one server per spec shared by all workers.", flag=True),
+    Opt("vllm-reuse", "Keep servers running after the session and reattach to them in later sessions "
+        "when the spec hash matches and the process is alive. Stop them with "
+        "`python -m pytest_vllm_serve.servers stop`.", flag=True),
     # -- benchmarks (tests/benchmarks and the vllm_bench fixture) -------------------------
     Opt("vllm-sweep-rate", "Request rates of the rate sweep, comma-separated; inf = all at once. "
         "Default: 1,2,4,8,16,32,inf", default="1,2,4,8,16,32,inf", metavar="LIST"),
@@ -203,6 +211,9 @@ class Settings:
     slurm_pending_timeout: float = 600.0
     slurm_backend: str | None = None
     slurm_nsys: bool = False
+    max_servers: int = 1
+    per_worker: bool = False
+    reuse: bool = False
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> "Settings":
@@ -234,6 +245,9 @@ class Settings:
             slurm_pending_timeout=_number("vllm_slurm_pending_timeout", raw(config, "vllm_slurm_pending_timeout"), float),
             slurm_backend=check_backend(raw(config, "vllm_slurm_backend")),
             slurm_nsys=bool(raw(config, "vllm_slurm_nsys")),
+            max_servers=_number("vllm_max_servers", raw(config, "vllm_max_servers"), int),
+            per_worker=bool(raw(config, "vllm_per_worker")),
+            reuse=bool(raw(config, "vllm_reuse")),
         )
 
 

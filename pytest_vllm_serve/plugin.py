@@ -5,6 +5,7 @@ Hooks only; the work lives in the modules they call.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from typing import Iterator
@@ -59,16 +60,18 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.hookimpl(optionalhook=True)
-def pytest_configure_node(node) -> None:  # pytest-xdist: share the session dir with workers
+def pytest_configure_node(node) -> None:  # pytest-xdist: workers share the session dir and servers
     session = node.config.stash.get(SESSION_KEY, None)
     if session is not None:
         node.workerinput["vllm_session_dir"] = str(session.results_dir)
+        node.workerinput["vllm_controller_pid"] = os.getpid()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     session = config.stash.get(SESSION_KEY, None)
     if session is not None:
         session.pool.close()
+        session.stop_shared_servers()  # the xdist controller, after every worker has finished
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -265,13 +268,22 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         terminalreporter.write_line(f"summary: {session.store.root / 'summary.csv'}")
         for plot in getattr(session, "plot_files", []):
             terminalreporter.write_line(f"plot: {plot}")
-    if not (session.launched or session.attached):
+    shared = session.worker_id is None and session.shared_registry_dir.exists()
+    if not (session.launched or session.attached or shared):
         return
     terminalreporter.section("vllm servers")
-    terminalreporter.write_line(f"server launches this session: {session.launched}, attached: {session.attached}")
+    if shared:  # xdist: the workers launched and attached; the registry counts the launches
+        from .registry import ServerRegistry
+
+        registry = ServerRegistry(session.shared_registry_dir)
+        terminalreporter.write_line(f"server launches this session: {registry.launches()} (shared by the xdist workers)")
+        for state in registry.states():
+            terminalreporter.write_line(f"  {state.url}: {state.spec} (started by {state.started_by}, log {state.log_path})")
+    else:
+        terminalreporter.write_line(f"server launches this session: {session.launched}, attached: {session.attached}")
     for server in session.pool.history:
-        if server.launcher == "external":
-            terminalreporter.write_line(f"  {server.url}: attached, serving {server.model}")
+        if server.launcher == "external" or server.startup_seconds is None:
+            terminalreporter.write_line(f"  {server.url}: attached, serving {server.model} (log {server.log_path})")
         else:
             terminalreporter.write_line(
                 f"  {server.spec.short_name}: {server.url} (startup {server.startup_seconds:.1f} s, log {server.log_path})"

@@ -11,11 +11,14 @@ from __future__ import annotations
 from collections import OrderedDict
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Callable, ContextManager
+from typing import TYPE_CHECKING, Callable, ContextManager
 
 from .errors import VllmServeError
 from .launchers.base import RunningServer
 from .spec import ServerSpec
+
+if TYPE_CHECKING:
+    from .registry import ServerRegistry, ServerState
 
 Starter = Callable[[ServerSpec], ContextManager[RunningServer]]
 
@@ -72,3 +75,56 @@ class ServerPool:
                 errors.append(exc)
         if errors:
             raise errors[0]
+
+
+@dataclass
+class RegistryPool:
+    """A pool whose servers live in a ServerRegistry that other processes share.
+
+    The first process to need a spec starts its server (under the spec's lock)
+    and records it; others attach. A start failure is recorded too, so the other
+    processes fail at once with the same message instead of launching again.
+    Servers are not stopped when this process ends: the registry's owner (the
+    xdist controller, or nobody with --vllm-reuse) does that.
+    """
+
+    registry: "ServerRegistry"
+    start_detached: Callable[[ServerSpec], RunningServer]
+    attach: Callable[["ServerState", ServerSpec], RunningServer]
+    name: str = "main"  # who is starting servers (an xdist worker id)
+    launches: int = 0
+    history: list[RunningServer] = field(default_factory=list)
+    _servers: dict[str, RunningServer] = field(default_factory=dict)
+
+    def acquire(self, spec: ServerSpec) -> RunningServer:
+        from .errors import ServerStartError
+        from .registry import ServerState
+
+        key = spec.key()
+        if key in self._servers:
+            return self._servers[key]
+        with self.registry.lock(key):
+            failure = self.registry.failure(key)
+            if failure is not None:
+                raise ServerStartError(f"(this spec's server already failed to start in this session; not retrying)\n{failure}")
+            state = self.registry.read(key)
+            if state is None:
+                self.launches += 1
+                try:
+                    server = self.start_detached(spec)
+                except VllmServeError as exc:
+                    self.registry.record_failure(key, str(exc))
+                    raise
+                self.registry.write(ServerState.of(server, started_by=self.name))
+            else:
+                server = self.attach(state, spec)
+        self._servers[key] = server
+        self.history.append(server)
+        return server
+
+    def running(self) -> list[RunningServer]:
+        return list(self._servers.values())
+
+    def close(self) -> None:
+        for server in self._servers.values():
+            server.close()  # clients only; the servers belong to the registry's owner

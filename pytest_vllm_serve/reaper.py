@@ -6,9 +6,9 @@ SIGKILL, a crash, a closed terminal - the reaper stops the server's whole
 process tree, so nothing keeps holding GPUs or ports. It exits as soon as the
 server is gone by any route.
 
-``python -m pytest_vllm_serve.reaper docker WATCH_PID CONTAINER`` does the same
-for a Docker launcher's container: it removes the container once WATCH_PID dies
-(see containers.watch).
+``python -m pytest_vllm_serve.reaper docker WATCH_PID CONTAINER_NAME`` does the
+same for a Docker launcher's container: it removes the container once WATCH_PID
+dies (see containers.watch).
 """
 
 from __future__ import annotations

@@ -23,8 +23,7 @@ from .spec import ServerSpec
 PORT_RETRIES = 3
 
 
-@contextmanager
-def serve(
+def start_server(
     spec: ServerSpec,
     launcher: Launcher,
     *,
@@ -32,8 +31,9 @@ def serve(
     api_key: str | None = None,
     cache_dir: Path | None = None,
     on_launch: Callable[[ServerProcess], None] | None = None,
-) -> Iterator[RunningServer]:
-    """Start ``spec`` with ``launcher`` and yield a ready :class:`RunningServer`."""
+) -> RunningServer:
+    """Launch ``spec`` and wait until it is ready. The caller owns stopping it
+    (``server.process.stop()``); a server that fails to start is stopped here."""
     # A launcher that places servers on more than one machine (SLURM) resolves the layout itself.
     resolve_layout = getattr(launcher, "resolve_layout", None)
     if resolve_layout is not None:
@@ -65,23 +65,42 @@ def serve(
                 if attempt < PORT_RETRIES and process.lost_port_race():
                     continue
                 raise
-        server = RunningServer(
-            url=process.url,
-            model=served,
-            spec=spec,
-            log_path=process.log_path,
-            command=list(process.command),
-            launcher=launcher.name,
-            layout=layout,
-            ids=process.ids(),
-            startup_seconds=time.monotonic() - started,
-            api_key=api_key,
-            process=process,
-        )
-        try:
-            yield server
-        finally:
-            server.close()
-    finally:
+    except BaseException:  # a crash, a timeout or Ctrl-C during startup: leave nothing behind
         if process is not None:
             process.stop()
+        raise
+    return RunningServer(
+        url=process.url,
+        model=served,
+        spec=spec,
+        log_path=process.log_path,
+        command=list(process.command),
+        launcher=launcher.name,
+        layout=layout,
+        ids=process.ids(),
+        startup_seconds=time.monotonic() - started,
+        api_key=api_key,
+        process=process,
+    )
+
+
+@contextmanager
+def serve(
+    spec: ServerSpec,
+    launcher: Launcher,
+    *,
+    startup_timeout: float = 600.0,
+    api_key: str | None = None,
+    cache_dir: Path | None = None,
+    on_launch: Callable[[ServerProcess], None] | None = None,
+) -> Iterator[RunningServer]:
+    """Start ``spec`` with ``launcher`` and yield a ready :class:`RunningServer`; always stop it."""
+    server = start_server(
+        spec, launcher, startup_timeout=startup_timeout, api_key=api_key, cache_dir=cache_dir, on_launch=on_launch
+    )
+    try:
+        yield server
+    finally:
+        server.close()
+        if server.process is not None:
+            server.process.stop()

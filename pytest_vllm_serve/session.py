@@ -21,9 +21,11 @@ from .launchers.base import Launcher, RunningServer
 from .launchers.external import attach
 from .launchers.local import LocalLauncher
 from .options import BenchSettings, Settings
-from .pool import ServerPool
+from .placement import GpuLedger
+from .pool import RegistryPool, ServerPool
+from .registry import ServerRegistry, attach_state
 from .results import PointRecord, ResultsStore, load_baseline
-from .server import serve
+from .server import serve, start_server
 from .spec import MARKER_KEYS, ServerSpec
 
 MARKER = "vllm"
@@ -95,13 +97,75 @@ class VllmSession:
     plot_files: list[Path] = field(default_factory=list)
     launched: int = 0  # servers this session started (attempts, including failed ones)
     attached: int = 0  # servers given with --vllm-url
-    pool: ServerPool = field(init=False)
-    _docker: Launcher | None = field(default=None, init=False, repr=False)
+    pool: ServerPool | RegistryPool = field(init=False)
+    _docker: dict[int | None, Launcher] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.pool = ServerPool(start=self.start)
+        self.pool = self._make_pool()
         if self.bench.baseline is not None and self.baseline is None:
             self.baseline = load_baseline(self.bench.baseline)
+
+    # -- where servers live ----------------------------------------------------------
+    @property
+    def worker_id(self) -> str | None:
+        """The pytest-xdist worker this process is, if any."""
+        workerinput = getattr(self.config, "workerinput", None)
+        return workerinput.get("workerid") if workerinput else None
+
+    @property
+    def owner_pid(self) -> int:
+        """The process whose death must stop our servers: the xdist controller for shared servers."""
+        workerinput = getattr(self.config, "workerinput", None) or {}
+        return int(workerinput.get("vllm_controller_pid", os.getpid()))
+
+    @property
+    def shared_registry_dir(self) -> Path:
+        return self.results_dir / "servers"
+
+    @property
+    def reuse_registry_dir(self) -> Path:
+        return self.settings.results_root / "reusable-servers"
+
+    def _make_pool(self):
+        if self.settings.url is None and self.settings.reuse:
+            return self._registry_pool(ServerRegistry(self.reuse_registry_dir), owner_pid=None)
+        if self.settings.url is None and self.worker_id and not self.settings.per_worker:
+            return self._registry_pool(ServerRegistry(self.shared_registry_dir), owner_pid=self.owner_pid)
+        return ServerPool(start=self.start, max_servers=self.settings.max_servers)
+
+    def _registry_pool(self, registry: "ServerRegistry", owner_pid: int | None) -> RegistryPool:
+        def start_detached(spec: ServerSpec) -> RunningServer:
+            self.launched += 1
+            self._say(f"[vllm] starting {spec.describe()} (shared through {registry.root})")
+            server = start_server(
+                spec,
+                self.launcher(owner_pid=owner_pid),
+                startup_timeout=self.settings.startup_timeout,
+                api_key=self.settings.api_key,
+                cache_dir=self.settings.cache_dir,
+            )
+            self._say(f"[vllm] ready in {server.startup_seconds:.1f} s at {server.url} (log: {server.log_path})")
+            return server
+
+        def attach_existing(state, spec: ServerSpec) -> RunningServer:
+            self.attached += 1
+            self._say(f"[vllm] attaching to {state.url} ({spec.short_name}, started by {state.started_by})")
+            return attach_state(state, spec, self.settings.api_key)
+
+        return RegistryPool(registry, start_detached, attach_existing, name=self.worker_id or f"pid {os.getpid()}")
+
+    def _say(self, line: str) -> None:
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(line)
+
+    def stop_shared_servers(self) -> list[str]:
+        """The xdist controller's teardown of the servers its workers shared."""
+        if self.settings.docker:
+            from .launchers import docker  # noqa: F401  (registers how to stop its containers)
+        if self.worker_id is not None or not self.shared_registry_dir.exists():
+            return []
+        return ServerRegistry(self.shared_registry_dir).stop_all()
 
     @property
     def store(self) -> ResultsStore:
@@ -114,22 +178,32 @@ class VllmSession:
     def spec_for(self, item: pytest.Item) -> ServerSpec:
         return spec_from(self.settings, marker_kwargs(item))
 
-    def launcher(self) -> Launcher:
-        """The launcher the session's options choose. Each kind lives in launchers/."""
-        if self.settings.docker:
-            return self.docker_launcher()
-        if self.settings.slurm:
+    def launcher(self, owner_pid: int | None = -1) -> Launcher:
+        """The launcher the session's options choose. Each kind lives in launchers/.
+
+        ``owner_pid``: whose death stops the servers (-1: this process; None: nobody,
+        for servers kept across sessions with --vllm-reuse).
+        """
+        if self.settings.slurm:  # with --vllm-docker too: the job runs the image on every node
             from .launchers.slurm import slurm_launcher
 
-            return slurm_launcher(self.settings, self.logs_dir)
-        return LocalLauncher(logs_dir=self.logs_dir, host=self.settings.host, api_key=self.settings.api_key)
+            return slurm_launcher(self.settings, self.logs_dir, owner_pid=os.getpid() if owner_pid == -1 else owner_pid)
+        if self.settings.docker:
+            return self.docker_launcher(os.getpid() if owner_pid == -1 else owner_pid)
+        return LocalLauncher(
+            logs_dir=self.logs_dir,
+            host=self.settings.host,
+            api_key=self.settings.api_key,
+            owner_pid=os.getpid() if owner_pid == -1 else owner_pid,
+            gpu_ledger=GpuLedger(self.settings.results_root / "gpu-ledger.json"),
+        )
 
-    def docker_launcher(self) -> Launcher:
-        """One per session: it connects, reaps stale containers and loads the image once."""
-        if self._docker is None:
+    def docker_launcher(self, owner_pid: int | None) -> Launcher:
+        """One per session and owner: it connects, reaps stale containers and loads the image once."""
+        if owner_pid not in self._docker:
             from .launchers.docker import DockerLauncher
 
-            self._docker = DockerLauncher(
+            self._docker[owner_pid] = DockerLauncher(
                 image=self.settings.docker,
                 logs_dir=self.logs_dir,
                 host=self.settings.host,
@@ -137,8 +211,9 @@ class VllmSession:
                 mounts=self.settings.container_mounts,
                 flavor=self.settings.docker_flavor,
                 session=str(self.results_dir.resolve()),
+                owner_pid=owner_pid,
             )
-        return self._docker
+        return self._docker[owner_pid]
 
     @contextmanager
     def start(self, spec: ServerSpec) -> Iterator[RunningServer]:
@@ -148,9 +223,8 @@ class VllmSession:
                 yield server
             return
         self.launched += 1
+        self._say(f"[vllm] starting {spec.describe()}")
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
-            reporter.write_line(f"[vllm] starting {spec.describe()}")
         with serve(
             spec,
             self.launcher(),

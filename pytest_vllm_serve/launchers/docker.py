@@ -28,12 +28,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..command import ModelRef, ServeCommand, is_secret_name
-from ..containers import Owner, connect, has_nvidia_runtime, reap_stale, remove, run_labels
-from ..errors import ConfigError
+from ..containers import LABEL_SESSION, Owner, connect, has_nvidia_runtime, reap_stale, remove, run_labels
+from ..errors import ConfigError, ServerStartError
 from ..hardware import visible_gpus
 from ..images import ImageInfo, inspect
 from ..ports import free_port
 from ..readiness import LOG_TAIL_LINES
+from ..registry import register_stopper
 from ..spec import Layout, ServerSpec
 from .base import read_tail
 from .local import _PORT_TAKEN_MARKERS
@@ -226,10 +227,10 @@ class DockerProcess:
         return {"container": self.container.short_id, "image": self.image}
 
 
-def start_watchdog(owner_pid: int, container_id: str) -> subprocess.Popen:
+def start_watchdog(owner_pid: int, container_name: str) -> subprocess.Popen:
     """A detached process that removes the container if ``owner_pid`` dies first."""
     return subprocess.Popen(
-        [sys.executable, "-m", "pytest_vllm_serve.reaper", "docker", str(owner_pid), container_id],
+        [sys.executable, "-m", "pytest_vllm_serve.reaper", "docker", str(owner_pid), container_name],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -252,7 +253,9 @@ class DockerLauncher:
     extra_args: tuple[str, ...] = ()
     extra_env: dict[str, str] = field(default_factory=dict)
     gpu_ids: list[str] | None = None  # this launcher's slice; None: all visible
-    owner_pid: int = field(default_factory=os.getpid)
+    # Whose death removes the containers (watchdog, stale reaping); None: nobody's, for
+    # servers kept across sessions (--vllm-reuse).
+    owner_pid: int | None = field(default_factory=os.getpid)
     stop_timeout: float = 20.0
     name: str = "docker"
     reaped: list[str] = field(default_factory=list, init=False)
@@ -327,6 +330,8 @@ class DockerLauncher:
         }
 
     def launch(self, spec: ServerSpec, layout: Layout, model: ModelRef) -> DockerProcess:
+        import docker
+
         client = self.client()
         info = self.image_info()
         port = free_port(self.host)
@@ -342,21 +347,23 @@ class DockerLauncher:
         with open(log_path, "ab") as log:
             log.write(f"# image {info.reference} ({info.id[:19]}), flavor {info.flavor}\n".encode())
             log.write(f"# {shown_env}\n$ {shlex.join(argv)}\n".encode())
-        container = client.containers.run(
-            info.id,
-            entrypoint=argv[:1],
-            command=argv[1:],
-            name=container_name(spec, port),
-            detach=True,
-            init=True,  # PID 1 forwards signals to vLLM and reaps its workers
-            network_mode="host",
-            ipc_mode="host",
-            environment=env,
-            volumes=volumes,
-            labels=run_labels(Owner.of(self.owner_pid), self.session, spec.key()),
-            **self.device_options(layout),
-        )
-        watchdog = start_watchdog(self.owner_pid, container.id)
+        name = container_name(spec, port)
+        options = self.run_options(info, argv, name, env, volumes, spec, layout)
+        # The watchdog starts first: a pytest killed at any moment from here on leaves nothing.
+        watchdog = start_watchdog(self.owner_pid, name) if self.owner_pid is not None else None
+        try:
+            container = client.containers.run(**options)
+        except BaseException as exc:
+            if watchdog is not None:
+                watchdog.kill()
+                watchdog.wait()
+            self._remove_own(client, name)
+            if isinstance(exc, docker.errors.APIError):
+                raise ServerStartError(
+                    f"the Docker engine could not start a container from {info.reference}: "
+                    f"{exc.explanation or exc}\n  fix: read the engine's answer above; check the image and the engine"
+                ) from None
+            raise
         pump = LogPump(container.id, log_path)
         pump.start()
         connect_host = "127.0.0.1" if self.host in ("0.0.0.0", "") else (f"[{self.host}]" if ":" in self.host else self.host)
@@ -372,3 +379,55 @@ class DockerLauncher:
             watchdog=watchdog,
             pump=pump,
         )
+
+    def run_options(
+        self, info: ImageInfo, argv: list[str], name: str, env: dict[str, str], volumes: dict,
+        spec: ServerSpec, layout: Layout,
+    ) -> dict[str, object]:
+        """Arguments for ``containers.run``."""
+        return dict(
+            image=info.id,
+            entrypoint=argv[:1],
+            command=argv[1:],
+            name=name,
+            detach=True,
+            init=True,  # PID 1 forwards signals to vLLM and reaps its workers
+            network_mode="host",
+            ipc_mode="host",
+            environment=env,
+            volumes=volumes,
+            labels=run_labels(self.owner(), self.session, spec.key()),
+            **self.device_options(layout),
+        )
+
+    def _remove_own(self, client: "docker.DockerClient", name: str) -> None:
+        """Remove a half-started container, but only if this launcher's owner made it."""
+        import docker
+
+        try:
+            labels = client.api.inspect_container(name)["Config"]["Labels"] or {}
+        except docker.errors.DockerException:
+            return
+        owner = Owner.from_labels(labels)
+        if (owner.pid if owner else None) == self.owner_pid and labels.get(LABEL_SESSION) == self.session:
+            remove(client, name)
+
+    def owner(self) -> Owner | None:
+        return Owner.of(self.owner_pid) if self.owner_pid is not None else None
+
+
+def stop_container(ids: dict[str, object]) -> None:
+    """Stop and remove a server's container from its ids alone (another process started it)."""
+    client = connect()
+    try:
+        container_id = str(ids["container"])
+        try:
+            client.api.stop(container_id, timeout=20)
+        except Exception:
+            pass  # removal below kills it anyway
+        remove(client, container_id)
+    finally:
+        client.close()
+
+
+register_stopper("docker", stop_container)

@@ -8,9 +8,11 @@ import signal
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from ..command import ModelRef, ServeCommand
 from ..hardware import VllmInstall, has_cuda, require_vllm, visible_gpus
+from ..placement import GpuLedger
 from ..procs import start_reaper, terminate_tree
 from ..ports import free_port
 from ..readiness import LOG_TAIL_LINES
@@ -31,6 +33,8 @@ class LocalProcess:
     served_name: str
     stop_timeout: float = 20.0
     reaper: subprocess.Popen | None = None
+    gpus: list[str] | None = None  # its CUDA_VISIBLE_DEVICES slice
+    release: Callable[[], None] | None = None  # gives the GPUs back
     _stopped: bool = field(default=False, init=False)
 
     def poll(self) -> str | None:
@@ -66,9 +70,14 @@ class LocalProcess:
         if self.reaper is not None:
             self.reaper.kill()
             self.reaper.wait()
+        if self.release is not None:
+            self.release()
 
     def ids(self) -> dict[str, object]:
-        return {"pid": self.popen.pid}
+        ids: dict[str, object] = {"pid": self.popen.pid}
+        if self.gpus is not None:
+            ids["CUDA_VISIBLE_DEVICES"] = ",".join(self.gpus)
+        return ids
 
 
 @dataclass
@@ -80,8 +89,9 @@ class LocalLauncher:
     api_key: str | None = None
     extra_args: tuple[str, ...] = ()
     extra_env: dict[str, str] = field(default_factory=dict)
-    gpu_ids: list[str] | None = None  # this launcher's slice; None: all visible
-    owner_pid: int = field(default_factory=os.getpid)  # the reaper stops servers when it dies
+    gpu_ids: list[str] | None = None  # GPUs this launcher may use; None: all visible
+    owner_pid: int | None = field(default_factory=os.getpid)  # its death stops the servers; None: never
+    gpu_ledger: GpuLedger | None = None  # hands out disjoint GPU slices to concurrent servers
     stop_timeout: float = 20.0
     name: str = "local"
     install: VllmInstall | None = None
@@ -110,15 +120,23 @@ class LocalLauncher:
             spec, layout, model, host=self.host, port=port, cpu=self.on_cpu(), extra_args=self.extra_args
         )
 
-    def server_env(self, spec: ServerSpec, layout: Layout) -> dict[str, str]:
+    def place(self, token: str, layout: Layout) -> list[str] | None:
+        """The GPUs this server gets (None on CPUs, or without a ledger: all visible)."""
+        if self.on_cpu():
+            return None
+        if self.gpu_ledger is not None:
+            return self.gpu_ledger.reserve(token, layout.world_size, self._gpus())
+        return self._gpus()[: layout.world_size] if self.gpu_ids is not None else None
+
+    def server_env(self, spec: ServerSpec, gpus: list[str] | None) -> dict[str, str]:
         env = dict(os.environ)
         env.update(self.extra_env)
         env.update(spec.env_dict)
         if self.api_key:
             # Through the environment, never argv: argv shows up in ps, logs and reports.
             env["VLLM_API_KEY"] = self.api_key
-        if self.gpu_ids is not None and not self.on_cpu():
-            env["CUDA_VISIBLE_DEVICES"] = ",".join(self._gpus()[: layout.world_size])
+        if gpus is not None:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
         env.setdefault("PYTHONUNBUFFERED", "1")
         return env
 
@@ -129,7 +147,9 @@ class LocalLauncher:
         argv = install.serve_command(model.argument) + serve.args
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.logs_dir / f"server-{spec.short_name}-{spec.key()[:8]}-{port}.log"
-        env = self.server_env(spec, layout)
+        token = f"{spec.short_name}-{spec.key()[:8]}-{port}"
+        gpus = self.place(token, layout)
+        env = self.server_env(spec, gpus)
         with open(log_path, "ab") as log:
             log.write(f"$ {shlex.join(argv)}\n".encode())
             log.flush()
@@ -141,7 +161,9 @@ class LocalLauncher:
                 env=env,
                 start_new_session=True,  # own process group: the whole tree can be signalled
             )
-        reaper = start_reaper(self.owner_pid, popen.pid, popen.pid)
+        reaper = start_reaper(self.owner_pid, popen.pid, popen.pid) if self.owner_pid is not None else None
+        if gpus is not None and self.gpu_ledger is not None:
+            self.gpu_ledger.bind(token, popen.pid, f"{spec.short_name} (pid {popen.pid})")
         host = f"[{self.host}]" if ":" in self.host else self.host
         connect_host = "127.0.0.1" if self.host in ("0.0.0.0", "") else host
         return LocalProcess(
@@ -152,4 +174,6 @@ class LocalLauncher:
             served_name=serve.served_name,
             stop_timeout=self.stop_timeout,
             reaper=reaper,
+            gpus=gpus,
+            release=(lambda: self.gpu_ledger.release(token)) if gpus is not None and self.gpu_ledger else None,
         )

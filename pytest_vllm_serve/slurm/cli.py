@@ -163,7 +163,12 @@ def parse_scontrol_job(job_id: int, text: str) -> JobStatus:
 
 def job_status(job_id: int) -> JobStatus:
     """squeue first (cheap, live); scontrol for a job squeue no longer lists."""
-    listed = parse_squeue(job_id, run(["squeue", "-h", "-j", str(job_id), "-o", "%T|%r|%N"]).stdout)
+    try:
+        listed = parse_squeue(job_id, run(["squeue", "-h", "-j", str(job_id), "-o", "%T|%r|%N"]).stdout)
+    except SlurmError as exc:
+        if "Invalid job id" not in str(exc):
+            raise
+        listed = None  # purged from slurmctld's memory (MinJobAge)
     if listed is not None:
         return listed
     try:
@@ -241,7 +246,12 @@ def wait_gone(job_id: int, timeout: float, interval: float = 0.5) -> bool:
 
 def steps(job_id: int) -> list[tuple[str, str]]:
     """(step id, step name) of the job's running steps."""
-    out = run(["squeue", "-h", "-s", "-j", str(job_id), "-o", "%i|%j"]).stdout
+    try:
+        out = run(["squeue", "-h", "-s", "-j", str(job_id), "-o", "%i|%j"]).stdout
+    except SlurmError as exc:
+        if "Invalid job id" in str(exc):
+            return []  # the allocation itself is gone
+        raise
     found = []
     for line in out.splitlines():
         step, _, name = line.strip().partition("|")

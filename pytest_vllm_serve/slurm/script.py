@@ -85,7 +85,7 @@ class Container:
 
     image: str  # the image to run (a tarball's RepoTags[0], or a registry reference)
     tarball: str | None = None  # docker-save tarball loaded on each node when the image is missing
-    mounts: tuple[str, ...] = ()  # host paths bound at the same path
+    volumes: tuple[str, ...] = ()  # docker -v values: HOST:CONTAINER[:ro|rw]
     env_names: tuple[str, ...] = ()  # variables passed into the container by name only
     gpus: bool = True  # --gpus all (off on CPU nodes)
 
@@ -236,8 +236,8 @@ def _container_block(job: JobScript) -> list[str]:
     c = job.container
     assert c is not None
     mounts = []
-    for path in c.mounts:
-        mounts += ["-v", f"{path}:{path}"]
+    for volume in c.volumes:
+        mounts += ["-v", volume]
     env = []
     for name in c.env_names:
         env += ["-e", name]

@@ -57,12 +57,15 @@ munge -n | unmunge >/dev/null || fail "munged does not answer (munge -n | unmung
 
 # -- slurm.conf -----------------------------------------------------------------
 host=$(hostname -s)
+# The daemons find each other by the host's name; a name that does not resolve gets loopback.
+addr=""
+getent hosts "$host" >/dev/null || addr=127.0.0.1
 cpus=$(nproc)
 mem_mb=$(awk '/^MemTotal:/ {printf "%d", $2 / 1024 * 0.9}' /proc/meminfo)
 wanted=$(cat <<EOF
 $marker
 ClusterName=pvs
-SlurmctldHost=$host
+SlurmctldHost=$host${addr:+($addr)}
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
@@ -80,7 +83,7 @@ SlurmctldPidFile=/run/slurmctld.pid
 SlurmdPidFile=/run/slurmd.pid
 SlurmctldLogFile=$logs/slurmctld.log
 SlurmdLogFile=$logs/slurmd.log
-NodeName=$host CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
+NodeName=$host${addr:+ NodeAddr=$addr} CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF
 )

@@ -182,7 +182,7 @@ def test_sigkilled_pytest_leaves_no_container(pytester, inner_args, docker_clien
         )
 
     try:
-        started = wait_until(its_containers, timeout=60)
+        started = wait_until(its_containers, timeout=60, interval=0.05)  # kill as early as possible
         assert started, "the inner run never started a container"
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)

@@ -34,14 +34,14 @@ def run_timed(pytester, *args, timeout=120):
 
 def test_dry_run_prints_the_script_and_per_node_commands_and_submits_nothing(pytester, inner_args, marker, tmp_path):
     pytester.makepyfile(USES_SERVER)
-    result, seconds, text = run_timed(pytester, *inner_args, "--vllm-slurm-dry-run", "--vllm-slurm-opt=--nodes=2 --time=10")
+    result, seconds, text = run_timed(pytester, *inner_args, "--vllm-slurm-dry-run", "--vllm-slurm-opt=--time=10")
     assert result.ret == pytest.ExitCode.OK, text[-3000:]
     assert "--vllm-slurm-dry-run: 1 server(s); nothing is submitted." in text
-    assert re.search(r"# submit: sbatch --parsable --output=\S+/batch-%j\.log --nodes=2 --time=10 \S+/serve\.sbatch", text)
-    assert "node 0 (head):" in text and "node 1 (worker):" in text
-    assert re.search(r"--data-parallel-size 2 .*--data-parallel-size-local 1 --data-parallel-address "
-                     r"\"\$\{HEAD_IP\}\" --data-parallel-rpc-port \"\$\{RPC_PORT\}\" --data-parallel-start-rank 1 --headless", text)
-    assert "#SBATCH --nodes=2" in text
+    assert re.search(r"# submit: sbatch --parsable --output=\S+/batch-%j\.log --time=10 \S+/serve\.sbatch", text)
+    assert "# topology: 1 node(s) x CPU: TP=1 PP=1 DP=1 (DP per node 1) EP=off, backend rpc" in text
+    assert re.search(r"node 0 \(head\):\n#\s+\S+ -m vllm\.entrypoints\.openai\.api_server --model \S+ .*"
+                     r"--host 0\.0\.0\.0 --port \"\$\{API_PORT\}\"", text)
+    assert "#SBATCH --nodes=1" in text
     scripts = list((tmp_path / "results").rglob("serve.sbatch"))
     assert len(scripts) == 1 and "NODE_SCRIPT" in scripts[0].read_text()
     assert "passed" not in text and seconds < 30
@@ -133,3 +133,38 @@ def test_a_job_pending_past_the_timeout_is_cancelled_with_squeues_reason(pyteste
     assert "fix: raise --vllm-slurm-pending-timeout" in text
     assert seconds < 30
     assert not our_jobs(marker), "the pending job was not cancelled"
+
+
+def test_dry_run_of_a_multi_node_gpu_image(pytester, inner_args, tmp_path):
+    import io
+    import json
+    import tarfile
+
+    image = tmp_path / "vllm-image.tar"
+    with tarfile.open(image, "w") as archive:  # the part of a `docker save` file the plugin reads
+        data = json.dumps([{"RepoTags": ["pvs-vllm:test"], "Config": "c.json", "Layers": []}]).encode()
+        info = tarfile.TarInfo("manifest.json")
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+    pytester.makepyfile(USES_SERVER)
+    result, _, text = run_timed(pytester, *inner_args, "--vllm-slurm-dry-run", f"--vllm-docker={image}",
+                                "--vllm-docker-flavor=gpu", "--vllm-tp=4",
+                                "--vllm-slurm-opt=--nodes=2 --gpus-per-node=8")
+    assert result.ret == pytest.ExitCode.OK, text[-3000:]
+    assert "# topology: 2 node(s) x 8 GPU(s): TP=4 PP=1 DP=4 (DP per node 2) EP=off, backend rpc" in text
+    assert "node 0 (head):" in text and "node 1 (worker):" in text
+    assert re.search(r"--data-parallel-size 4 .*--data-parallel-size-local 2 --data-parallel-address "
+                     r"\"\$\{HEAD_IP\}\" --data-parallel-rpc-port \"\$\{RPC_PORT\}\" --data-parallel-start-rank 2 --headless", text)
+    assert "#SBATCH --nodes=2" in text and "GPUS_PER_NODE=8" in text
+    assert "IMAGE=pvs-vllm:test" in text and f"docker load -i {image}" in text
+    assert 'CONTAINER="pvs-${SLURM_JOB_ID}-node${NODE}"' in text and "--gpus all" in text
+    assert re.search(r"\n\s+vllm serve /\S+\n", text)  # the gpu image's entry point
+    assert "docker ps" not in text
+
+
+def test_vllm_cpu_cannot_span_nodes_with_rpc(pytester, inner_args):
+    pytester.makepyfile(USES_SERVER)
+    result, _, text = run_timed(pytester, *inner_args, "--vllm-slurm-dry-run", "--vllm-slurm-opt=--nodes=2")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "vllm-cpu starts through `python -m vllm.entrypoints.openai.api_server`, which has no headless mode" in text
+    assert "fix: serve on one node" in text

@@ -157,9 +157,9 @@ VARIANTS = {
     "mp-4-nsys": dict(spec=ServerSpec(tp=8, pp=4), nodes=4, nsys=True),
     "rpc-2-docker": dict(spec=ServerSpec(tp=4), nodes=2, nsys=True,
                          container=Container(image="vllm-serve:latest", tarball="/shared/img.tar.gz",
-                                             mounts=("/shared",), env_names=("VLLM_API_KEY",))),
+                                             volumes=("/shared:/shared",), env_names=("VLLM_API_KEY",))),
     "ray-2-docker": dict(spec=ServerSpec(tp=8), nodes=2, backend="ray",
-                         container=Container(image="registry.example/vllm:1", mounts=("/shared",))),
+                         container=Container(image="registry.example/vllm:1", volumes=("/shared:/shared",))),
 }
 
 
@@ -383,7 +383,7 @@ def _state(pid) -> str:
 
 def test_in_a_container_each_node_loads_the_image_once_and_removes_only_its_container(tmp_path, stand_ins):
     bin_dir, server = stand_ins
-    container = Container(image="vllm-serve:latest", tarball=str(tmp_path / "img.tar"), mounts=(str(tmp_path),),
+    container = Container(image="vllm-serve:latest", tarball=str(tmp_path / "img.tar"), volumes=(f"{tmp_path}:{tmp_path}",),
                           env_names=("VLLM_API_KEY",))
     (tmp_path / "img.tar").write_text("not really an image")
     job = fake_job(tmp_path, server, spec=ServerSpec(tp=4), nodes=2, container=container)
