@@ -73,6 +73,21 @@ def _series_values(load: LoadResult, name: str) -> list[float]:
     raise ConfigError(f"--vllm-record-metric {name!r}: use one of {', '.join(RECORDABLE)}")
 
 
+def record_into_benchmark(
+    fixture: Any, values: dict[str, float], params: dict[str, Any], suite: str, series_name: str, series: list[float]
+) -> None:
+    """Put a point into pytest-benchmark: every metric in extra_info, one latency series
+    (seconds) as its timing data, so --benchmark-compare(-fail) works on it."""
+    if fixture is None or getattr(fixture, "disabled", True):
+        return  # pytest-benchmark is off (e.g. under xdist); our own results files still exist
+    fixture.group = fixture.group or suite
+    fixture.extra_info.update({"metrics": values, "params": params, "recorded_series": series_name})
+    stats = fixture._make_stats(1)  # pytest-benchmark's own container, fed our samples
+    for value in series:
+        stats.update(value)
+    fixture._mode = "pytest-vllm-serve"
+
+
 @dataclass
 class VllmBench:
     """Runs benchmark points against one server and records them everywhere."""
@@ -85,7 +100,7 @@ class VllmBench:
     baseline: dict[str, dict[str, float]] | None = None
     progress_writer: Callable[[str], None] | None = None
     on_point: Callable[[PointRecord], None] | None = None
-    hooks: list[Any] = field(default_factory=list)  # objects with before_measure()/after_measure()
+    hooks: list[Any] = field(default_factory=list)  # profilers: before_measure()/after_measure() around the measured phase
     _tokenizer: Tokenizer | None = field(default=None, init=False, repr=False)
     _max_model_len: int | None = field(default=None, init=False, repr=False)
     _used: bool = field(default=False, init=False, repr=False)
@@ -153,6 +168,8 @@ class VllmBench:
             timeout=s.request_timeout,
         )
         processes = s.processes or auto_processes(schedule, len(prompts))
+        if any(getattr(hook, "in_process", False) for hook in self.hooks):
+            processes = 1  # a client tracer sees only this process
         plan = LoadPlan(
             base_url=self.server.url,
             options=options,
@@ -166,13 +183,13 @@ class VllmBench:
         started = time.monotonic()
         if self.progress_writer:
             self.progress_writer(f"[vllm-bench] {label}: starting")
-        for hook in self.hooks:
-            hook.before_measure(self.server)
-        try:
-            load = run_load(plan, progress=self._progress(label, started), progress_interval=s.progress_interval)
-        finally:
-            for hook in reversed(self.hooks):
-                hook.after_measure(self.server)
+        load = run_load(
+            plan,
+            progress=self._progress(label, started),
+            progress_interval=s.progress_interval,
+            before_measure=lambda: [hook.before_measure() for hook in self.hooks],
+            after_measure=lambda: [hook.after_measure() for hook in reversed(self.hooks)],
+        )
         point_params = {"workload": getattr(workload, "name", type(workload).__name__), "endpoint": options.endpoint,
                         "num_prompts": len(prompts), "request_rate": schedule.rate, "burstiness": schedule.burstiness,
                         "max_concurrency": schedule.max_concurrency, "client_processes": processes,
@@ -243,16 +260,8 @@ class VllmBench:
                                       "error": reason})
 
     def _record_benchmark(self, load: LoadResult, values: dict[str, float], params: dict[str, Any], suite: str) -> None:
-        fixture = self.benchmark
-        if fixture is None or getattr(fixture, "disabled", True):
-            return
-        fixture.group = fixture.group or suite
-        fixture.extra_info.update({"metrics": values, "params": params, "recorded_series": self.settings.record_metric})
-        series = _series_values(load, self.settings.record_metric)
-        stats = fixture._make_stats(1)  # pytest-benchmark's own container, fed our samples
-        for value in series:
-            stats.update(value)
-        fixture._mode = "pytest-vllm-serve"
+        record_into_benchmark(self.benchmark, values, params, suite, self.settings.record_metric,
+                              _series_values(load, self.settings.record_metric))
 
     def _baseline_point(self) -> dict[str, float] | None:
         if not self.settings.fail_on or self.baseline is None:

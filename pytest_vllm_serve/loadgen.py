@@ -152,14 +152,32 @@ def _finish(records: list[RequestRecord], t0: float) -> float:
     return (max(ends) - t0) if ends else 0.0
 
 
-def run_load(plan: LoadPlan, progress: Progress | None = None, progress_interval: float = 5.0) -> LoadResult:
-    """Warm up, then send the plan's prompts on schedule. Blocking."""
+def run_load(
+    plan: LoadPlan,
+    progress: Progress | None = None,
+    progress_interval: float = 5.0,
+    before_measure: Callable[[], None] | None = None,
+    after_measure: Callable[[], None] | None = None,
+) -> LoadResult:
+    """Warm up, then send the plan's prompts on schedule. Blocking.
+
+    ``before_measure``/``after_measure`` run right after the warmup and right after
+    the measured phase (profilers hook in there, so warmup is not traced).
+    """
     headers = dict(plan.headers)
     warmups = asyncio.run(_warmup(plan, headers))
     offsets = arrival_offsets(len(plan.prompts), plan.schedule)
-    if plan.processes <= 1:
-        return _run_single(plan, headers, offsets, warmups, progress, progress_interval)
-    return _run_multi(plan, offsets, warmups, progress, progress_interval)
+    if before_measure is not None:
+        before_measure()
+    try:
+        if plan.processes <= 1:
+            result = _run_single(plan, headers, offsets, warmups, progress, progress_interval)
+        else:
+            result = _run_multi(plan, offsets, warmups, progress, progress_interval)
+    finally:
+        if after_measure is not None:
+            after_measure()
+    return result
 
 
 def _run_single(plan, headers, offsets, warmups, progress, interval) -> LoadResult:

@@ -97,6 +97,16 @@ OPTIONS: tuple[Opt, ...] = (
     Opt("vllm-reuse", "Keep servers running after the session and reattach to them in later sessions "
         "when the spec hash matches and the process is alive. Stop them with "
         "`python -m pytest_vllm_serve.servers stop`.", flag=True),
+    # -- profiling -------------------------------------------------------------------------
+    Opt("vllm-profile", "Start servers with the torch profiler and trace the measured phase of every "
+        "benchmark point (POST /start_profile, /stop_profile); traces go to profiles/<test id>/.", flag=True),
+    Opt("vllm-profiler-config", "Profiler configuration JSON passed to vllm serve as is (--profiler-config); "
+        "implies --vllm-profile.", metavar="JSON"),
+    Opt("vllm-nsys", "Wrap vllm serve in `nsys profile` with the reference trace options (cuda, nvtx, osrt, "
+        "cudnn, cublas; capture range cudaProfilerApi) and drive vLLM's CUDA profiler around measured phases. "
+        "Reports go to profiles/nsys/.", flag=True),
+    Opt("vllm-viztracer", "Trace the client process (or the offline benchmark process) with VizTracer during "
+        "the measured phase, into profiles/<test id>/FILE.", metavar="FILE"),
     # -- benchmarks (tests/benchmarks and the vllm_bench fixture) -------------------------
     Opt("vllm-sweep-rate", "Request rates of the rate sweep, comma-separated; inf = all at once. "
         "Default: 1,2,4,8,16,32,inf", default="1,2,4,8,16,32,inf", metavar="LIST"),
@@ -214,6 +224,10 @@ class Settings:
     max_servers: int = 1
     per_worker: bool = False
     reuse: bool = False
+    profile: bool = False
+    profiler_config: str | None = None
+    nsys: bool = False
+    viztracer: str | None = None
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> "Settings":
@@ -248,6 +262,10 @@ class Settings:
             max_servers=_number("vllm_max_servers", raw(config, "vllm_max_servers"), int),
             per_worker=bool(raw(config, "vllm_per_worker")),
             reuse=bool(raw(config, "vllm_reuse")),
+            profile=bool(raw(config, "vllm_profile")) or raw(config, "vllm_profiler_config") is not None,
+            profiler_config=raw(config, "vllm_profiler_config"),
+            nsys=bool(raw(config, "vllm_nsys")),
+            viztracer=raw(config, "vllm_viztracer"),
         )
 
 

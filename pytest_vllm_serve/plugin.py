@@ -20,6 +20,7 @@ from .spec import ServerSpec
 
 SESSION_KEY = pytest.StashKey[VllmSession]()
 SERVER_KEY = pytest.StashKey[RunningServer]()
+PROFILE_KEY = pytest.StashKey[list]()  # profiling artifacts of a test, for its report
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -51,9 +52,11 @@ def pytest_configure(config: pytest.Config) -> None:
     else:
         results_dir = new_session_dir(settings.results_root)
     try:
-        config.stash[SESSION_KEY] = VllmSession(config=config, settings=settings, results_dir=results_dir, bench=bench)
-    except ConfigError as exc:  # e.g. a --vllm-baseline that is not a results file
+        session = VllmSession(config=config, settings=settings, results_dir=results_dir, bench=bench)
+        session.check_profiling()
+    except ConfigError as exc:  # e.g. a --vllm-baseline that is not a results file, no nsys
         raise pytest.UsageError(str(exc)) from None
+    config.stash[SESSION_KEY] = session
     # SIGTERM (e.g. from a CI runner) unwinds like Ctrl-C, so teardown still runs.
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
@@ -79,12 +82,13 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     problems = []
     keyed: dict[int, str] = {}
     for index, item in enumerate(items):
-        uses_server = "vllm_server" in getattr(item, "fixturenames", ())
+        names = getattr(item, "fixturenames", ())
+        uses_server = "vllm_server" in names or "vllm_offline" in names
         has_marker = item.get_closest_marker(MARKER) is not None
         if has_marker and not uses_server:
             problems.append(
-                f"{item.nodeid}: has @pytest.mark.vllm but does not use the vllm_server fixture, "
-                "so no server would be started for it.\n  fix: add the vllm_server argument, or remove the marker"
+                f"{item.nodeid}: has @pytest.mark.vllm but uses neither the vllm_server nor the vllm_offline fixture, "
+                "so the marker would do nothing.\n  fix: add the vllm_server argument, or remove the marker"
             )
             continue
         if uses_server:
@@ -224,12 +228,122 @@ def vllm_bench(request: pytest.FixtureRequest, vllm_server: RunningServer, vllm_
         baseline=vllm_session.baseline,
         progress_writer=_progress_writer(request.config),
         on_point=vllm_session.points.append,
+        hooks=_profiling_hooks(request, vllm_server, vllm_session),
     )
+
+
+class _ServerProfileHook:
+    """Torch or CUDA profiler of the server around a measured phase."""
+
+    def __init__(self, request: pytest.FixtureRequest, server: RunningServer, session: VllmSession):
+        from .profiling import ServerProfiler, test_profile_dir
+
+        trace_dir = None if server.launcher == "external" else session.server_trace_dir
+        self.profiler = ServerProfiler(server.client, server.url, trace_dir)
+        self.dest = test_profile_dir(session.results_dir, request.node.nodeid)
+        self.files = request.node.stash.setdefault(PROFILE_KEY, [])
+
+    def before_measure(self) -> None:
+        self.profiler.start()
+
+    def after_measure(self) -> None:
+        self.files.extend(self.profiler.stop(self.dest))
+
+
+class _ClientTraceHook:
+    in_process = True  # the traced client must run in this process
+
+    def __init__(self, request: pytest.FixtureRequest, session: VllmSession):
+        from .profiling import ClientTracer, test_profile_dir
+
+        self.tracer = ClientTracer(test_profile_dir(session.results_dir, request.node.nodeid) / session.settings.viztracer)
+        self.files = request.node.stash.setdefault(PROFILE_KEY, [])
+
+    def before_measure(self) -> None:
+        self.tracer.start()
+
+    def after_measure(self) -> None:
+        self.files.append(self.tracer.stop())
+
+
+def _profiling_hooks(request: pytest.FixtureRequest, server: RunningServer, session: VllmSession) -> list:
+    hooks: list = []
+    if session.profiling:
+        hooks.append(_ServerProfileHook(request, server, session))
+    if session.settings.viztracer:
+        hooks.append(_ClientTraceHook(request, session))
+    return hooks
+
+
+@pytest.fixture
+def vllm_offline(request: pytest.FixtureRequest, vllm_session: VllmSession, vllm_spec: ServerSpec):
+    """Measures raw ``LLM.generate`` (no API server) for this test's spec: ``vllm_offline.run(...)``.
+
+    Model and TP/PP/DP/EP come from the vllm marker and options, like a server's.
+    Running servers of the session are stopped first, so the engine gets the devices.
+    """
+    from .offline_bench import OfflineBench
+
+    try:
+        benchmark = request.getfixturevalue("benchmark")
+    except pytest.FixtureLookupError:
+        benchmark = None
+    bench = OfflineBench(
+        spec=vllm_spec,
+        settings=vllm_session.bench,
+        store=vllm_session.store,
+        node_id=request.node.nodeid,
+        logs_dir=vllm_session.logs_dir,
+        cache_dir=vllm_session.settings.cache_dir,
+        benchmark=benchmark,
+        viztracer=vllm_session.settings.viztracer,
+        before_run=vllm_session.free_devices,
+        progress_writer=_progress_writer(request.config),
+        on_point=vllm_session.points.append,
+    )
+    yield bench
+    if bench.extra_files:
+        request.node.stash.setdefault(PROFILE_KEY, []).extend(bench.extra_files)
+
+
+@pytest.fixture
+def vllm_profile(request: pytest.FixtureRequest, vllm_server: RunningServer, vllm_session: VllmSession):
+    """Profile any block against ``vllm_server``: ``with vllm_profile() as traces: ...``.
+
+    The server's profiler runs for the block; afterwards ``traces`` (a list) holds the
+    trace files, moved into profiles/<test id>/. The server must have been started
+    with profiling (--vllm-profile), else the test fails with the server's refusal.
+    """
+    from contextlib import contextmanager
+
+    from .profiling import ProfileError
+
+    @contextmanager
+    def profile():
+        hook = _ServerProfileHook(request, vllm_server, vllm_session)
+        traces: list = []
+        try:
+            hook.before_measure()
+        except ProfileError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        try:
+            yield traces
+        finally:
+            before = len(hook.files)
+            hook.after_measure()
+            traces.extend(hook.files[before:])
+
+    return profile
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = yield
+    files = item.stash.get(PROFILE_KEY, None)
+    if files and report.when == "call":
+        from .profiling import PERFETTO_HINT
+
+        report.sections.append(("vllm profile", "\n".join([*map(str, files), PERFETTO_HINT])))
     server = item.stash.get(SERVER_KEY, None)
     if server is not None and report.when == "call":
         report.sections.append(("vllm server", server.report_text()))

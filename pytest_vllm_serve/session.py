@@ -159,6 +159,11 @@ class VllmSession:
         if reporter is not None:
             reporter.write_line(line)
 
+    def free_devices(self) -> None:
+        """Stop this session's running servers (an offline engine needs their devices)."""
+        if isinstance(self.pool, ServerPool):
+            self.pool.close()
+
     def stop_shared_servers(self) -> list[str]:
         """The xdist controller's teardown of the servers its workers shared."""
         if self.settings.docker:
@@ -190,28 +195,84 @@ class VllmSession:
             return slurm_launcher(self.settings, self.logs_dir, owner_pid=os.getpid() if owner_pid == -1 else owner_pid)
         if self.settings.docker:
             return self.docker_launcher(os.getpid() if owner_pid == -1 else owner_pid)
+        args, env, wrap = self.profiling_launch()
         return LocalLauncher(
             logs_dir=self.logs_dir,
             host=self.settings.host,
             api_key=self.settings.api_key,
             owner_pid=os.getpid() if owner_pid == -1 else owner_pid,
             gpu_ledger=GpuLedger(self.settings.results_root / "gpu-ledger.json"),
+            extra_args=tuple(args),
+            extra_env=env,
+            wrap=tuple(wrap),
         )
+
+    # -- profiling ---------------------------------------------------------------------------
+    @property
+    def server_trace_dir(self) -> Path:
+        """Where launched servers write torch profiler traces (moved per test afterwards)."""
+        return self.results_dir / "profiles" / ".server-traces"
+
+    @property
+    def profiling(self) -> bool:
+        return self.settings.profile or self.settings.nsys
+
+    def profiling_launch(self, in_container: bool = False) -> tuple[list[str], dict[str, str], list[str]]:
+        """(serve args, env, command prefix) that the profiling options add to a launch."""
+        if not self.profiling:
+            return [], {}, []
+        from .hardware import find_vllm
+        from .profiling import nsys_command, profiler_serve_config
+
+        install = None if in_container else find_vllm()  # an image's vLLM: assume a current one
+        profiler = "torch" if self.settings.profile else "cuda"  # nsys captures between CUDA profiler calls
+        trace_dir = self.server_trace_dir.resolve()
+        args, env = profiler_serve_config(
+            install.version if install else None, trace_dir, self.settings.profiler_config, profiler
+        )
+        wrap: list[str] = []
+        if self.settings.nsys:
+            output = (self.results_dir / "profiles" / "nsys").resolve() / "profile-node0"
+            wrap = nsys_command(output, binary="nsys" if in_container else None)
+        return args, env, wrap
+
+    def check_profiling(self) -> None:
+        """Bad profiling setups fail before anything launches."""
+        from .profiling import ClientTracer, check_trace_dir, nsys_command
+
+        if self.settings.profile and self.settings.nsys and self.settings.profiler_config is None:
+            raise ConfigError(
+                "--vllm-profile (torch profiler) and --vllm-nsys (CUDA profiler under nsys) cannot drive one server "
+                "at once: vLLM runs one profiler.\n  fix: use one of them per run"
+            )
+        if self.profiling:
+            check_trace_dir(self.server_trace_dir)
+        if self.settings.nsys and not (self.settings.url or self.settings.slurm or self.settings.docker):
+            nsys_command(self.results_dir / "profiles" / "nsys" / "profile-node0")
+        if self.settings.viztracer:
+            ClientTracer.check_installed()
+            check_trace_dir(self.results_dir / "profiles")
 
     def docker_launcher(self, owner_pid: int | None) -> Launcher:
         """One per session and owner: it connects, reaps stale containers and loads the image once."""
         if owner_pid not in self._docker:
             from .launchers.docker import DockerLauncher
 
+            args, env, wrap = self.profiling_launch(in_container=True)
+            profiles = self.results_dir.resolve() / "profiles"
+            mounts = self.settings.container_mounts + ((f"{profiles}:{profiles}:rw",) if self.profiling else ())
             self._docker[owner_pid] = DockerLauncher(
                 image=self.settings.docker,
                 logs_dir=self.logs_dir,
                 host=self.settings.host,
                 api_key=self.settings.api_key,
-                mounts=self.settings.container_mounts,
+                mounts=mounts,
                 flavor=self.settings.docker_flavor,
                 session=str(self.results_dir.resolve()),
                 owner_pid=owner_pid,
+                extra_args=tuple(args),
+                extra_env=env,
+                wrap=tuple(wrap),
             )
         return self._docker[owner_pid]
 

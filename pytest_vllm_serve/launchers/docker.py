@@ -252,6 +252,7 @@ class DockerLauncher:
     session: str = ""  # names the run in the containers' labels
     extra_args: tuple[str, ...] = ()
     extra_env: dict[str, str] = field(default_factory=dict)
+    wrap: tuple[str, ...] = ()  # a command in front of the server's inside the container (nsys profile ...)
     gpu_ids: list[str] | None = None  # this launcher's slice; None: all visible
     # Whose death removes the containers (watchdog, stale reaping); None: nobody's, for
     # servers kept across sessions (--vllm-reuse).
@@ -338,7 +339,9 @@ class DockerLauncher:
         serve = ServeCommand.build(
             spec, layout, model, host=self.host, port=port, cpu=info.flavor == "cpu", extra_args=self.extra_args
         )
-        argv = entry_command(info.flavor, model.argument) + serve.args
+        if self.wrap:
+            self.check_wrapper(client, info)
+        argv = list(self.wrap) + entry_command(info.flavor, model.argument) + serve.args
         volumes = dict(m.volume() for m in [*model_mounts(model), *(self._mounts or [])])
         env = self.container_env(spec)
         self.logs_dir.mkdir(parents=True, exist_ok=True)
@@ -399,6 +402,20 @@ class DockerLauncher:
             labels=run_labels(self.owner(), self.session, spec.key()),
             **self.device_options(layout),
         )
+
+    def check_wrapper(self, client: "docker.DockerClient", info: ImageInfo) -> None:
+        """The wrapper (nsys) must exist inside the image: say so before launching."""
+        import docker
+
+        binary = self.wrap[0]
+        try:
+            client.containers.run(info.id, entrypoint=["sh", "-c", f"command -v {shlex.quote(binary)}"],
+                                  remove=True, network_mode="host")
+        except docker.errors.ContainerError:
+            raise ConfigError(
+                f"the image {info.reference} has no `{binary}` on its PATH, so --vllm-nsys cannot wrap vllm serve "
+                "in it.\n  fix: use an image with Nsight Systems (the GPU Dockerfile installs it), or drop --vllm-nsys"
+            ) from None
 
     def _remove_own(self, client: "docker.DockerClient", name: str) -> None:
         """Remove a half-started container, but only if this launcher's owner made it."""

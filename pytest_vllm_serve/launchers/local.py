@@ -32,6 +32,8 @@ class LocalProcess:
     log_path: Path
     served_name: str
     stop_timeout: float = 20.0
+    stop_signal: int = signal.SIGTERM
+    settle: float = 3.0  # how long the main process may outlive its children while stopping
     reaper: subprocess.Popen | None = None
     gpus: list[str] | None = None  # its CUDA_VISIBLE_DEVICES slice
     release: Callable[[], None] | None = None  # gives the GPUs back
@@ -62,7 +64,8 @@ class LocalProcess:
         if self._stopped:
             return
         self._stopped = True
-        terminate_tree(self.popen.pid, pgid=self.popen.pid, timeout=self.stop_timeout)
+        terminate_tree(self.popen.pid, pgid=self.popen.pid, timeout=self.stop_timeout,
+                       first_signal=self.stop_signal, settle=self.settle)
         try:
             self.popen.wait(timeout=5)
         except subprocess.TimeoutExpired:
@@ -92,6 +95,7 @@ class LocalLauncher:
     gpu_ids: list[str] | None = None  # GPUs this launcher may use; None: all visible
     owner_pid: int | None = field(default_factory=os.getpid)  # its death stops the servers; None: never
     gpu_ledger: GpuLedger | None = None  # hands out disjoint GPU slices to concurrent servers
+    wrap: tuple[str, ...] = ()  # a command in front of the server's (e.g. nsys profile ...)
     stop_timeout: float = 20.0
     name: str = "local"
     install: VllmInstall | None = None
@@ -144,7 +148,7 @@ class LocalLauncher:
         install = self._install()
         port = free_port(self.host)
         serve = self.build_command(spec, layout, model, port)
-        argv = install.serve_command(model.argument) + serve.args
+        argv = list(self.wrap) + install.serve_command(model.argument) + serve.args
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.logs_dir / f"server-{spec.short_name}-{spec.key()[:8]}-{port}.log"
         token = f"{spec.short_name}-{spec.key()[:8]}-{port}"
@@ -172,7 +176,10 @@ class LocalLauncher:
             command=argv,
             log_path=log_path,
             served_name=serve.served_name,
-            stop_timeout=self.stop_timeout,
+            stop_timeout=max(self.stop_timeout, 60.0) if self.wrap else self.stop_timeout,
+            # A wrapper (nsys) is stopped with SIGINT and given time to write its report.
+            stop_signal=signal.SIGINT if self.wrap else signal.SIGTERM,
+            settle=60.0 if self.wrap else 3.0,
             reaper=reaper,
             gpus=gpus,
             release=(lambda: self.gpu_ledger.release(token)) if gpus is not None and self.gpu_ledger else None,

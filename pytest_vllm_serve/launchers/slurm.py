@@ -35,6 +35,7 @@ from ..slurm.options import Requested, gpus_per_node_from, parse_requested
 from ..slurm.script import Container, JobScript, node_commands, render_dry_run, render_script, sbatch_argv
 from ..slurm.topology import Allocation, Topology, check_backend, job_ports, plan
 from ..spec import Layout, ServerSpec
+from ..registry import register_stopper
 from .base import read_tail
 from .docker import PASSTHROUGH_ENV, Mount, entry_command, model_mounts
 
@@ -562,6 +563,31 @@ class SlurmLauncher:
             job.stop()
             raise
         return job
+
+
+def stop_job(ids: Mapping[str, object], timeout: float = 120.0) -> None:
+    """Stop a SLURM server from its ids alone (a server shared through the registry, stopped
+    by another process): its step inside an allocation, else its job; wait until it is gone."""
+    job_id = int(str(ids["slurm_job_id"]))
+    step_name = ids.get("slurm_step")
+    if not step_name:
+        cli.cancel(str(job_id))
+        cli.wait_gone(job_id, timeout)
+        return
+    deadline = time.monotonic() + timeout
+    grace = time.monotonic() + STEP_GRACE_SECONDS
+    ours = [step for step, name in cli.steps(job_id) if name == step_name]
+    for step in ours:
+        cli.cancel(step, signal="TERM")
+    while ours and time.monotonic() < deadline:
+        time.sleep(0.5)
+        ours = [step for step, name in cli.steps(job_id) if name == step_name]
+        if time.monotonic() >= grace:
+            for step in ours:
+                cli.cancel(step)
+
+
+register_stopper("slurm", stop_job)
 
 
 def slurm_launcher(settings, logs_dir: Path, *, dry_run: bool = False, owner_pid: int | None = -1) -> SlurmLauncher:

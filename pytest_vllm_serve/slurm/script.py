@@ -336,7 +336,7 @@ def node_script(job: JobScript) -> str:
         "PID= RAY_PID=",
         "# Stops what this node started, then exits with $1.",
         "finish() {",
-        "  trap - TERM INT",
+        "  trap '' TERM INT  # a second signal must not cut the cleanup short",
     ]
     if job.nsys:
         finish += [

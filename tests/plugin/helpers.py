@@ -14,6 +14,7 @@ import os
 import sys
 import threading
 import time
+from pathlib import Path
 
 import psutil
 
@@ -118,3 +119,8 @@ class ProcessWatcher:
                 proc.kill()
             except psutil.Error:
                 pass
+
+
+def results_dir(inner_args: list[str]) -> Path:
+    """The --vllm-results-dir an inner run was given (see the inner_args fixture)."""
+    return Path(next(a for a in inner_args if a.startswith("--vllm-results-dir=")).split("=", 1)[1])

@@ -37,14 +37,26 @@ def our_jobs(marker: str) -> list[tuple[int, str]]:
     return jobs
 
 
-def wait_for_job(marker: str, state: str, timeout: float) -> int | None:
+def wait_for_job(marker: str, state: str, timeout: float, proc=None) -> int:
+    """The id of our job once it is in ``state``; fails with what was seen (and the inner
+    pytest's output, when it ended) otherwise."""
     deadline = time.monotonic() + timeout
+    seen: list[tuple[int, str]] = []
     while time.monotonic() < deadline:
-        for job_id, job_state in our_jobs(marker):
+        jobs = our_jobs(marker)
+        seen += [j for j in jobs if j not in seen]
+        for job_id, job_state in jobs:
             if job_state == state:
                 return job_id
+        if proc is not None and proc.poll() is not None:
+            break
         time.sleep(0.3)
-    return None
+    detail = ""
+    if proc is not None and proc.poll() is not None:
+        detail = "\ninner pytest ended first:\n" + (proc.stdout.read().decode() + proc.stderr.read().decode())[-4000:]
+    cluster = subprocess.run(["bash", "-c", "squeue -o '%i %T %r %j'; sinfo -N -l"], capture_output=True,
+                             text=True, timeout=30).stdout
+    pytest.fail(f"no job of this test reached {state} (seen: {seen or 'none'})\n{cluster}{detail}", pytrace=False)
 
 
 def wait_queue_empty(marker: str, timeout: float) -> list[tuple[int, str]]:

@@ -116,7 +116,7 @@ def test_marker_on_a_test_that_does_not_use_the_server(pytester, inner_args):
     )
     result, _ = run_timed(pytester, *inner_args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    assert "does not use the vllm_server fixture" in output(result)
+    assert "uses neither the vllm_server nor the vllm_offline fixture" in output(result)
 
 
 def test_invalid_layout_from_the_command_line(pytester, inner_args):

@@ -23,7 +23,7 @@ from pytest_vllm_serve.procs import is_alive
 from pytest_vllm_serve.registry import ServerRegistry, ServerState
 from pytest_vllm_serve.spec import ServerSpec
 
-from .helpers import describe, wait_until
+from .helpers import describe, results_dir, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -150,10 +150,6 @@ def test_collection_is_grouped_by_spec(pytester):
 
 
 SMOKE = str(ROOT / "tests" / "smoke")
-
-
-def results_dir(inner_args: list[str]) -> Path:
-    return Path(next(a for a in inner_args if a.startswith("--vllm-results-dir=")).split("=", 1)[1])
 
 
 def test_three_xdist_workers_share_one_server(pytester, inner_args, procs):

@@ -109,8 +109,7 @@ def test_a_cancelled_job_fails_the_test_quickly(pytester, inner_args, procs, clu
     pytester.makepyfile(USES_SERVER)
     proc = popen_pytest(pytester, *inner_args, "--vllm-slurm")
     try:
-        job_id = wait_for_job(cluster, "RUNNING", timeout=60)
-        assert job_id, "the job never ran"
+        job_id = wait_for_job(cluster, "RUNNING", timeout=150, proc=proc)
         time.sleep(2)  # let vLLM begin to start
         subprocess.run(["scancel", str(job_id)], check=True, timeout=30)
         cancelled = time.monotonic()
@@ -129,7 +128,7 @@ def test_ctrl_c_cancels_the_job_and_waits_until_it_has_left_the_queue(pytester, 
     pytester.makepyfile(USES_SERVER)
     proc = popen_pytest(pytester, *inner_args, "--vllm-slurm")
     try:
-        assert wait_for_job(cluster, "RUNNING", timeout=60), "the job never ran"
+        wait_for_job(cluster, "RUNNING", timeout=150, proc=proc)
         time.sleep(2)
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=120)
@@ -145,7 +144,7 @@ def test_a_sigkilled_pytest_leaves_no_job_running(pytester, inner_args, procs, c
     pytester.makepyfile(USES_SERVER)
     proc = popen_pytest(pytester, *inner_args, "--vllm-slurm")
     try:
-        assert wait_for_job(cluster, "RUNNING", timeout=60), "the job never ran"
+        wait_for_job(cluster, "RUNNING", timeout=150, proc=proc)
         time.sleep(2)
         proc.kill()  # no teardown runs in pytest at all; the watchdog cancels the job
         proc.wait(timeout=10)

