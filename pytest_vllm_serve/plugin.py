@@ -50,7 +50,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
         results_dir = Path(workerinput["vllm_session_dir"])
     else:
-        results_dir = new_session_dir(settings.results_root)
+        try:
+            results_dir = new_session_dir(settings.results_root)
+        except OSError as exc:
+            raise pytest.UsageError(
+                f"--vllm-results-dir {settings.results_root} cannot be used: {exc.strerror or exc} "
+                f"({getattr(exc, 'filename', None) or settings.results_root}).\n"
+                "  fix: give a writable directory with free space, e.g. --vllm-results-dir /tmp/vllm-results"
+            ) from None
     try:
         session = VllmSession(config=config, settings=settings, results_dir=results_dir, bench=bench)
         session.check_profiling()

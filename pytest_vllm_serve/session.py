@@ -168,6 +168,8 @@ class VllmSession:
         """The xdist controller's teardown of the servers its workers shared."""
         if self.settings.docker:
             from .launchers import docker  # noqa: F401  (registers how to stop its containers)
+        if self.settings.slurm:
+            from .launchers import slurm  # noqa: F401  (registers how to stop its jobs)
         if self.worker_id is not None or not self.shared_registry_dir.exists():
             return []
         return ServerRegistry(self.shared_registry_dir).stop_all()

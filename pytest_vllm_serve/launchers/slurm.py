@@ -573,6 +573,7 @@ def stop_job(ids: Mapping[str, object], timeout: float = 120.0) -> None:
     if not step_name:
         cli.cancel(str(job_id))
         cli.wait_gone(job_id, timeout)
+        _record_state(ids, cli.job_status(job_id).describe())
         return
     deadline = time.monotonic() + timeout
     grace = time.monotonic() + STEP_GRACE_SECONDS
@@ -585,9 +586,20 @@ def stop_job(ids: Mapping[str, object], timeout: float = 120.0) -> None:
         if time.monotonic() >= grace:
             for step in ours:
                 cli.cancel(step)
+    _record_state(ids, "stopped")
 
 
 register_stopper("slurm", stop_job)
+
+
+def _record_state(ids: Mapping[str, object], state: str) -> None:
+    path = Path(str(ids.get("slurm_job_dir", ""))) / "job.json"
+    try:
+        record = json.loads(path.read_text())
+        record["state"] = state
+        path.write_text(json.dumps(record, indent=2) + "\n")
+    except (OSError, ValueError):
+        pass
 
 
 def slurm_launcher(settings, logs_dir: Path, *, dry_run: bool = False, owner_pid: int | None = -1) -> SlurmLauncher:
