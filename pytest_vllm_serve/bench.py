@@ -19,7 +19,7 @@ from typing import Any, Callable
 import pytest
 
 from .client import RequestOptions
-from .errors import ConfigError
+from .errors import ConfigError, ResultsWriteError, ServerDiedError
 from .gates import check_baseline, check_thresholds
 from .launchers.base import RunningServer
 from .loadgen import LoadPlan, LoadResult, auto_processes, run_load
@@ -155,7 +155,10 @@ class VllmBench:
         total = getattr(workload, "max_total_len", None)
         if total is not None and getattr(workload, "name", "") != "sharegpt":
             self.skip_if_too_long(total, f"input {getattr(workload, 'input_len', '?')} + output {getattr(workload, 'output_len', '?')}")
-        self.server.check_alive()
+        try:
+            self.server.check_alive()
+        except ServerDiedError as exc:
+            pytest.fail(str(exc), pytrace=False)
         base = self._baseline_point()
         if base is not None:
             check_baseline(base, self.settings.fail_on, source=f"--vllm-baseline for {self.node_id}")
@@ -189,20 +192,23 @@ class VllmBench:
             progress_interval=s.progress_interval,
             before_measure=lambda: [hook.before_measure() for hook in self.hooks],
             after_measure=lambda: [hook.after_measure() for hook in reversed(self.hooks)],
+            abort=self.server.death,
         )
         point_params = {"workload": getattr(workload, "name", type(workload).__name__), "endpoint": options.endpoint,
                         "num_prompts": len(prompts), "request_rate": schedule.rate, "burstiness": schedule.burstiness,
                         "max_concurrency": schedule.max_concurrency, "client_processes": processes,
                         **{k: v for k, v in vars(workload).items() if isinstance(v, (int, float, str)) and k != "name"},
                         **(params or {})}
+        died = self.server.death()
         try:
             metrics = compute_metrics(
                 load.records, load.duration, s.percentiles, s.goodput, target_rate(schedule, load.offsets)
             )
         except AllRequestsFailedError as exc:
             self._save_failed(suite, point_params, load, str(exc))
-            died = self.server.death()
-            pytest.fail(f"{exc}" + (f"\nthe server is gone: {died}" if died else ""), pytrace=False)
+            if died:
+                self._fail_dead_server()
+            pytest.fail(str(exc), pytrace=False)
         values = metric_values(metrics)
         if metrics.target_request_rate is not None and math.isfinite(metrics.target_request_rate):
             values.setdefault("target_request_rate", metrics.target_request_rate)
@@ -210,11 +216,16 @@ class VllmBench:
         result = self._vllm_result(metrics, load, schedule, options, len(prompts))
         point = PointRecord(id=self.node_id, suite=suite, params=point_params, metrics=values,
                             server=self._server_info())
-        file = self.store.save_point(point, result)
+        try:
+            file = self.store.save_point(point, result)
+        except ResultsWriteError as exc:
+            pytest.fail(str(exc), pytrace=False)
         if self.on_point is not None:
             self.on_point(point)
         self._record_benchmark(load, values, point_params, suite)
         outcome = PointResult(self.node_id, metrics, values, load, file)
+        if died:  # measured what could be, saved it; now say what happened
+            self._fail_dead_server()
         if self.progress_writer:
             self.progress_writer(
                 f"[vllm-bench] {label}: {metrics.completed} ok, {metrics.failed} failed, "
@@ -223,6 +234,13 @@ class VllmBench:
             )
         self._gate(outcome)
         return outcome
+
+    def _fail_dead_server(self) -> None:
+        """Fail the point with the dead process and the server's log tail."""
+        try:
+            self.server.check_alive()
+        except ServerDiedError as exc:
+            pytest.fail(f"the server died during this point; what was measured is saved.\n{exc}", pytrace=False)
 
     # -- sinks ------------------------------------------------------------------------
     def _server_info(self) -> dict[str, Any]:

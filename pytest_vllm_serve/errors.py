@@ -21,6 +21,10 @@ class ServerDiedError(VllmServeError):
     """A server that was healthy has gone away while tests were using it."""
 
 
+class ResultsWriteError(VllmServeError):
+    """A measured result could not be written (disk full, permissions)."""
+
+
 def format_log_tail(lines: list[str], source: str) -> str:
     """Render the last lines of a log for an error message."""
     if not lines:

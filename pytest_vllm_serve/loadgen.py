@@ -33,6 +33,7 @@ from .records import RequestRecord
 from .schedule import Schedule, arrival_offsets
 
 Progress = Callable[[int, int, int], None]  # (finished, failed, total)
+Abort = Callable[[], "str | None"]  # polled during a run: a reason to stop (the server died), or None
 
 #: The last stretch before a send is due is waited out by yielding, not sleeping.
 SPIN_WINDOW = 0.0015
@@ -81,6 +82,13 @@ def make_client(base_url: str, headers: dict[str, str]) -> httpx.AsyncClient:
     )
 
 
+def _not_sent(index: int, prompt: Prompt, due: float, reason: str) -> RequestRecord:
+    """A request the run never sent because it was aborted."""
+    return RequestRecord(index=index, scheduled_time=due, dispatch_time=due, send_time=due,
+                         prompt_len=prompt.prompt_len, expected_output_len=prompt.output_len,
+                         error=f"not sent: {reason}")
+
+
 async def _drive(
     client: httpx.AsyncClient,
     options: RequestOptions,
@@ -88,10 +96,17 @@ async def _drive(
     t0: float,
     concurrency: int | None,
     on_done: Callable[[RequestRecord], None] | None = None,
+    abort: Abort | None = None,
 ) -> list[RequestRecord]:
-    """Send ``(index, prompt, offset)`` jobs at ``t0 + offset`` and wait for all."""
+    """Send ``(index, prompt, offset)`` jobs at ``t0 + offset`` and wait for all.
+
+    ``abort`` is polled twice a second; once it returns a reason (the server died),
+    requests in flight are cancelled and recorded as failed with that reason, and
+    the ones not yet sent are recorded as not sent.
+    """
     semaphore = asyncio.Semaphore(concurrency) if concurrency else None
     clock = time.perf_counter
+    records: dict[int, RequestRecord] = {}
 
     async def one(record: RequestRecord, prompt: Prompt) -> RequestRecord:
         if semaphore is None:
@@ -103,25 +118,57 @@ async def _drive(
             on_done(record)
         return record
 
-    tasks = []
+    tasks: list[asyncio.Task] = []
+
+    async def dispatch() -> None:
+        for index, prompt, offset in jobs:
+            due = t0 + offset
+            delay = due - clock()
+            if delay > SPIN_WINDOW:
+                # The event loop's timer wakes up to ~1 ms late; sleep to just before
+                # the due time, then yield until it (other requests keep running).
+                await asyncio.sleep(delay - SPIN_WINDOW)
+            while clock() < due:
+                await asyncio.sleep(0)
+            record = RequestRecord(
+                index=index,
+                scheduled_time=due,
+                dispatch_time=clock(),
+                prompt_len=prompt.prompt_len,
+                expected_output_len=prompt.output_len,
+            )
+            records[index] = record
+            tasks.append(asyncio.create_task(one(record, prompt)))
+        await asyncio.gather(*tasks)
+
+    sender = asyncio.create_task(dispatch())
+    reason = None
+    if abort is None:
+        await sender
+    else:
+        while not sender.done():
+            await asyncio.wait([sender], timeout=0.5)
+            if not sender.done():
+                reason = abort()
+                if reason:
+                    break
+        if reason:
+            sender.cancel()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(sender, *tasks, return_exceptions=True)
+        else:
+            await sender
+    out = []
     for index, prompt, offset in jobs:
-        due = t0 + offset
-        delay = due - clock()
-        if delay > SPIN_WINDOW:
-            # The event loop's timer wakes up to ~1 ms late; sleep to just before
-            # the due time, then yield until it (other requests keep running).
-            await asyncio.sleep(delay - SPIN_WINDOW)
-        while clock() < due:
-            await asyncio.sleep(0)
-        record = RequestRecord(
-            index=index,
-            scheduled_time=due,
-            dispatch_time=clock(),
-            prompt_len=prompt.prompt_len,
-            expected_output_len=prompt.output_len,
-        )
-        tasks.append(asyncio.create_task(one(record, prompt)))
-    return list(await asyncio.gather(*tasks))
+        record = records.get(index)
+        if record is None:
+            out.append(_not_sent(index, prompt, t0 + offset, reason or "the run stopped"))
+        else:
+            if record.error is None and (record.done_time is None or reason and not record.success):
+                record.error = f"aborted: {reason}"
+            out.append(record)
+    return out
 
 
 async def _warmup(plan: LoadPlan, headers: dict[str, str]) -> list[RequestRecord]:
@@ -158,11 +205,13 @@ def run_load(
     progress_interval: float = 5.0,
     before_measure: Callable[[], None] | None = None,
     after_measure: Callable[[], None] | None = None,
+    abort: Abort | None = None,
 ) -> LoadResult:
     """Warm up, then send the plan's prompts on schedule. Blocking.
 
     ``before_measure``/``after_measure`` run right after the warmup and right after
     the measured phase (profilers hook in there, so warmup is not traced).
+    ``abort`` stops the run early when it returns a reason (see ``_drive``).
     """
     headers = dict(plan.headers)
     warmups = asyncio.run(_warmup(plan, headers))
@@ -171,16 +220,16 @@ def run_load(
         before_measure()
     try:
         if plan.processes <= 1:
-            result = _run_single(plan, headers, offsets, warmups, progress, progress_interval)
+            result = _run_single(plan, headers, offsets, warmups, progress, progress_interval, abort)
         else:
-            result = _run_multi(plan, offsets, warmups, progress, progress_interval)
+            result = _run_multi(plan, offsets, warmups, progress, progress_interval, abort)
     finally:
         if after_measure is not None:
             after_measure()
     return result
 
 
-def _run_single(plan, headers, offsets, warmups, progress, interval) -> LoadResult:
+def _run_single(plan, headers, offsets, warmups, progress, interval, abort=None) -> LoadResult:
     counts = {"finished": 0, "failed": 0}
 
     def on_done(record: RequestRecord) -> None:
@@ -199,7 +248,7 @@ def _run_single(plan, headers, offsets, warmups, progress, interval) -> LoadResu
             cpu0 = time.process_time()
             t0 = time.perf_counter()
             try:
-                records = await _drive(client, plan.options, jobs, t0, plan.schedule.max_concurrency, on_done)
+                records = await _drive(client, plan.options, jobs, t0, plan.schedule.max_concurrency, on_done, abort)
             finally:
                 if task:
                     task.cancel()
@@ -209,7 +258,7 @@ def _run_single(plan, headers, offsets, warmups, progress, interval) -> LoadResu
     return LoadResult(records, warmups, t0, _finish(records, t0), offsets, cpu, 1)
 
 
-def _run_multi(plan, offsets, warmups, progress, interval) -> LoadResult:
+def _run_multi(plan, offsets, warmups, progress, interval, abort=None) -> LoadResult:
     """Deal the jobs round-robin to worker subprocesses that share one t0."""
     jobs = list(zip(range(len(plan.prompts)), plan.prompts, offsets))
     workers = [
@@ -268,6 +317,15 @@ def _run_multi(plan, offsets, warmups, progress, interval) -> LoadResult:
             if progress and time.monotonic() - last >= interval:
                 progress(sum(s[0] for s in status), sum(s[1] for s in status), len(plan.prompts))
                 last = time.monotonic()
+            reason = abort() if abort is not None else None
+            if reason:  # the server died: stop the workers; their requests count as aborted
+                for worker in workers:
+                    worker.kill()
+                gathered = [_not_sent(i, p, t0 + o, reason) for i, p, o in jobs]
+                for record in gathered:
+                    record.error = f"aborted: {reason}"
+                return LoadResult(gathered, warmups, t0, time.perf_counter() - t0, offsets, cpu, plan.processes,
+                                  errors=[reason])
     finally:
         for worker in workers:
             try:

@@ -87,8 +87,6 @@ OPTIONS: tuple[Opt, ...] = (
     Opt("vllm-slurm-backend", "How the nodes of one server connect: rpc (DP ranks over RPC, the default), "
         "ray (a ray cluster, --data-parallel-backend ray) or mp (--nnodes/--node-rank; chosen when PP > 1).",
         metavar="rpc|ray|mp"),
-    Opt("vllm-slurm-nsys", "Profile every node's server with nsys; node N writes nsys/profile-nodeN.nsys-rep "
-        "in the job's log folder.", flag=True),
     # -- the server pool ---------------------------------------------------------------------
     Opt("vllm-max-servers", "Servers running at once. Default 1: the previous server stops before the "
         "next spec's starts (tests are ordered so each spec starts once).", default="1", metavar="N"),
@@ -97,6 +95,8 @@ OPTIONS: tuple[Opt, ...] = (
     Opt("vllm-reuse", "Keep servers running after the session and reattach to them in later sessions "
         "when the spec hash matches and the process is alive. Stop them with "
         "`python -m pytest_vllm_serve.servers stop`.", flag=True),
+    Opt("vllm-restart-on-crash", "When a server dies during a test, start a new one for the next test of its "
+        "spec (default: those tests fail at once, naming the crash).", flag=True),
     # -- profiling -------------------------------------------------------------------------
     Opt("vllm-profile", "Start servers with the torch profiler and trace the measured phase of every "
         "benchmark point (POST /start_profile, /stop_profile); traces go to profiles/<test id>/.", flag=True),
@@ -220,10 +220,10 @@ class Settings:
     slurm_dry_run: bool = False
     slurm_pending_timeout: float = 600.0
     slurm_backend: str | None = None
-    slurm_nsys: bool = False
     max_servers: int = 1
     per_worker: bool = False
     reuse: bool = False
+    restart_on_crash: bool = False
     profile: bool = False
     profiler_config: str | None = None
     nsys: bool = False
@@ -258,10 +258,10 @@ class Settings:
             slurm_dry_run=bool(raw(config, "vllm_slurm_dry_run")),
             slurm_pending_timeout=_number("vllm_slurm_pending_timeout", raw(config, "vllm_slurm_pending_timeout"), float),
             slurm_backend=check_backend(raw(config, "vllm_slurm_backend")),
-            slurm_nsys=bool(raw(config, "vllm_slurm_nsys")),
             max_servers=_number("vllm_max_servers", raw(config, "vllm_max_servers"), int),
             per_worker=bool(raw(config, "vllm_per_worker")),
             reuse=bool(raw(config, "vllm_reuse")),
+            restart_on_crash=bool(raw(config, "vllm_restart_on_crash")),
             profile=bool(raw(config, "vllm_profile")) or raw(config, "vllm_profiler_config") is not None,
             profiler_config=raw(config, "vllm_profiler_config"),
             nsys=bool(raw(config, "vllm_nsys")),

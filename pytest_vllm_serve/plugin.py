@@ -354,6 +354,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     server = item.stash.get(SERVER_KEY, None)
     if server is not None and report.when == "call":
         report.sections.append(("vllm server", server.report_text()))
+        died = server.death() if report.failed else None
+        if died:
+            from .errors import format_log_tail
+
+            tail = server.process.log_tail() if server.process else []
+            report.sections.append(("vllm server died", f"{died}\n{format_log_tail(tail, str(server.log_path))}"))
         props = [("vllm_spec", server.spec.describe())]
         if server.command:
             from shlex import join

@@ -13,7 +13,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, ContextManager
 
-from .errors import VllmServeError
+from .errors import ServerDiedError, VllmServeError
 from .launchers.base import RunningServer
 from .spec import ServerSpec
 
@@ -27,6 +27,7 @@ Starter = Callable[[ServerSpec], ContextManager[RunningServer]]
 class ServerPool:
     start: Starter
     max_servers: int = 1
+    restart_on_crash: bool = False
     launches: int = 0
     history: list[RunningServer] = field(default_factory=list)
     _running: "OrderedDict[str, tuple[RunningServer, ExitStack]]" = field(default_factory=OrderedDict)
@@ -39,8 +40,18 @@ class ServerPool:
                 f"(this spec's server already failed earlier in the session; not retrying)\n{self._failed[key]}"
             )
         if key in self._running:
-            self._running.move_to_end(key)
-            return self._running[key][0]
+            server = self._running[key][0]
+            died = server.death()
+            if died is None:
+                self._running.move_to_end(key)
+                return server
+            self.release(key)  # clean up what is left of it
+            if not self.restart_on_crash:
+                self._failed[key] = ServerDiedError(
+                    f"the server for {spec.short_name} died during an earlier test: {died}; the remaining tests "
+                    "of this spec fail at once.\n  fix: pass --vllm-restart-on-crash to start a new server instead"
+                )
+                raise self._failed[key]
         while len(self._running) >= self.max_servers:
             self.release(next(iter(self._running)))
         stack = ExitStack()

@@ -86,6 +86,8 @@ def terminate_tree(
     if not procs:
         return []
     _signal_all(list(procs.values()), pgid, first_signal)
+    if first_signal != signal.SIGKILL:
+        _signal_all(list(procs.values()), pgid, signal.SIGCONT)  # a frozen (SIGSTOPped) process handles it too
     deadline = time.monotonic() + timeout
     alive = list(procs.values())
     only_root_since: float | None = None

@@ -28,7 +28,7 @@ from typing import Any, Iterable
 
 from filelock import FileLock
 
-from .errors import ConfigError
+from .errors import ConfigError, ResultsWriteError
 
 POINTS_DIR = "points"
 SUMMARY_JSON = "summary.json"
@@ -115,11 +115,22 @@ class ResultsStore:
         return self.root / POINTS_DIR
 
     def save_point(self, point: PointRecord, full_result: dict[str, Any]) -> Path:
-        """Write the point's full result, then rebuild the summaries. Returns the point file."""
+        """Write the point's full result, then rebuild the summaries. Returns the point file.
+
+        On a write error (a full disk) nothing half-written is left: each file is
+        complete or absent, and the error says where and why.
+        """
         path = self.points_dir / f"{safe_name(point.id)}.json"
         point.file = str(path.relative_to(self.root))
-        atomic_write_text(path, dumps({**full_result, "pytest_vllm_serve": point.to_json()}))
-        self.rebuild_summaries()
+        try:
+            atomic_write_text(path, dumps({**full_result, "pytest_vllm_serve": point.to_json()}))
+            self.rebuild_summaries()
+        except OSError as exc:
+            raise ResultsWriteError(
+                f"could not write the results of {point.id} under {self.root}: {exc.strerror or exc}.\n"
+                "  fix: free space there, or choose another --vllm-results-dir; the points written "
+                "before this one are complete"
+            ) from None
         return path
 
     def load_points(self) -> list[PointRecord]:

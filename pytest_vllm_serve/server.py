@@ -59,6 +59,9 @@ def start_server(
             )
             try:
                 served = probe.wait()
+                mark_ready = getattr(process, "mark_ready", None)
+                if mark_ready is not None:
+                    mark_ready()
                 break
             except ServerStartError:
                 process.stop()

@@ -131,7 +131,8 @@ class VllmSession:
             return self._registry_pool(ServerRegistry(self.reuse_registry_dir), owner_pid=None)
         if self.settings.url is None and self.worker_id and not self.settings.per_worker:
             return self._registry_pool(ServerRegistry(self.shared_registry_dir), owner_pid=self.owner_pid)
-        return ServerPool(start=self.start, max_servers=self.settings.max_servers)
+        return ServerPool(start=self.start, max_servers=self.settings.max_servers,
+                          restart_on_crash=self.settings.restart_on_crash)
 
     def _registry_pool(self, registry: "ServerRegistry", owner_pid: int | None) -> RegistryPool:
         def start_detached(spec: ServerSpec) -> RunningServer:
@@ -194,7 +195,12 @@ class VllmSession:
         if self.settings.slurm:  # with --vllm-docker too: the job runs the image on every node
             from .launchers.slurm import slurm_launcher
 
-            return slurm_launcher(self.settings, self.logs_dir, owner_pid=os.getpid() if owner_pid == -1 else owner_pid)
+            args, env, _ = self.profiling_launch(in_container=bool(self.settings.docker), nsys_here=False)
+            return slurm_launcher(
+                self.settings, self.logs_dir, owner_pid=os.getpid() if owner_pid == -1 else owner_pid,
+                extra_args=tuple(args), extra_env=env,
+                nsys_dir=self.results_dir / "profiles" / "nsys" if self.settings.nsys else None,  # per node, on the node
+            )
         if self.settings.docker:
             return self.docker_launcher(os.getpid() if owner_pid == -1 else owner_pid)
         args, env, wrap = self.profiling_launch()
@@ -219,8 +225,9 @@ class VllmSession:
     def profiling(self) -> bool:
         return self.settings.profile or self.settings.nsys
 
-    def profiling_launch(self, in_container: bool = False) -> tuple[list[str], dict[str, str], list[str]]:
-        """(serve args, env, command prefix) that the profiling options add to a launch."""
+    def profiling_launch(self, in_container: bool = False, nsys_here: bool = True) -> tuple[list[str], dict[str, str], list[str]]:
+        """(serve args, env, command prefix) that the profiling options add to a launch.
+        ``nsys_here=False``: the launcher wraps in nsys itself, elsewhere (SLURM nodes)."""
         if not self.profiling:
             return [], {}, []
         from .hardware import find_vllm
@@ -233,7 +240,7 @@ class VllmSession:
             install.version if install else None, trace_dir, self.settings.profiler_config, profiler
         )
         wrap: list[str] = []
-        if self.settings.nsys:
+        if self.settings.nsys and nsys_here:
             output = (self.results_dir / "profiles" / "nsys").resolve() / "profile-node0"
             wrap = nsys_command(output, binary="nsys" if in_container else None)
         return args, env, wrap

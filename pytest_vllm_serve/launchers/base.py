@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,11 +16,17 @@ from ..readiness import LOG_TAIL_LINES, auth_headers
 from ..spec import Layout, ServerSpec
 
 
+#: uvicorn's access log ("INFO:     127.0.0.1:35302 - "POST /tokenize HTTP/1.1" 200 OK"): one line per
+#: request, so under load it buries the lines that say why a server died.
+_ACCESS_LOG = re.compile(r'^\s*(\(APIServer[^)]*\)\s*)?INFO:?\s.*\d+\.\d+\.\d+\.\d+:\d+ - "[A-Z]+ [^"]*HTTP/[\d.]+" \d{3}')
+
+
 def read_tail(path: Path | None, lines: int = LOG_TAIL_LINES) -> list[str]:
+    """The last ``lines`` lines of a log, HTTP access-log lines left out."""
     if path is None or not path.exists():
         return []
     with open(path, "r", encoding="utf-8", errors="replace") as handle:
-        return list(deque(handle, maxlen=lines))
+        return list(deque((line for line in handle if not _ACCESS_LOG.match(line)), maxlen=lines))
 
 
 class ServerProcess(Protocol):

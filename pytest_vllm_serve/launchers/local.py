@@ -10,10 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import psutil
+
 from ..command import ModelRef, ServeCommand
 from ..hardware import VllmInstall, has_cuda, require_vllm, visible_gpus
 from ..placement import GpuLedger
-from ..procs import start_reaper, terminate_tree
+from ..procs import descendants, start_reaper, terminate_tree
 from ..ports import free_port
 from ..readiness import LOG_TAIL_LINES
 from ..spec import Layout, ServerSpec
@@ -38,11 +40,34 @@ class LocalProcess:
     gpus: list[str] | None = None  # its CUDA_VISIBLE_DEVICES slice
     release: Callable[[], None] | None = None  # gives the GPUs back
     _stopped: bool = field(default=False, init=False)
+    _engine: dict[int, tuple[str, float]] = field(default_factory=dict, init=False)  # pid -> (name, start)
+
+    def mark_ready(self) -> None:
+        """Remember vLLM's engine processes (EngineCore, workers) now that the server is up,
+        so the death of any of them is noticed at once, not when the API server gives up."""
+        for proc in descendants(self.popen.pid)[1:]:
+            try:
+                title = " ".join(proc.cmdline()).strip() or proc.name()  # setproctitle pads with spaces
+                if "VLLM" in title or "EngineCore" in title or "Worker" in title:
+                    self._engine[proc.pid] = (title, proc.create_time())
+            except psutil.Error:
+                continue
+
+    def _dead_engine_process(self) -> str | None:
+        for pid, (name, started) in self._engine.items():
+            try:
+                proc = psutil.Process(pid)
+                if proc.create_time() == started and proc.status() != psutil.STATUS_ZOMBIE:
+                    continue
+            except psutil.NoSuchProcess:
+                pass
+            return f"the engine process {name} (pid {pid}) is gone"
+        return None
 
     def poll(self) -> str | None:
         code = self.popen.poll()
         if code is None:
-            return None
+            return self._dead_engine_process()
         if code < 0:
             try:
                 name = signal.Signals(-code).name
@@ -64,8 +89,12 @@ class LocalProcess:
         if self._stopped:
             return
         self._stopped = True
-        terminate_tree(self.popen.pid, pgid=self.popen.pid, timeout=self.stop_timeout,
-                       first_signal=self.stop_signal, settle=self.settle)
+        try:
+            terminate_tree(self.popen.pid, pgid=self.popen.pid, timeout=self.stop_timeout,
+                           first_signal=self.stop_signal, settle=self.settle)
+        except KeyboardInterrupt:  # Ctrl-C during teardown: no more grace, but still nothing left
+            terminate_tree(self.popen.pid, pgid=self.popen.pid, timeout=0, first_signal=signal.SIGKILL)
+            raise
         try:
             self.popen.wait(timeout=5)
         except subprocess.TimeoutExpired:

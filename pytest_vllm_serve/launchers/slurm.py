@@ -323,7 +323,8 @@ class SlurmLauncher:
     api_key: str | None = None
     container: ContainerRequest | None = None
     mounts: tuple[str, ...] = ()  # --vllm-container-mount, for containers
-    nsys: bool = False
+    nsys_dir: Path | None = None  # --vllm-nsys: every node's report goes here
+    extra_env: dict[str, str] = field(default_factory=dict)  # e.g. the profiler's
     extra_args: tuple[str, ...] = ()
     owner_pid: int | None = field(default_factory=os.getpid)  # None: no watchdog
     stop_timeout: float = 120.0
@@ -448,8 +449,15 @@ class SlurmLauncher:
                     "cannot tell whether they have it.\n  fix: save a tagged image: docker save NAME:TAG | gzip > FILE"
                 )
             image = tag
-        # The job's folder (nsys reports), the model (or the Hugging Face cache), the user's mounts.
+        # The job's folder, nsys reports and profiler traces, the model (or the Hugging Face cache),
+        # the user's mounts.
         mounts = [Mount(str(job_dir), str(job_dir)), *model_mounts(model), *(Mount.parse(m) for m in self.mounts)]
+        if self.nsys_dir is not None:
+            self.nsys_dir.mkdir(parents=True, exist_ok=True)
+            mounts.append(Mount(str(self.nsys_dir), str(self.nsys_dir)))
+        for value in self.extra_env.values():  # the torch profiler's trace folder
+            if os.path.isabs(value) and os.path.isdir(value):
+                mounts.append(Mount(value, value))
         volumes = tuple(dict.fromkeys(f"{m.host}:{m.container}:{m.mode}" for m in mounts))
         names = sorted({*spec.env_dict, *(n for n in _FORWARDED_ENV if n in self.job_env(spec))})
         return Container(image=image, tarball=tarball, volumes=volumes, env_names=tuple(names),
@@ -459,6 +467,7 @@ class SlurmLauncher:
         """The environment sbatch (or the launch script) runs with; the job inherits it.
         Secrets stay here, never in the script."""
         env = dict(self.env)
+        env.update(self.extra_env)
         env.update(spec.env_dict)
         if self.api_key:
             env["VLLM_API_KEY"] = self.api_key
@@ -494,7 +503,7 @@ class SlurmLauncher:
             ray=ray,
             python=python,
             container=self._container(model, job_dir, spec),
-            nsys=self.nsys,
+            nsys_dir=str(self.nsys_dir / job_name) if self.nsys_dir else None,
             srun_options=self.options if inside else (),
             port_sequence=sequence if inside else 0,
         )
@@ -602,9 +611,19 @@ def _record_state(ids: Mapping[str, object], state: str) -> None:
         pass
 
 
-def slurm_launcher(settings, logs_dir: Path, *, dry_run: bool = False, owner_pid: int | None = -1) -> SlurmLauncher:
+def slurm_launcher(
+    settings,
+    logs_dir: Path,
+    *,
+    dry_run: bool = False,
+    owner_pid: int | None = -1,
+    extra_args: tuple[str, ...] = (),
+    extra_env: Mapping[str, str] | None = None,
+    nsys_dir: Path | None = None,
+) -> SlurmLauncher:
     """The launcher for ``--vllm-slurm``, from the session's settings. ``owner_pid``: whose
-    death cancels the jobs (-1: this process; None: nobody)."""
+    death cancels the jobs (-1: this process; None: nobody). ``extra_args``/``extra_env``: what
+    the profiling options add to every server; ``nsys_dir``: --vllm-nsys reports."""
     image = settings.docker  # --vllm-docker IMAGE: run on every node
     # The head must be reachable from pytest's host: a loopback --vllm-host (the default)
     # would hide it, so the head binds every interface unless told otherwise.
@@ -618,7 +637,9 @@ def slurm_launcher(settings, logs_dir: Path, *, dry_run: bool = False, owner_pid
         api_key=settings.api_key,
         container=ContainerRequest(str(image), settings.docker_flavor) if image else None,
         mounts=settings.container_mounts,
-        nsys=settings.slurm_nsys,
+        nsys_dir=nsys_dir.resolve() if nsys_dir is not None else None,
+        extra_args=tuple(extra_args),
+        extra_env=dict(extra_env or {}),
         check_commands=not (dry_run or settings.slurm_dry_run),
         owner_pid=os.getpid() if owner_pid == -1 else owner_pid,
     )

@@ -15,8 +15,6 @@ if TYPE_CHECKING:
 
 
 def dry_run(vsession: "VllmSession", items: Iterable[pytest.Item]) -> str:
-    from ..launchers.slurm import slurm_launcher
-
     specs: dict[str, ServerSpec] = {}
     for item in items:
         if "vllm_server" in getattr(item, "fixturenames", ()):
@@ -25,7 +23,7 @@ def dry_run(vsession: "VllmSession", items: Iterable[pytest.Item]) -> str:
     if not specs:
         return "--vllm-slurm-dry-run: no collected test uses vllm_server, so no job would be submitted."
     settings = vsession.settings
-    launcher = slurm_launcher(settings, vsession.logs_dir, dry_run=True)
+    launcher = vsession.launcher()  # checks no SLURM command in a dry run
     out = [f"--vllm-slurm-dry-run: {len(specs)} server(s); nothing is submitted."]
     for sequence, spec in enumerate(specs.values()):
         prepared = launcher.prepare(spec, resolve_model(spec.model, settings.cache_dir), sequence)

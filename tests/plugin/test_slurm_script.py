@@ -154,8 +154,8 @@ VARIANTS = {
     "ray-2": dict(spec=ServerSpec(tp=8), nodes=2, backend="ray"),
     "ray-4-cpu": dict(spec=ServerSpec(), nodes=4, gpus=None, backend="ray"),
     "mp-2": dict(spec=ServerSpec(tp=8, pp=2), nodes=2),
-    "mp-4-nsys": dict(spec=ServerSpec(tp=8, pp=4), nodes=4, nsys=True),
-    "rpc-2-docker": dict(spec=ServerSpec(tp=4), nodes=2, nsys=True,
+    "mp-4-nsys": dict(spec=ServerSpec(tp=8, pp=4), nodes=4, nsys_dir="/shared/profiles/nsys/pvs-test"),
+    "rpc-2-docker": dict(spec=ServerSpec(tp=4), nodes=2, nsys_dir="/shared/profiles/nsys/pvs-test",
                          container=Container(image="vllm-serve:latest", tarball="/shared/img.tar.gz",
                                              volumes=("/shared:/shared",), env_names=("VLLM_API_KEY",))),
     "ray-2-docker": dict(spec=ServerSpec(tp=8), nodes=2, backend="ray",
@@ -295,7 +295,7 @@ def fake_job(tmp_path, server: Path, **variant) -> JobScript:
 @pytest.mark.parametrize("nodes", [2, 4])
 def test_each_node_runs_its_own_command_and_names_its_nsys_report(tmp_path, stand_ins, nodes):
     bin_dir, server = stand_ins
-    job = fake_job(tmp_path, server, spec=ServerSpec(tp=4), nodes=nodes, nsys=True)
+    job = fake_job(tmp_path, server, spec=ServerSpec(tp=4), nodes=nodes, nsys_dir=str(tmp_path / "profiles"))
     for node in range(nodes):
         code, out = run_node(job, node, bin_dir)
         # The server exited by itself: a failure, so the step (and the job) end.
@@ -309,8 +309,8 @@ def test_each_node_runs_its_own_command_and_names_its_nsys_report(tmp_path, stan
         else:
             assert flag(argv, "--data-parallel-start-rank") == str(node * 2) and argv[-1] == "--headless"
         # N is resolved on the node itself: every node writes its own report.
-        assert (tmp_path / f"nsys-node{node}").read_text().strip() == f"{tmp_path}/nsys/profile-node{node}.nsys-rep"
-    assert (tmp_path / "nsys").is_dir()
+        assert (tmp_path / f"nsys-node{node}").read_text().strip() == f"{tmp_path}/profiles/profile-node{node}.nsys-rep"
+    assert (tmp_path / "profiles").is_dir()
 
 
 def test_mp_nodes_get_their_rank(tmp_path, stand_ins):
