@@ -203,7 +203,7 @@ from pytest_vllm_serve.schedule import Schedule
 from pytest_vllm_serve.workloads import RandomWorkload
 
 @pytest.fixture(scope="session")
-def slow_goodbye(vllm_server):
+def slow_goodbye(vllm_pool):  # torn down before the pool, which then stops the server
     yield
     pathlib.Path("teardown-started").write_text("x")
     time.sleep(60)
