@@ -123,6 +123,8 @@ class VllmBench:
         """Skip (with the reason) a point whose prompt + output exceeds the server's limit."""
         limit = self.max_model_len()
         if limit is not None and total_len > limit:
+            if self.benchmark is not None:
+                self.benchmark.skipped = True  # tells pytest-benchmark this point did not run
             pytest.skip(
                 f"{what} = {total_len} tokens exceeds the server's max model length {limit}; "
                 f"serve with --vllm-serve-args '--max-model-len {total_len}' (or more) to run this point"

@@ -31,7 +31,15 @@ def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"received signal {signal.Signals(signum).name}")
 
 
+def _never_world_writable() -> None:
+    """Keep the user's umask, but always mask world-write: every file the session and the
+    servers it starts create (results, logs, traces) follows the umask, never o+w."""
+    mask = os.umask(0)
+    os.umask(mask | 0o002)
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    _never_world_writable()
     config.addinivalue_line("markers", "smoke: the smoke suite: endpoint checks against a vLLM server")
     config.addinivalue_line("markers", "benchmark: serving benchmarks (sweeps) against a vLLM server")
     config.addinivalue_line(

@@ -6,6 +6,8 @@ import uuid
 
 import pytest
 
+from pytest_vllm_serve.models import default_cache_dir
+
 from .helpers import TAG_VAR, ProcessWatcher
 
 
@@ -22,7 +24,6 @@ def procs(monkeypatch):
 @pytest.fixture
 def inner_args(tmp_path, vllm_session):
     """Arguments every inner run gets: its own results dir and the session's model cache."""
-    args = ["-p", "no:cacheprovider", f"--vllm-results-dir={tmp_path / 'results'}"]
-    if vllm_session.settings.cache_dir:
-        args.append(f"--vllm-cache-dir={vllm_session.settings.cache_dir}")
-    return args
+    # pytester gives inner runs their own HOME, so name the model cache, or each would rebuild it.
+    cache = vllm_session.settings.cache_dir or default_cache_dir()
+    return ["-p", "no:cacheprovider", f"--vllm-results-dir={tmp_path / 'results'}", f"--vllm-cache-dir={cache}"]

@@ -141,3 +141,39 @@ def test_exact_serve_args_for_a_full_layout():
 def test_describe_never_shows_env_values():
     text = ServerSpec(env=(("HF_TOKEN", "hf_secret"),)).describe()
     assert "HF_TOKEN" in text and "hf_secret" not in text
+
+
+# -- property-based: any input either builds a valid layout or fails with a ConfigError ----------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+sizes = st.one_of(st.integers(min_value=-3, max_value=17), st.sampled_from(["2", "x", "", "auto", None, 1.5, True]))
+
+
+@settings(max_examples=500, deadline=None)
+@given(tp=sizes, pp=sizes, dp=sizes, ep=st.one_of(st.booleans(), st.sampled_from(["yes", "no", "maybe", None])),
+       backend=st.sampled_from([None, "mp", "ray", "slurm", ""]),
+       visible=st.one_of(st.none(), st.integers(min_value=0, max_value=16)))
+def test_any_layout_is_valid_or_a_clear_error(tp, pp, dp, ep, backend, visible):
+    kwargs = {k: v for k, v in {"tp": tp, "pp": pp, "dp": dp, "ep": ep, "backend": backend}.items() if v is not None}
+    try:
+        spec = ServerSpec(**kwargs)
+        layout = spec.resolve(visible)
+    except ConfigError as exc:
+        assert str(exc)  # a message, and a RuleError names its rule
+        if isinstance(exc, RuleError):
+            assert exc.rule and "fix:" in str(exc)
+        return
+    # Whatever passed obeys every rule.
+    assert layout.tp >= 1 and layout.pp >= 1 and layout.dp >= 1
+    assert not (layout.pp > 1 and layout.ep)
+    assert not (layout.pp > 1 and layout.dp > 1)
+    if layout.pp > 1:
+        assert layout.backend == "mp"
+    if visible is not None:
+        assert layout.world_size <= visible
+        assert visible == 0 or visible % layout.tp == 0
+    assert layout.ep_size == (layout.tp * layout.dp if layout.ep else None)
+    args = spec.serve_args(layout)
+    assert ("--enable-expert-parallel" in args) == layout.ep

@@ -66,3 +66,19 @@ def test_arbitrary_splits_parse_identically(texts, newline, cuts):
 @given(payload=st.binary(max_size=400), cuts=st.lists(st.integers(min_value=0, max_value=500), max_size=20))
 def test_garbage_never_raises_and_splits_do_not_matter(payload, cuts):
     assert feed_in_pieces(payload, cuts) == parse_all(payload)
+
+
+def test_a_short_fuzzing_run_finds_nothing(tmp_path):
+    """atheris (coverage-guided) for 15 s; benchmarks/fuzz_sse.py runs longer ones."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "fuzz_sse.py"
+    seed = tmp_path / "corpus"
+    seed.mkdir()
+    (seed / "stream").write_bytes(b'\x05data: {"choices":[{"text":"a"}]}\r\n\r\ndata: [DONE]\n\n')
+    done = subprocess.run([sys.executable, str(script), "-max_total_time=15", "-seed=1", str(seed)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Done" in done.stderr and "runs in" in done.stderr
