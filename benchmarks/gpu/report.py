@@ -1,0 +1,82 @@
+"""Side-by-side tables of pytest-vllm-serve and `vllm bench serve` from a run_h200.sh output.
+
+    python benchmarks/gpu/report.py OUT_DIR > tables.md
+
+For every point: output throughput, TTFT/TPOT/ITL p50 and p99 by each client,
+and the difference (ours - vllm) / vllm. Differences above 5% are marked **bold**
+so each one can be explained. Also each client's CPU time per request.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+COLUMNS = (
+    ("out tok/s", "output_throughput"),
+    ("TTFT p50", "median_ttft_ms"),
+    ("TTFT p99", "p99_ttft_ms"),
+    ("TPOT p50", "median_tpot_ms"),
+    ("TPOT p99", "p99_tpot_ms"),
+    ("ITL p50", "median_itl_ms"),
+    ("ITL p99", "p99_itl_ms"),
+)
+ORDER = ("rate", "concurrency", "input", "output")
+
+
+def load(out: Path) -> list[tuple[str, str, dict, dict]]:
+    rows = []
+    for results in sorted(out.glob("results-*")):
+        session = (results / "latest").resolve()
+        for path in sorted((session / "points").glob("*.json")):
+            ours = json.loads(path.read_text())
+            meta = ours["pytest_vllm_serve"]
+            point = meta["id"].split("[")[-1].rstrip("]")
+            peer_path = session / "peer" / f"{point}.json"
+            if not peer_path.exists():
+                continue
+            rows.append((meta["suite"], point, ours, json.loads(peer_path.read_text())))
+    return sorted(rows, key=lambda r: (ORDER.index(r[0]) if r[0] in ORDER else 9, _value(r[1])))
+
+
+def _value(point: str) -> float:
+    tail = point.split("-")[-1]
+    return float("inf") if tail == "inf" else float(tail)
+
+
+def cell(ours: float, peer: float) -> str:
+    diff = (ours - peer) / peer * 100 if peer else 0.0
+    text = f"{ours:.1f} / {peer:.1f} ({diff:+.1f}%)"
+    return f"**{text}**" if abs(diff) > 5 else text
+
+
+def main() -> None:
+    out = Path(sys.argv[1])
+    rows = load(out)
+    print("Each cell: pytest-vllm-serve / vllm bench serve (difference). Latencies in ms. "
+          "**Bold**: more than 5% apart.\n")
+    for suite in ORDER:
+        suite_rows = [r for r in rows if r[0] == suite]
+        if not suite_rows:
+            continue
+        print(f"### {suite}\n")
+        print("| point | prompts | " + " | ".join(title for title, _ in COLUMNS) + " |")
+        print("|---|---|" + "---|" * len(COLUMNS))
+        for _, point, ours, peer in suite_rows:
+            cells = [cell(float(ours.get(key) or 0), float(peer.get(key) or 0)) for _, key in COLUMNS]
+            print(f"| {point} | {ours['num_prompts']} | " + " | ".join(cells) + " |")
+        print()
+    print("### client CPU time per request\n")
+    print("| point | pytest-vllm-serve (ms) | vllm bench serve (ms) | client processes |")
+    print("|---|---|---|---|")
+    for _, point, ours, peer in rows:
+        n = ours["num_prompts"]
+        print(f"| {point} | {1000 * ours['client_cpu_seconds'] / n:.2f} | {1000 * peer['client_cpu_seconds'] / n:.2f} | "
+              f"{ours.get('client_processes', 1)} |")
+    failed = [(point, ours["failed"], peer["failed"]) for _, point, ours, peer in rows if ours["failed"] or peer["failed"]]
+    print("\nfailed requests: " + (", ".join(f"{p}: {a} / {b}" for p, a, b in failed) if failed else "none"))
+
+
+if __name__ == "__main__":
+    main()

