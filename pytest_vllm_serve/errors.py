@@ -33,14 +33,25 @@ def format_log_tail(lines: list[str], source: str) -> str:
     return f"last {len(lines)} lines of {source}:\n{body}"
 
 
+_EXCEPTION = re.compile(r"(?:^|\s)([A-Za-z_][\w.]*(?:Error|Exception)): (.+)$")
 _CAUSE = re.compile(
     r"(error:|Error\b|Exception\b|out of memory|OOM|not supported|Unsupported|No such file|Permission denied)"
 )
+#: vLLM wraps an engine's failure in an error that only points back at it.
+_WRAPPERS = ("See root cause above", "Engine core initialization failed")
 
 
 def likely_cause(lines: list[str]) -> str | None:
-    """The last log line that looks like the reason a process died."""
+    """The line of a log that best says why a process died.
+
+    The root cause of a crash is usually the last exception line that is not
+    one of vLLM's wrappers ("See root cause above"); failing that, the last line
+    that looks like an error.
+    """
     for line in reversed(lines):
-        if _CAUSE.search(line):
+        if _EXCEPTION.search(line) and not any(w in line for w in _WRAPPERS):
+            return line.strip()
+    for line in reversed(lines):
+        if _CAUSE.search(line) and not any(w in line for w in _WRAPPERS):
             return line.strip()
     return None

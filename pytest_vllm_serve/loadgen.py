@@ -64,29 +64,26 @@ class LoadResult:
     errors: list[str] = field(default_factory=list)
 
 
-def make_client(base_url: str, headers: dict[str, str]) -> httpx.AsyncClient:
+def make_client(base_url: str, headers: dict[str, str], connections: int) -> httpx.AsyncClient:
     """The httpx client the load generator streams with.
 
     Its transport is aiohttp's (``httpx-aiohttp``): the same httpx API, but HTTP
     parsing in C and a connection pool whose cost does not grow with the number
     of connections. With httpx's default transport the client spent ~90 us of CPU
     per streamed chunk and its pool scans every connection per queued request,
-    which made it the bottleneck at 64 concurrent streams; with this one, ~45 us
-    (see docs/benchmarks.md).
+    which made it the bottleneck at 64 concurrent streams; with this one, ~45 us.
+
+    ``connections`` must cover every request that can be in flight at once: the
+    transport maps "no limit" onto aiohttp's default of 100 connections, which
+    silently capped a 200-request burst at 100 concurrent requests.
     """
+    size = max(int(connections), 1)
     return HttpxAiohttpClient(
         base_url=base_url,
         headers=headers,
         timeout=httpx.Timeout(connect=30.0, read=None, write=60.0, pool=None),
-        limits=httpx.Limits(max_connections=None, max_keepalive_connections=None, keepalive_expiry=60),
+        limits=httpx.Limits(max_connections=size, max_keepalive_connections=size, keepalive_expiry=60),
     )
-
-
-def _not_sent(index: int, prompt: Prompt, due: float, reason: str) -> RequestRecord:
-    """A request the run never sent because it was aborted."""
-    return RequestRecord(index=index, scheduled_time=due, dispatch_time=due, send_time=due,
-                         prompt_len=prompt.prompt_len, expected_output_len=prompt.output_len,
-                         error=f"not sent: {reason}")
 
 
 async def _drive(
@@ -175,7 +172,7 @@ async def _warmup(plan: LoadPlan, headers: dict[str, str]) -> list[RequestRecord
     if plan.warmup <= 0 or not plan.prompts:
         return []
     first = plan.prompts[0]
-    async with make_client(plan.base_url, headers) as client:
+    async with make_client(plan.base_url, headers, plan.schedule.max_concurrency or plan.warmup) as client:
         jobs = [(-1 - i, first, 0.0) for i in range(plan.warmup)]
         records = await _drive(client, plan.options, jobs, time.perf_counter(), plan.schedule.max_concurrency)
     for record in records:
@@ -243,7 +240,7 @@ def _run_single(plan, headers, offsets, warmups, progress, interval, abort=None)
 
     async def main() -> tuple[list[RequestRecord], float, float]:
         jobs = list(zip(range(len(plan.prompts)), plan.prompts, offsets))
-        async with make_client(plan.base_url, headers) as client:
+        async with make_client(plan.base_url, headers, plan.schedule.max_concurrency or len(jobs)) as client:
             task = asyncio.create_task(reporter(len(jobs))) if progress else None
             cpu0 = time.process_time()
             t0 = time.perf_counter()

@@ -58,7 +58,7 @@ def main() -> int:
                 write_frame(stdout, ("progress", counts["finished"], counts["failed"]))
 
         async def run():
-            async with make_client(plan.base_url, dict(plan.headers)) as client:
+            async with make_client(plan.base_url, dict(plan.headers), concurrency or len(jobs)) as client:
                 write_frame(stdout, ("ready",))
                 _, t0 = read_frame(stdin)  # blocks this loop on purpose: nothing else runs yet
                 task = asyncio.create_task(reporter())

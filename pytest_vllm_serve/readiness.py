@@ -16,6 +16,7 @@ import httpx
 from .errors import ConfigError, ServerStartError, format_log_tail, likely_cause
 
 LOG_TAIL_LINES = 50
+CAUSE_SEARCH_LINES = 600
 
 
 def auth_headers(api_key: str | None) -> dict[str, str]:
@@ -88,7 +89,7 @@ class ReadinessProbe:
                 dead = self.is_dead()
                 if dead:
                     tail = self.log_tail(LOG_TAIL_LINES)
-                    cause = likely_cause(tail)
+                    cause = likely_cause(self.log_tail(CAUSE_SEARCH_LINES))  # the root cause may be further up
                     raise ServerStartError(
                         f"the vLLM server died during startup: {dead}.\n"
                         + (f"  cause (from its log): {cause}\n" if cause else "")

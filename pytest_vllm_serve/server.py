@@ -17,10 +17,19 @@ from .command import resolve_model
 from .errors import ServerStartError
 from .launchers.base import Launcher, RunningServer, ServerProcess
 from .readiness import ReadinessProbe
-from .spec import ServerSpec
+from .spec import Layout, ServerSpec
 
 #: How often a lost port race (port taken between choosing and binding) is retried.
 PORT_RETRIES = 3
+
+
+def resolve_layout(spec: ServerSpec, launcher: Launcher) -> Layout:
+    """The spec's layout on this launcher's GPUs; a RuleError, before anything launches, if it cannot fit."""
+    # A launcher that places servers on more than one machine (SLURM) resolves the layout itself.
+    own = getattr(launcher, "resolve_layout", None)
+    if own is not None:
+        return own(spec)
+    return spec.resolve(launcher.visible_gpus(), launcher.gpus_per_node())
 
 
 def start_server(
@@ -34,12 +43,7 @@ def start_server(
 ) -> RunningServer:
     """Launch ``spec`` and wait until it is ready. The caller owns stopping it
     (``server.process.stop()``); a server that fails to start is stopped here."""
-    # A launcher that places servers on more than one machine (SLURM) resolves the layout itself.
-    resolve_layout = getattr(launcher, "resolve_layout", None)
-    if resolve_layout is not None:
-        layout = resolve_layout(spec)
-    else:
-        layout = spec.resolve(launcher.visible_gpus(), launcher.gpus_per_node())
+    layout = resolve_layout(spec, launcher)
     model = resolve_model(spec.model, cache_dir)
     started = time.monotonic()
     process: ServerProcess | None = None

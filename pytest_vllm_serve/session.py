@@ -25,7 +25,7 @@ from .placement import GpuLedger
 from .pool import RegistryPool, ServerPool
 from .registry import ServerRegistry, attach_state
 from .results import PointRecord, ResultsStore, load_baseline
-from .server import serve, start_server
+from .server import resolve_layout, serve, start_server
 from .spec import MARKER_KEYS, ServerSpec
 
 MARKER = "vllm"
@@ -136,6 +136,7 @@ class VllmSession:
 
     def _registry_pool(self, registry: "ServerRegistry", owner_pid: int | None) -> RegistryPool:
         def start_detached(spec: ServerSpec) -> RunningServer:
+            resolve_layout(spec, self.launcher(owner_pid=owner_pid))  # fails before counting a launch
             self.launched += 1
             self._say(f"[vllm] starting {spec.describe()} (shared through {registry.root})")
             server = start_server(
@@ -292,12 +293,14 @@ class VllmSession:
             with attach(self.settings.url, spec, api_key=self.settings.api_key) as server:
                 yield server
             return
+        launcher = self.launcher()
+        resolve_layout(spec, launcher)  # a layout that cannot fit fails here: nothing is launched
         self.launched += 1
         self._say(f"[vllm] starting {spec.describe()}")
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         with serve(
             spec,
-            self.launcher(),
+            launcher,
             startup_timeout=self.settings.startup_timeout,
             api_key=self.settings.api_key,
             cache_dir=self.settings.cache_dir,

@@ -151,3 +151,60 @@ def test_second_user_of_the_same_spec(vllm_server):
     assert "--no-such-flag" in text  # vLLM's own complaint, quoted from the log
     assert "already failed earlier in the session; not retrying" in text
     assert seconds < 60
+
+
+def test_startup_memory_failure_names_its_root_cause(pytester, inner_args, procs):
+    """The CPU twin of a GPU startup OOM: too little memory for the KV cache."""
+    pytester.makepyfile(USES_SERVER)
+    result, seconds = run_timed(
+        pytester, *inner_args, "--vllm-serve-args=--gpu-memory-utilization 0.03 --max-model-len 32768", timeout=300
+    )
+    result.assert_outcomes(errors=1)
+    text = output(result)
+    cause = next(line for line in text.splitlines() if "cause (from its log):" in line)
+    assert "memory" in cause.lower() and "See root cause above" not in cause
+    assert seconds < 120
+
+
+# An excerpt of a real log: vLLM 0.26.0 on an H200, a 70B model at --gpu-memory-utilization 0.99.
+GPU_OOM_LOG = """\
+(EngineCore pid=3876) INFO 11-25 04:07:17 [model_runner.py:305] Model loading took 131.45 GiB and 3.343417 seconds
+(EngineCore pid=3876) INFO 11-25 04:08:05 [gpu_worker.py:560] Available KV cache memory: 4.52 GiB
+(EngineCore pid=3876) ERROR 11-25 04:08:05 [core.py:1330] EngineCore failed to start.
+(EngineCore pid=3876) ERROR 11-25 04:08:05 [core.py:1330]     raise ValueError(
+(EngineCore pid=3876) ValueError: To serve at least one request with the model's max seq len (131072), (40.0 GiB KV cache is needed, which is larger than the available KV cache memory (4.52 GiB).
+[rank0]:[W1125 04:08:07.174178352 ProcessGroupNCCL.cpp:1575] Warning: WARNING: destroy_process_group() was not called
+(APIServer pid=3763) Traceback (most recent call last):
+(APIServer pid=3763)   File "/site/vllm/v1/engine/utils.py", line 1431, in wait_for_engine_startup
+(APIServer pid=3763)     raise RuntimeError(
+(APIServer pid=3763) RuntimeError: Engine core initialization failed. See root cause above. Failed core proc(s): {}
+"""
+
+
+def test_the_root_cause_is_preferred_over_vllms_wrapper():
+    from pytest_vllm_serve.errors import likely_cause
+
+    cause = likely_cause(GPU_OOM_LOG.splitlines())
+    assert cause.startswith("(EngineCore pid=3876) ValueError: To serve at least one request")
+
+
+ONE_GPU = """
+import pytest
+from pytest_vllm_serve.launchers.local import LocalLauncher
+
+# A stand-in for a machine with one GPU (this one has none): the launcher reports one.
+LocalLauncher.on_cpu = lambda self: False
+LocalLauncher.visible_gpus = lambda self: 1
+"""
+
+
+def test_more_gpus_than_visible_fails_before_launch(pytester, inner_args):
+    pytester.makeconftest(ONE_GPU)
+    pytester.makepyfile(USES_SERVER)
+    result, seconds = run_timed(pytester, *inner_args, "--vllm-tp=2")
+    result.assert_outcomes(errors=1)
+    text = output(result)
+    assert "invalid parallel layout (TP must fit in one node): tp=2 but a node has 1 GPU(s)" in text
+    assert "[vllm] starting" not in text
+    assert "server launches this session" not in text  # nothing was launched
+    assert seconds < 15

@@ -130,3 +130,15 @@ def test_auto_processes():
     assert auto_processes(Schedule(rate=10), 100) == 1
     assert auto_processes(Schedule(max_concurrency=4), 10_000) == 1
     assert 1 <= auto_processes(Schedule(rate=10_000), 100_000) <= 64
+
+
+def test_more_than_a_hundred_requests_are_in_flight_at_once():
+    """A 150-request burst must reach the server as 150 concurrent streams (the transport's
+    default pool holds 100 connections; the load generator must size it to the run)."""
+    with running(ttft_ms=1500, itl_ms=1) as url:
+        prompts = tuple(Prompt("a b", 2, 2) for _ in range(150))
+        result = run_load(plan(url, prompts=prompts, warmup=0, endpoint="completions"))
+    metrics = compute_metrics(result.records, result.duration)
+    assert metrics.completed == 150
+    assert metrics.exact_peak_concurrent_requests == 150
+    assert max(r.ttft for r in result.records) < 2.5  # nobody waited for a connection to free up
