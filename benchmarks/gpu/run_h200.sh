@@ -22,6 +22,7 @@ shape=${SHAPE:-llama-3.1-8b}  # SHAPE=mini tries the scripts on a CPU with vllm-
 plugin=()
 $python -c "import importlib.metadata as m; m.distribution('pytest-vllm-serve')" 2>/dev/null || plugin=(-p pytest_vllm_serve.plugin)
 export PEER_TOKENIZER="$models/llama-8b"
+since() { $python -c "import sys, time; print(round(time.time() - float(sys.argv[1]), 2))" "$1"; }
 pytest_run() {  # name, then pytest args
     local name=$1; shift
     local start=$(date +%s)
@@ -46,13 +47,13 @@ case $part in *b*)
     start=$(date +%s.%N)
     $python -m pytest -c benchmarks/gpu/pytest.ini --rootdir . "${plugin[@]}" tests/smoke/test_smoke.py -k test_health \
         --vllm-model "$models/llama-8b" --vllm-tp 2 --vllm-results-dir "$out/results-layout" > "$out/pytest-layout.txt" 2>&1
-    echo "layout tp=2 on one GPU: exit $? after $(echo "$(date +%s.%N) - $start" | bc) s" | tee -a "$out/summary.txt"
+    echo "layout tp=2 on one GPU: exit $? after $(since $start) s" | tee -a "$out/summary.txt"
     # An OOM at startup: a 70B model in bf16 does not fit in one H200.
     [ -f "$models/llama-70b/config.json" ] || $python benchmarks/gpu/make_model.py --shape llama-3.1-70b --out "$models/llama-70b" >/dev/null
     start=$(date +%s.%N)
     $python -m pytest -c benchmarks/gpu/pytest.ini --rootdir . "${plugin[@]}" tests/smoke/test_smoke.py -k test_health \
         --vllm-model "$models/llama-70b" --vllm-serve-args "--load-format dummy --gpu-memory-utilization 0.99" \
         --vllm-results-dir "$out/results-oom" > "$out/pytest-oom.txt" 2>&1
-    echo "oom: exit $? after $(echo "$(date +%s.%N) - $start" | bc) s; pytest ended at $(date +%s.%N)" | tee -a "$out/summary.txt"
+    echo "oom: exit $? after $(since $start) s; pytest ended at $(date -u +%H:%M:%S.%N)" | tee -a "$out/summary.txt"
     ;;
 esac
