@@ -86,6 +86,13 @@ def make_client(base_url: str, headers: dict[str, str], connections: int) -> htt
     )
 
 
+def _not_sent(index: int, prompt: Prompt, due: float, reason: str) -> RequestRecord:
+    """A request the run never sent because it was aborted."""
+    return RequestRecord(index=index, scheduled_time=due, dispatch_time=due, send_time=due,
+                         prompt_len=prompt.prompt_len, expected_output_len=prompt.output_len,
+                         error=f"not sent: {reason}")
+
+
 async def _drive(
     client: httpx.AsyncClient,
     options: RequestOptions,

@@ -142,3 +142,26 @@ def test_more_than_a_hundred_requests_are_in_flight_at_once():
     assert metrics.completed == 150
     assert metrics.exact_peak_concurrent_requests == 150
     assert max(r.ttft for r in result.records) < 2.5  # nobody waited for a connection to free up
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_an_abort_fails_in_flight_requests_and_marks_the_rest_not_sent(processes):
+    """When the server dies mid-point, the run stops at once and every request is accounted for."""
+    with running(ttft_ms=20, itl_ms=200) as url:  # each request streams for ~1.6 s
+        calls = {"n": 0}
+
+        def abort():
+            calls["n"] += 1
+            return "engine core died" if calls["n"] >= 2 else None
+
+        prompts = tuple(Prompt("one two three four", 4, 8) for _ in range(20))
+        # 10 req/s over 2 s: some are in flight, some not yet sent, when the abort comes.
+        result = run_load(plan(url, Schedule(rate=10, burstiness=math.inf), prompts, warmup=0, processes=processes),
+                          abort=abort)
+    assert len(result.records) == 20
+    errors = [r.error or "" for r in result.records]
+    assert all(not r.success for r in result.records), errors
+    assert any(e.startswith("aborted: engine core died") for e in errors), errors
+    if processes == 1:  # client processes are killed, so their requests all count as aborted
+        assert any(e.startswith("not sent: engine core died") for e in errors), errors
+    assert result.duration < 5
