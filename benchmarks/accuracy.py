@@ -1,12 +1,15 @@
 """Measurement accuracy: our client vs `vllm bench serve` against a server with known latencies.
 
-    python benchmarks/accuracy.py [--ttft-ms 50] [--itl-ms 10] [--tokens 32] [--repeats 3]
+    python benchmarks/accuracy.py [--ttft-ms 50] [--itl-ms 10] [--tokens 32] [--repeats 3] [--points 1:24,64:256,200:200]
 
 The latency test server streams exactly N tokens, the first TTFT after the
 request arrives and then one every ITL (absolute times, no drift). Both clients
-run against the same server in the same run, alternating, at concurrency 1 and
-64. The error of a measurement is (measured - set); the table reports the median
-error of TTFT and of ITL per client (lower is better), the median over repeats.
+run against the same server in the same run, alternating, at each point
+(concurrency:prompts; 200:200 is a 200-request burst like a rate-inf point). The
+error of a measurement is (measured - set); the table reports the median error of
+TTFT and of ITL per client (lower is better), and the send spread (first to last
+request sent; for a burst, how long the client takes to get every request out),
+each the median over repeats.
 
 vLLM's ITL definition includes the gap between the chat role chunk and the
 first token chunk, so both clients use the completions endpoint here.
@@ -32,17 +35,18 @@ from pytest_vllm_serve.schedule import Schedule
 HERE = Path(__file__).resolve().parent
 
 
-def ours(url: str, concurrency: int, n: int, tokens: int) -> tuple[list[float], list[float]]:
+def ours(url: str, concurrency: int, n: int, tokens: int) -> tuple[list[float], list[float], float]:
     prompts = tuple(Prompt("alpha beta gamma delta", 4, tokens) for _ in range(n))
     plan = LoadPlan(url, RequestOptions(model="latency-server", endpoint="completions"), prompts,
                     Schedule(rate=math.inf, max_concurrency=concurrency), warmup=2, processes=1)
     result = run_load(plan)
     ok = [r for r in result.records if r.success]
     assert len(ok) == n, [r.error for r in result.records if not r.success][:3]
-    return [r.ttft for r in ok], [g for r in ok for g in r.itl]
+    sends = [r.send_time for r in ok]
+    return [r.ttft for r in ok], [g for r in ok for g in r.itl], max(sends) - min(sends)
 
 
-def theirs(url: str, concurrency: int, n: int, tokens: int, tokenizer: str) -> tuple[list[float], list[float]]:
+def theirs(url: str, concurrency: int, n: int, tokens: int, tokenizer: str) -> tuple[list[float], list[float], float]:
     with tempfile.TemporaryDirectory() as out:
         proc = subprocess.run(
             [sys.executable, str(HERE / "vllm_bench.py"), "bench", "serve", "--backend", "openai",
@@ -58,7 +62,8 @@ def theirs(url: str, concurrency: int, n: int, tokens: int, tokenizer: str) -> t
         data = json.loads(next(Path(out).glob("*.json")).read_text())
     ok = [i for i, e in enumerate(data["errors"]) if not e]
     assert len(ok) == n
-    return [data["ttfts"][i] for i in ok], [g for i in ok for g in data["itls"][i]]
+    starts = [data["start_times"][i] for i in ok]
+    return [data["ttfts"][i] for i in ok], [g for i in ok for g in data["itls"][i]], max(starts) - min(starts)
 
 
 def median_error(values: list[float], target: float) -> float:
@@ -71,31 +76,33 @@ def main() -> None:
     parser.add_argument("--itl-ms", type=float, default=10.0)
     parser.add_argument("--tokens", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--points", default="1:24,64:256,200:200", help="concurrency:prompts, comma-separated")
     args = parser.parse_args()
     tokenizer = str(ensure_tiny_model())
     ttft, itl = args.ttft_ms / 1000, args.itl_ms / 1000
     rows = []
     with running(ttft_ms=args.ttft_ms, itl_ms=args.itl_ms) as url:
-        for concurrency, n in ((1, 24), (64, 256)):
-            errors: dict[str, dict[str, list[float]]] = {"ours": {"ttft": [], "itl": []}, "vllm": {"ttft": [], "itl": []}}
+        for concurrency, n in (tuple(int(x) for x in p.split(":")) for p in args.points.split(",")):
+            errors: dict[str, dict[str, list[float]]] = {w: {"ttft": [], "itl": [], "spread": []} for w in ("ours", "vllm")}
             for repeat in range(args.repeats):
                 order = ("ours", "vllm") if repeat % 2 == 0 else ("vllm", "ours")
                 for who in order:
-                    t, i = ours(url, concurrency, n, args.tokens) if who == "ours" else theirs(url, concurrency, n, args.tokens, tokenizer)
+                    t, i, spread = ours(url, concurrency, n, args.tokens) if who == "ours" else theirs(url, concurrency, n, args.tokens, tokenizer)
                     errors[who]["ttft"].append(median_error(t, ttft))
                     errors[who]["itl"].append(median_error(i, itl))
+                    errors[who]["spread"].append(spread)
                     print(f"concurrency {concurrency} repeat {repeat + 1} {who}: TTFT err {errors[who]['ttft'][-1] * 1000:.3f} ms, "
                           f"ITL err {errors[who]['itl'][-1] * 1000:.3f} ms", file=sys.stderr)
             for who in ("ours", "vllm"):
-                rows.append((concurrency, who, statistics.median(errors[who]["ttft"]) * 1000,
-                             statistics.median(errors[who]["itl"]) * 1000))
+                rows.append((concurrency, n, who, statistics.median(errors[who]["ttft"]) * 1000,
+                             statistics.median(errors[who]["itl"]) * 1000, statistics.median(errors[who]["spread"]) * 1000))
     print(f"Set TTFT {args.ttft_ms:g} ms, ITL {args.itl_ms:g} ms, {args.tokens} tokens per request; "
           f"median |measured - set| per run, median of {args.repeats} runs.\n")
-    print("| concurrency | client | TTFT error (ms) | ITL error (ms) |")
-    print("|---|---|---|---|")
-    for concurrency, who, t, i in rows:
+    print("| concurrency | prompts | client | TTFT error (ms) | ITL error (ms) | send spread (ms) |")
+    print("|---|---|---|---|---|---|")
+    for concurrency, n, who, t, i, spread in rows:
         name = "pytest-vllm-serve" if who == "ours" else "vllm bench serve"
-        print(f"| {concurrency} | {name} | {t:.3f} | {i:.3f} |")
+        print(f"| {concurrency} | {n} | {name} | {t:.3f} | {i:.3f} | {spread:.1f} |")
 
 
 if __name__ == "__main__":

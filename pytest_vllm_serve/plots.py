@@ -45,6 +45,11 @@ def _positions(values: list[float]) -> tuple[list[float], list[str]]:
     return xs, labels
 
 
+def model_label(model: str) -> str:
+    """A model as a plot title shows it: a local directory by its name, not its full path."""
+    return Path(model).name if model.startswith(("/", "./", "../", "~")) else model
+
+
 def draw_suite_plots(store: ResultsStore) -> list[Path]:
     """One PNG per suite with at least two points on a numeric axis. Returns the files."""
     try:
@@ -87,7 +92,7 @@ def draw_suite_plots(store: ResultsStore) -> list[Path]:
             axis.set_xscale("log", base=2)
             axis.set_xticks(xs, labels)
             axis.minorticks_off()
-        fig.suptitle(f"{suite} sweep ({finite[0].server.get('model', '')})")
+        fig.suptitle(f"{suite} sweep ({model_label(str(finite[0].server.get('model', '')))})")
         fig.tight_layout()
         path = store.root / "plots" / f"{suite}.png"
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -225,3 +225,10 @@ def test_point_two(vllm_bench):
     result.assert_outcomes(passed=2)
     summary = json.loads((latest(pytester) / "summary.json").read_text())
     assert sorted(p["id"].split("::")[-1] for p in summary["points"]) == ["test_point", "test_point_two"]
+
+
+def test_plot_titles_name_a_local_model_by_its_directory():
+    from pytest_vllm_serve.plots import model_label
+
+    assert model_label("/data/models/llama-8b") == "llama-8b"
+    assert model_label("meta-llama/Llama-3.1-8B") == "meta-llama/Llama-3.1-8B"
