@@ -10,6 +10,8 @@ let a test prove that none survive.
 
 from __future__ import annotations
 
+import contextlib
+
 import os
 import sys
 import threading
@@ -59,6 +61,18 @@ def describe(procs: list[psutil.Process]) -> str:
 def popen_pytest(pytester, *args: str, **kwargs):
     """Start an inner ``python -m pytest`` we can signal."""
     return pytester.popen([sys.executable, "-m", "pytest", *args], **kwargs)
+
+
+@contextlib.contextmanager
+def inner_pytest(pytester, *args: str, **kwargs):
+    """``popen_pytest`` for a block: the inner run is killed on the way out if it still runs
+    (an assertion in the block failed before it ended)."""
+    proc = popen_pytest(pytester, *args, **kwargs)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
 
 
 class ProcessWatcher:

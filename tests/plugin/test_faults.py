@@ -24,7 +24,7 @@ from pytest_vllm_serve.server import serve
 from pytest_vllm_serve.spec import ServerSpec
 
 from .fault_proxy import FaultProxy
-from .helpers import describe, popen_pytest, results_dir, wait_until
+from .helpers import describe, inner_pytest, results_dir, wait_until
 
 POINT = """
 import math
@@ -178,16 +178,12 @@ def test_point(vllm_bench, n):
 
 def test_ctrl_c_during_a_sweep_keeps_every_written_result(pytester, inner_args, procs):
     pytester.makepyfile(TWO_POINTS)
-    proc = popen_pytest(pytester, *inner_args)
     root = results_dir(inner_args)
-    try:
+    with inner_pytest(pytester, *inner_args) as proc:
         assert wait_until(lambda: list(root.rglob("points/*.json")), timeout=240), "the first point never finished"
         time.sleep(3)  # well inside the second point
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=90)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == pytest.ExitCode.INTERRUPTED
     [point] = list(root.rglob("points/*.json"))
     assert json.loads(point.read_text())["completed"] == 8  # complete, not truncated
@@ -215,14 +211,10 @@ def test_point(vllm_bench, slow_goodbye):
 
 def test_ctrl_c_during_teardown_leaves_nothing(pytester, inner_args, procs):
     pytester.makepyfile(SLOW_TEARDOWN)
-    proc = popen_pytest(pytester, *inner_args)
-    try:
+    with inner_pytest(pytester, *inner_args) as proc:
         assert wait_until(lambda: (pytester.path / "teardown-started").exists(), timeout=240)
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=90)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert wait_until(lambda: not procs.alive(), timeout=30), describe(procs.alive())
     point = next(results_dir(inner_args).rglob("points/*.json"))
     assert json.loads(point.read_text())["completed"] == 6

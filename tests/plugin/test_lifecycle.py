@@ -10,7 +10,7 @@ import time
 import psutil
 import pytest
 
-from .helpers import describe, popen_pytest, wait_until
+from .helpers import describe, inner_pytest, wait_until
 
 THREE_USERS = """
 import httpx
@@ -68,28 +68,20 @@ def test_one_launch_for_a_spec_and_nothing_left_after(pytester, inner_args, proc
 
 def test_ctrl_c_during_startup_leaves_nothing(pytester, inner_args, procs):
     pytester.makepyfile(THREE_USERS)
-    proc = popen_pytest(pytester, *inner_args)
-    try:
+    with inner_pytest(pytester, *inner_args) as proc:
         assert wait_until(lambda: engine_running(procs), timeout=60), "the engine never started"
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == pytest.ExitCode.INTERRUPTED
     assert all_gone(procs, timeout=15), describe(procs.alive())
 
 
 def test_sigkilled_pytest_is_cleaned_up_by_the_reaper(pytester, inner_args, procs):
     pytester.makepyfile(THREE_USERS)
-    proc = popen_pytest(pytester, *inner_args)
-    try:
+    with inner_pytest(pytester, *inner_args) as proc:
         assert wait_until(lambda: engine_running(procs), timeout=60), "the engine never started"
         proc.kill()  # no teardown runs in pytest at all
         proc.wait(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     start = time.monotonic()
     assert all_gone(procs, timeout=40), describe(procs.alive())
     assert time.monotonic() - start < 40
@@ -106,13 +98,9 @@ def test_sigterm_during_a_test_tears_down(pytester, inner_args, procs, tmp_path)
             time.sleep(120)
         """
     )
-    proc = popen_pytest(pytester, *inner_args)
-    try:
+    with inner_pytest(pytester, *inner_args) as proc:
         assert wait_until(started.exists, timeout=120), "the test never started"
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == pytest.ExitCode.INTERRUPTED
     assert all_gone(procs, timeout=15), describe(procs.alive())

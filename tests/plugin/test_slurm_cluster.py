@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import describe, popen_pytest, wait_until
+from .helpers import describe, inner_pytest, wait_until
 from .slurm_helpers import cancel_all, our_jobs, require_cluster, wait_for_job, wait_queue_empty
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,16 +107,12 @@ def test_a_crashed_job_fails_at_once_with_its_log(pytester, inner_args, cluster)
 
 def test_a_cancelled_job_fails_the_test_quickly(pytester, inner_args, procs, cluster):
     pytester.makepyfile(USES_SERVER)
-    proc = popen_pytest(pytester, *inner_args, "--vllm-slurm")
-    try:
+    with inner_pytest(pytester, *inner_args, "--vllm-slurm") as proc:
         job_id = wait_for_job(cluster, "RUNNING", timeout=150, proc=proc)
         time.sleep(2)  # let vLLM begin to start
         subprocess.run(["scancel", str(job_id)], check=True, timeout=30)
         cancelled = time.monotonic()
         proc.wait(timeout=90)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert time.monotonic() - cancelled < 45
     text = proc.stdout.read().decode() + proc.stderr.read().decode()
     assert f"SLURM job {job_id} is CANCELLED" in text or f"SLURM job {job_id} has left the queue" in text, text[-3000:]
@@ -126,15 +122,11 @@ def test_a_cancelled_job_fails_the_test_quickly(pytester, inner_args, procs, clu
 
 def test_ctrl_c_cancels_the_job_and_waits_until_it_has_left_the_queue(pytester, inner_args, procs, cluster):
     pytester.makepyfile(USES_SERVER)
-    proc = popen_pytest(pytester, *inner_args, "--vllm-slurm")
-    try:
+    with inner_pytest(pytester, *inner_args, "--vllm-slurm") as proc:
         wait_for_job(cluster, "RUNNING", timeout=150, proc=proc)
         time.sleep(2)
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == pytest.ExitCode.INTERRUPTED
     assert not our_jobs(cluster), "pytest returned before the job left the queue"
     assert wait_until(lambda: not procs.alive(), timeout=20), describe(procs.alive())
@@ -142,14 +134,10 @@ def test_ctrl_c_cancels_the_job_and_waits_until_it_has_left_the_queue(pytester, 
 
 def test_a_sigkilled_pytest_leaves_no_job_running(pytester, inner_args, procs, cluster):
     pytester.makepyfile(USES_SERVER)
-    proc = popen_pytest(pytester, *inner_args, "--vllm-slurm")
-    try:
+    with inner_pytest(pytester, *inner_args, "--vllm-slurm") as proc:
         wait_for_job(cluster, "RUNNING", timeout=150, proc=proc)
         time.sleep(2)
         proc.kill()  # no teardown runs in pytest at all; the watchdog cancels the job
         proc.wait(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert not wait_queue_empty(cluster, timeout=45), "the job outlived pytest"
     assert wait_until(lambda: not procs.alive(), timeout=20), describe(procs.alive())
