@@ -64,6 +64,11 @@ class RequestOptions:
         body.update(self.extra_body)
         return body
 
+    def encode(self, prompt: Prompt) -> bytes:
+        """The request body, ready to send. The load generator encodes every body
+        before the clock starts, so JSON encoding is not part of the send."""
+        return json.dumps(self.payload(prompt), ensure_ascii=False, separators=(",", ":")).encode()
+
 
 def _error_message(status: int, body: bytes) -> str:
     text = body.decode("utf-8", errors="replace")
@@ -117,10 +122,13 @@ def _handle_event(data: str, record: RequestRecord, now: float) -> bool:
     return False
 
 
-async def _stream(client: httpx.AsyncClient, options: RequestOptions, prompt: Prompt, record: RequestRecord) -> None:
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+async def _stream(client: httpx.AsyncClient, options: RequestOptions, body: bytes, record: RequestRecord) -> None:
     clock = time.perf_counter
     record.send_time = clock()
-    async with client.stream("POST", options.path, json=options.payload(prompt)) as response:
+    async with client.stream("POST", options.path, content=body, headers=JSON_HEADERS) as response:
         record.status = response.status_code
         if response.status_code != 200:
             record.error = _error_message(response.status_code, await response.aread())
@@ -142,14 +150,18 @@ async def _stream(client: httpx.AsyncClient, options: RequestOptions, prompt: Pr
         record.error = "the stream stopped without [DONE]"
 
 
-async def send(client: httpx.AsyncClient, options: RequestOptions, prompt: Prompt, record: RequestRecord) -> RequestRecord:
-    """Send one streaming request and fill ``record``. Never raises (except cancellation)."""
+async def send(client: httpx.AsyncClient, options: RequestOptions, prompt: Prompt | bytes,
+               record: RequestRecord) -> RequestRecord:
+    """Send one streaming request and fill ``record``. Never raises (except cancellation).
+
+    ``prompt`` may be given already encoded (:meth:`RequestOptions.encode`)."""
+    body = prompt if isinstance(prompt, bytes) else options.encode(prompt)
     try:
         if options.timeout:
             async with asyncio.timeout(options.timeout):
-                await _stream(client, options, prompt, record)
+                await _stream(client, options, body, record)
         else:
-            await _stream(client, options, prompt, record)
+            await _stream(client, options, body, record)
     except TimeoutError:
         record.error = f"timeout: no complete answer within {options.timeout:g} s (--vllm-request-timeout)"
     except asyncio.CancelledError:

@@ -42,6 +42,12 @@ class Timing:
     cut_after: int = 0  # close the connection after N tokens, without [DONE]
     no_done: bool = False  # end the stream cleanly but never send [DONE]
     empty_stream: bool = False  # 200 with an event stream that holds no chunk
+    # Trace, for measuring a client against what the server actually did: each
+    # streamed answer's first token is its request tag (``req-N``), and when its
+    # connection was accepted, when the request arrived and when every chunk was
+    # handed to the socket are appended to this JSON-lines file (perf_counter
+    # times: CLOCK_MONOTONIC, the same clock as the client's on one machine).
+    trace: str | None = None
 
 
 class Vocabulary:
@@ -80,9 +86,11 @@ class LatencyServer:
         self.timing = timing
         self.vocab = Vocabulary()
         self.counter = 0
+        self.trace = open(timing.trace, "a", buffering=1) if timing.trace else None
 
     # -- HTTP plumbing ---------------------------------------------------------
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted = time.perf_counter()
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -94,7 +102,7 @@ class LatencyServer:
                     if line[:15].lower() == "content-length:":
                         length = int(line[15:].strip())
                 body = await reader.readexactly(length) if length else b""
-                keep = await self.route(method, path.split("?", 1)[0], body, arrived, writer)
+                keep = await self.route(method, path.split("?", 1)[0], body, arrived, writer, accepted)
                 if not keep:
                     break
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
@@ -114,7 +122,7 @@ class LatencyServer:
             + data
         )
 
-    async def route(self, method: str, path: str, body: bytes, arrived: float, writer) -> bool:
+    async def route(self, method: str, path: str, body: bytes, arrived: float, writer, accepted: float = 0.0) -> bool:
         if method == "GET" and path == "/health":
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
         elif method == "GET" and path == "/v1/models":
@@ -135,7 +143,7 @@ class LatencyServer:
                 self._json(writer, 500, {"object": "error", "message": f"injected failure on request {self.counter}",
                                          "type": "InternalServerError", "code": 500})
             elif request.get("stream"):
-                await self.stream(request, chat, arrived, writer)
+                await self.stream(request, chat, arrived, writer, accepted)
             else:
                 await self.complete(request, chat, arrived, writer)
         else:
@@ -169,18 +177,25 @@ class LatencyServer:
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": n, "total_tokens": prompt_tokens + n},
         })
 
-    async def stream(self, request: dict, chat: bool, arrived: float, writer) -> None:
+    async def stream(self, request: dict, chat: bool, arrived: float, writer, accepted: float = 0.0) -> None:
         rid = f"cmpl-{self.counter}"
         prompt_tokens, n = self._lengths(request)
         with_ids = bool(request.get("return_token_ids"))
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
 
+        writes: list[float] = []
+        tag = f"req-{self.counter}" if self.trace else None
+
         def event(payload: object) -> None:
             data = b"data: " + (payload if isinstance(payload, bytes) else json.dumps(payload).encode()) + b"\n\n"
+            if isinstance(payload, dict) and payload.get("choices"):
+                writes.append(time.perf_counter())  # before the write: the client may read it at once
             writer.write(b"%x\r\n%s\r\n" % (len(data), data))
 
         def chunk(tokens: int, last: bool) -> dict:
             text = " ".join([WORD] * tokens)
+            if tag and sent == 0:
+                text = " ".join([tag] + [WORD] * (tokens - 1))
             choice: dict = {"index": 0, "finish_reason": "length" if last else None}
             choice.update({"delta": {"content": text}} if chat else {"text": text})
             if with_ids:
@@ -219,6 +234,9 @@ class LatencyServer:
         if not self.timing.no_done:
             event(b"[DONE]")
         writer.write(b"0\r\n\r\n")
+        if self.trace:
+            self.trace.write(json.dumps({"tag": tag, "accepted": accepted, "arrived": arrived,
+                                        "writes": writes}) + "\n")
 
 
 async def serve_forever(host: str, port: int, timing: Timing, ready=None) -> None:
@@ -243,9 +261,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cut-after", type=int, default=0, help="drop the connection after N tokens")
     parser.add_argument("--no-done", action="store_true", help="never send [DONE]")
     parser.add_argument("--empty-stream", action="store_true", help="streams with no chunk at all")
+    parser.add_argument("--trace", metavar="FILE", help="tag each stream's first token with its request id and "
+                        "append the times its events were written to FILE (JSON lines)")
     args = parser.parse_args(argv)
     timing = Timing(args.ttft_ms / 1000, args.itl_ms / 1000, args.tokens_per_chunk, args.model, args.max_model_len,
-                    args.fail_every, args.cut_after, args.no_done, args.empty_stream)
+                    args.fail_every, args.cut_after, args.no_done, args.empty_stream, args.trace)
     try:
         import uvloop
 

@@ -93,16 +93,57 @@ def _not_sent(index: int, prompt: Prompt, due: float, reason: str) -> RequestRec
                          error=f"not sent: {reason}")
 
 
+@dataclass(frozen=True)
+class Job:
+    """One request of a run: its place in the workload, its due offset and its encoded body."""
+
+    index: int
+    prompt: Prompt
+    offset: float
+    body: bytes
+
+
+def prepare(options: RequestOptions, jobs: list[tuple[int, Prompt, float]]) -> list[Job]:
+    """Encode every request body (done before the clock starts)."""
+    return [Job(index, prompt, offset, options.encode(prompt)) for index, prompt, offset in jobs]
+
+
+def opening_burst(jobs: list[Job], concurrency: int | None) -> int:
+    """How many requests are due at the very start, at most ``concurrency``."""
+    due = sum(1 for job in jobs if job.offset <= 0.0)
+    return min(due, concurrency) if concurrency else due
+
+
+async def open_connections(client: httpx.AsyncClient, count: int) -> None:
+    """Open ``count`` connections before the clock starts (best effort).
+
+    A request that has to open its connection first waits for the TCP handshake,
+    and in a burst every request's handshake waits for the others: without this,
+    that lands in the first requests' TTFT. ``GET /v1/models`` is cheap on every
+    OpenAI-compatible server; ``count`` of them at once make the pool open
+    ``count`` connections, which are then kept alive for the run.
+    """
+    if count <= 0:
+        return
+    await asyncio.gather(*(client.get("/v1/models") for _ in range(count)), return_exceptions=True)
+
+
 async def _drive(
     client: httpx.AsyncClient,
     options: RequestOptions,
-    jobs: list[tuple[int, Prompt, float]],
+    jobs: list[Job],
     t0: float,
     concurrency: int | None,
     on_done: Callable[[RequestRecord], None] | None = None,
     abort: Abort | None = None,
 ) -> list[RequestRecord]:
-    """Send ``(index, prompt, offset)`` jobs at ``t0 + offset`` and wait for all.
+    """Send the jobs at ``t0 + offset`` and wait for all.
+
+    After starting each request the sender yields once, so that request's bytes are
+    written before the next one is built: a burst leaves one request after another,
+    each stamped when it really starts, rather than all built first and written at
+    the end (which would put the whole burst's build time into the first
+    requests' TTFT).
 
     ``abort`` is polled twice a second; once it returns a reason (the server died),
     requests in flight are cancelled and recorded as failed with that reason, and
@@ -112,12 +153,12 @@ async def _drive(
     clock = time.perf_counter
     records: dict[int, RequestRecord] = {}
 
-    async def one(record: RequestRecord, prompt: Prompt) -> RequestRecord:
+    async def one(record: RequestRecord, body: bytes) -> RequestRecord:
         if semaphore is None:
-            await send(client, options, prompt, record)
+            await send(client, options, body, record)
         else:
             async with semaphore:
-                await send(client, options, prompt, record)
+                await send(client, options, body, record)
         if on_done is not None:
             on_done(record)
         return record
@@ -125,8 +166,8 @@ async def _drive(
     tasks: list[asyncio.Task] = []
 
     async def dispatch() -> None:
-        for index, prompt, offset in jobs:
-            due = t0 + offset
+        for job in jobs:
+            due = t0 + job.offset
             delay = due - clock()
             if delay > SPIN_WINDOW:
                 # The event loop's timer wakes up to ~1 ms late; sleep to just before
@@ -135,14 +176,15 @@ async def _drive(
             while clock() < due:
                 await asyncio.sleep(0)
             record = RequestRecord(
-                index=index,
+                index=job.index,
                 scheduled_time=due,
                 dispatch_time=clock(),
-                prompt_len=prompt.prompt_len,
-                expected_output_len=prompt.output_len,
+                prompt_len=job.prompt.prompt_len,
+                expected_output_len=job.prompt.output_len,
             )
-            records[index] = record
-            tasks.append(asyncio.create_task(one(record, prompt)))
+            records[job.index] = record
+            tasks.append(asyncio.create_task(one(record, job.body)))
+            await asyncio.sleep(0)  # let it reach the wire (see above)
         await asyncio.gather(*tasks)
 
     sender = asyncio.create_task(dispatch())
@@ -164,10 +206,10 @@ async def _drive(
         else:
             await sender
     out = []
-    for index, prompt, offset in jobs:
-        record = records.get(index)
+    for job in jobs:
+        record = records.get(job.index)
         if record is None:
-            out.append(_not_sent(index, prompt, t0 + offset, reason or "the run stopped"))
+            out.append(_not_sent(job.index, job.prompt, t0 + job.offset, reason or "the run stopped"))
         else:
             if record.error is None and (record.done_time is None or reason and not record.success):
                 record.error = f"aborted: {reason}"
@@ -180,7 +222,7 @@ async def _warmup(plan: LoadPlan, headers: dict[str, str]) -> list[RequestRecord
         return []
     first = plan.prompts[0]
     async with make_client(plan.base_url, headers, plan.schedule.max_concurrency or plan.warmup) as client:
-        jobs = [(-1 - i, first, 0.0) for i in range(plan.warmup)]
+        jobs = prepare(plan.options, [(-1 - i, first, 0.0) for i in range(plan.warmup)])
         records = await _drive(client, plan.options, jobs, time.perf_counter(), plan.schedule.max_concurrency)
     for record in records:
         record.warmup = True
@@ -246,8 +288,10 @@ def _run_single(plan, headers, offsets, warmups, progress, interval, abort=None)
             progress(counts["finished"], counts["failed"], total)
 
     async def main() -> tuple[list[RequestRecord], float, float]:
-        jobs = list(zip(range(len(plan.prompts)), plan.prompts, offsets))
-        async with make_client(plan.base_url, headers, plan.schedule.max_concurrency or len(jobs)) as client:
+        jobs = prepare(plan.options, list(zip(range(len(plan.prompts)), plan.prompts, offsets)))
+        cap = plan.schedule.max_concurrency
+        async with make_client(plan.base_url, headers, cap or len(jobs)) as client:
+            await open_connections(client, opening_burst(jobs, cap))
             task = asyncio.create_task(reporter(len(jobs))) if progress else None
             cpu0 = time.process_time()
             t0 = time.perf_counter()

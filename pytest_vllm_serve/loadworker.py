@@ -41,7 +41,7 @@ def read_frame(stream: BinaryIO) -> Any:
 
 
 def main() -> int:
-    from .loadgen import _drive, make_client  # imported here so the parent's import stays light
+    from .loadgen import _drive, make_client, open_connections, opening_burst, prepare  # keeps the parent's import light
 
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     try:
@@ -58,13 +58,15 @@ def main() -> int:
                 write_frame(stdout, ("progress", counts["finished"], counts["failed"]))
 
         async def run():
+            prepared = prepare(plan.options, jobs)
             async with make_client(plan.base_url, dict(plan.headers), concurrency or len(jobs)) as client:
+                await open_connections(client, opening_burst(prepared, concurrency))
                 write_frame(stdout, ("ready",))
                 _, t0 = read_frame(stdin)  # blocks this loop on purpose: nothing else runs yet
                 task = asyncio.create_task(reporter())
                 cpu0 = time.process_time()
                 try:
-                    records = await _drive(client, plan.options, jobs, t0, concurrency, on_done)
+                    records = await _drive(client, plan.options, prepared, t0, concurrency, on_done)
                 finally:
                     task.cancel()
                 return records, time.process_time() - cpu0

@@ -4,7 +4,8 @@
 
 For every point: output throughput, TTFT/TPOT/ITL p50 and p99 by each client,
 and the difference (ours - vllm) / vllm. Differences above 5% are marked **bold**
-so each one can be explained. Also each client's CPU time per request.
+so each one can be explained. A burst point measured twice (``-again``, the
+other client first) is a second row. Also each client's CPU time per request.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_h200 import POINTS, point_id  # noqa: E402  (who went first follows from a point's place)
 
 COLUMNS = (
     ("out tok/s", "output_throughput"),
@@ -40,9 +44,20 @@ def load(out: Path) -> list[tuple[str, str, dict, dict]]:
     return sorted(rows, key=lambda r: (ORDER.index(r[0]) if r[0] in ORDER else 9, _value(r[1])))
 
 
-def _value(point: str) -> float:
-    tail = point.split("-")[-1]
-    return float("inf") if tail == "inf" else float(tail)
+def _value(point: str) -> tuple[float, bool]:
+    again = point.endswith("-again")
+    tail = point.removesuffix("-again").split("-")[-1]
+    return (float("inf") if tail == "inf" else float(tail)), again
+
+
+def first(point: str) -> str:
+    """Who measured first: test_point alternates by place, test_burst_again reverses it."""
+    base = point.removesuffix("-again")
+    place = next((i for i, (s, v, _) in enumerate(POINTS) if point_id(s, v) == base), None)
+    if place is None:
+        return "?"
+    ours_first = (place % 2 == 0) != point.endswith("-again")
+    return "plugin" if ours_first else "vllm"
 
 
 def cell(ours: float, peer: float) -> str:
@@ -61,11 +76,11 @@ def main() -> None:
         if not suite_rows:
             continue
         print(f"### {suite}\n")
-        print("| point | prompts | " + " | ".join(title for title, _ in COLUMNS) + " |")
-        print("|---|---|" + "---|" * len(COLUMNS))
+        print("| point | prompts | first | " + " | ".join(title for title, _ in COLUMNS) + " |")
+        print("|---|---|---|" + "---|" * len(COLUMNS))
         for _, point, ours, peer in suite_rows:
             cells = [cell(float(ours.get(key) or 0), float(peer.get(key) or 0)) for _, key in COLUMNS]
-            print(f"| {point} | {ours['num_prompts']} | " + " | ".join(cells) + " |")
+            print(f"| {point} | {ours['num_prompts']} | {first(point)} | " + " | ".join(cells) + " |")
         print()
     print("### client CPU time per request\n")
     print("| point | pytest-vllm-serve (ms) | vllm bench serve (ms) | client processes |")

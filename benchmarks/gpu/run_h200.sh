@@ -6,10 +6,15 @@
 #
 # PART: "a" = rate and concurrency sweeps; "b" = smoke suite, input and output sweeps and
 # the bad-input checks; default both. Each part starts its own server, so a part fits one
-# 10-minute slot on a lent GPU. Results, logs and plots go to OUT_DIR.
+# 10-minute slot on a lent GPU. "s" = the smoke suite and every sweep point on one server,
+# each burst point measured a second time in the other order (no bad-input checks).
+# Results, logs and plots go to OUT_DIR.
+#
+# SERVE_ARGS: the server's arguments (default below: dummy weights, 8192 max length,
+# prefix caching off, so that neither client's earlier prompts speed up the other's).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-out=${1:?usage: run_h200.sh OUT_DIR [a|b]}
+out=${1:?usage: run_h200.sh OUT_DIR [a|b|s]}
 part=${2:-ab}
 mkdir -p "$out"
 python=${PYTHON:-python3}
@@ -27,7 +32,7 @@ pytest_run() {  # name, then pytest args
     local name=$1; shift
     local start=$(date +%s)
     $python -m pytest -c benchmarks/gpu/pytest.ini --rootdir . "${plugin[@]}" --vllm-model "$models/llama-8b" \
-        --vllm-serve-args "--load-format dummy --max-model-len 8192" --vllm-results-dir "$out/results-$name" \
+        --vllm-serve-args "$serve_args" --vllm-results-dir "$out/results-$name" \
         --vllm-progress-interval 30 --vllm-no-token-ids --benchmark-json "$out/benchmark-$name.json" --junitxml "$out/junit-$name.xml" \
         "$@" > "$out/pytest-$name.txt" 2>&1
     local code=$?
@@ -37,9 +42,14 @@ pytest_run() {  # name, then pytest args
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
   $python -c "import vllm, torch; print('vllm', vllm.__version__, 'torch', torch.__version__, 'cuda', torch.version.cuda)"
   date -u +%Y-%m-%dT%H:%M:%SZ; } > "$out/versions.txt" 2>&1
+serve_args=${SERVE_ARGS:---load-format dummy --max-model-len 8192 --no-enable-prefix-caching}
+echo "serve args: $serve_args" >> "$out/versions.txt"
 select=${SELECT:-}  # e.g. SELECT="rate=inf" to run fewer points
 case $part in *a*)
     pytest_run sweeps-a benchmarks/gpu/test_h200.py -k "${select:-rate or concurrency}" ;;
+esac
+case $part in *s*)
+    pytest_run sweeps tests/smoke/test_smoke.py benchmarks/gpu/test_h200.py -k "${select:-smoke or test_point or test_burst_again}" ;;
 esac
 case $part in *b*)
     pytest_run smoke-and-sweeps-b tests/smoke/test_smoke.py benchmarks/gpu/test_h200.py -k "${select:-smoke or input or output or token_ids}"

@@ -12,7 +12,9 @@ requests. test_token_ids_cost measures what asking vLLM for per-chunk token ids
 
 Points and prompt counts: 200 prompts where that fits the time budget, fewer
 for the slow low-rate and low-concurrency points (a point at rate 1 needs n
-seconds). The two clients alternate who goes first, point by point.
+seconds). The two clients alternate who goes first, point by point, and every
+burst point (all requests due at once) is measured a second time in the other
+order (test_burst_again).
 """
 
 from __future__ import annotations
@@ -63,11 +65,19 @@ def point_id(suite: str, value: float) -> str:
     return f"{suite}-{'inf' if value == INF else int(value)}"
 
 
-def run_peer(server, suite: str, value: float, prompts: int, out_dir: Path, tokenizer: str) -> dict:
+def is_burst(suite: str, value: float, prompts: int) -> bool:
+    """Every request of the point is due at once (rate inf, no cap below the prompt count)."""
+    return suite in ("input", "output") or (suite == "rate" and value == INF) or (suite == "concurrency" and value >= prompts)
+
+
+BURSTS = [p for p in POINTS if is_burst(*p)]
+
+
+def run_peer(server, suite: str, value: float, prompts: int, out_dir: Path, tokenizer: str, name: str = "") -> dict:
     """`vllm bench serve` at the same point, against the same server. Returns its result
     plus the CPU seconds its process used in the measured phase."""
     input_len, output_len = lengths(suite, value)
-    name = point_id(suite, value)
+    name = name or point_id(suite, value)
     argv = [sys.executable, str(HERE.parent / "vllm_bench.py"), "bench", "serve",
             "--backend", "openai-chat", "--endpoint", "/v1/chat/completions", "--base-url", server.url,
             "--model", server.model, "--tokenizer", tokenizer, "--dataset-name", "random",
@@ -119,6 +129,32 @@ def test_point(vllm_bench, vllm_server, vllm_session, suite, value, prompts):
         run_peer(vllm_server, suite, value, prompts, out_dir, tokenizer)
     else:
         run_peer(vllm_server, suite, value, prompts, out_dir, tokenizer)
+        ours()
+
+
+@pytest.mark.benchmark
+@pytest.mark.parametrize("suite, value, prompts", BURSTS, ids=[point_id(s, v) + "-again" for s, v, _ in BURSTS])
+def test_burst_again(vllm_bench, vllm_server, vllm_session, suite, value, prompts):
+    """Each burst point once more, in the other order: who goes first can change what a
+    burst meets on the server (test_point's order, reversed)."""
+    out_dir = vllm_session.results_dir / "peer"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = os.environ.get("PEER_TOKENIZER", str(vllm_server.spec.model))
+    input_len, output_len = lengths(suite, value)
+    ours_first = POINTS.index((suite, value, prompts)) % 2 == 1
+
+    def ours():
+        vllm_bench.run(RandomWorkload(input_len, output_len, prompts, seed=42), schedule(suite, value), suite=suite,
+                       params={"swept": value, "again": True})
+
+    def peer():
+        run_peer(vllm_server, suite, value, prompts, out_dir, tokenizer, name=point_id(suite, value) + "-again")
+
+    if ours_first:
+        ours()
+        peer()
+    else:
+        peer()
         ours()
 
 

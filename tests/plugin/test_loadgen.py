@@ -6,7 +6,9 @@ lets these tests state what the client must measure.
 
 from __future__ import annotations
 
+import json
 import math
+import re
 import statistics
 
 import pytest
@@ -165,3 +167,52 @@ def test_an_abort_fails_in_flight_requests_and_marks_the_rest_not_sent(processes
     if processes == 1:  # client processes are killed, so their requests all count as aborted
         assert any(e.startswith("not sent: engine core died") for e in errors), errors
     assert result.duration < 5
+
+
+def _traced(trace_file):
+    """The latency server's trace: request tag -> {accepted, arrived, writes}."""
+    lines = [json.loads(line) for line in trace_file.read_text().splitlines()]
+    return {line["tag"]: line for line in lines}
+
+
+def _tag(record):
+    return re.match(r"req-\d+", "".join(record.text_parts)).group()
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_burst_leaves_request_by_request_on_open_connections(tmp_path, processes):
+    """Rate inf: every request is written as soon as it is built, on a connection opened
+    before the clock started, so its send stamp is when it really left.
+
+    Before this, the requests of a burst were all built first and all written at the
+    end, so the first ones' TTFT held the whole burst's build time (tens of ms)."""
+    trace = tmp_path / "trace.jsonl"
+    with running(ttft_ms=300, itl_ms=1, trace=str(trace)) as url:
+        prompts = tuple(Prompt("a b c d", 4, 2) for _ in range(120))
+        result = run_load(plan(url, prompts=prompts, warmup=0, endpoint="completions", processes=processes))
+    assert all(r.success for r in result.records), [r.error for r in result.records][:3]
+    served = _traced(trace)
+    lags = sorted(served[_tag(r)]["arrived"] - r.send_time for r in result.records)
+    sends = [r.send_time for r in result.records]
+    spread = max(sends) - min(sends)
+    assert lags[0] > 0  # one clock: the server saw each request after the client stamped it
+    # Each request reached the server right after its own stamp, not after the whole
+    # burst was built: the median lag is a small part of the time the burst took.
+    assert statistics.median(lags) < max(0.25 * spread, 0.002), (statistics.median(lags), spread)
+    # Every connection was open before the clock started.
+    assert max(served[_tag(r)]["accepted"] for r in result.records) < result.t0
+
+
+def test_the_trace_holds_the_times_the_client_measured(tmp_path):
+    """The latency server's trace is what the accuracy benchmark checks clients against."""
+    trace = tmp_path / "trace.jsonl"
+    with running(ttft_ms=30, itl_ms=5, trace=str(trace)) as url:
+        result = run_load(plan(url, prompts=PROMPTS[:4], warmup=0, endpoint="completions"))
+    served = _traced(trace)
+    for record in result.records:
+        line = served[_tag(record)]
+        assert len(line["writes"]) == len(record.chunk_times) == 8
+        # Each chunk arrived after the server wrote it, and soon after.
+        delays = [c - w for c, w in zip(record.chunk_times, line["writes"])]
+        assert all(0 < d < 0.05 for d in delays), delays
+        assert line["writes"][0] - line["arrived"] == pytest.approx(0.030, abs=0.002)
