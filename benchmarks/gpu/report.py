@@ -26,7 +26,7 @@ COLUMNS = (
     ("ITL p50", "median_itl_ms"),
     ("ITL p99", "p99_itl_ms"),
 )
-ORDER = ("rate", "concurrency", "input", "output")
+ORDER = ("rate", "concurrency", "input", "output", "ttft")
 
 
 def load(out: Path) -> list[tuple[str, str, dict, dict]]:
@@ -44,14 +44,17 @@ def load(out: Path) -> list[tuple[str, str, dict, dict]]:
     return sorted(rows, key=lambda r: (ORDER.index(r[0]) if r[0] in ORDER else 9, _value(r[1])))
 
 
-def _value(point: str) -> tuple[float, bool]:
-    again = point.endswith("-again")
-    tail = point.removesuffix("-again").split("-")[-1]
-    return (float("inf") if tail == "inf" else float(tail)), again
+def _value(point: str) -> tuple[float, ...]:
+    """Sort key: the swept value, then the pass (``-again``, ``-rN``)."""
+    parts = point.removesuffix("-again").split("-")[1:]
+    numbers = [float("inf") if p == "inf" else float(p.lstrip("r")) for p in parts]
+    return (*numbers, point.endswith("-again"))
 
 
 def first(point: str) -> str:
     """Who measured first: test_point alternates by place, test_burst_again reverses it."""
+    if point.startswith("ttft-"):  # test_ttft_repeat: the plugin first on even repeats
+        return "plugin" if int(point.rsplit("r", 1)[1]) % 2 == 0 else "vllm"
     base = point.removesuffix("-again")
     place = next((i for i, (s, v, _) in enumerate(POINTS) if point_id(s, v) == base), None)
     if place is None:

@@ -8,13 +8,16 @@
 # the bad-input checks; default both. Each part starts its own server, so a part fits one
 # 10-minute slot on a lent GPU. "s" = the smoke suite and every sweep point on one server,
 # each burst point measured a second time in the other order (no bad-input checks).
+# "t" = TTFT at concurrency 1, four times each, alternating who goes first
+# (test_ttft_repeat), then benchmarks/accuracy.py against the latency test server on
+# this machine's CPUs (accuracy.md).
 # Results, logs and plots go to OUT_DIR.
 #
 # SERVE_ARGS: the server's arguments (default below: dummy weights, 8192 max length,
 # prefix caching off, so that neither client's earlier prompts speed up the other's).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-out=${1:?usage: run_h200.sh OUT_DIR [a|b|s]}
+out=${1:?usage: run_h200.sh OUT_DIR [a|b|s|t]}
 part=${2:-ab}
 mkdir -p "$out"
 python=${PYTHON:-python3}
@@ -50,6 +53,11 @@ case $part in *a*)
 esac
 case $part in *s*)
     pytest_run sweeps tests/smoke/test_smoke.py benchmarks/gpu/test_h200.py -k "${select:-smoke or test_point or test_burst_again}" ;;
+esac
+case $part in *t*)
+    pytest_run ttft benchmarks/gpu/test_h200.py -k "${select:-test_ttft_repeat}"
+    $python benchmarks/accuracy.py --repeats 5 > "$out/accuracy.md" 2> "$out/accuracy.log"
+    echo "accuracy: exit $?" | tee -a "$out/summary.txt" ;;
 esac
 case $part in *b*)
     pytest_run smoke-and-sweeps-b tests/smoke/test_smoke.py benchmarks/gpu/test_h200.py -k "${select:-smoke or input or output or token_ids}"

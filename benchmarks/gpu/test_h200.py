@@ -46,6 +46,8 @@ POINTS = [
 
 
 def lengths(suite: str, value: float) -> tuple[int, int]:
+    if suite == "ttft":
+        return 512, 16
     if suite == "input":
         return int(value), 128
     if suite == "output":
@@ -56,7 +58,7 @@ def lengths(suite: str, value: float) -> tuple[int, int]:
 def schedule(suite: str, value: float) -> Schedule:
     if suite == "rate":
         return Schedule(rate=value, seed=42)
-    if suite == "concurrency":
+    if suite in ("concurrency", "ttft"):
         return Schedule(rate=INF, max_concurrency=int(value), seed=42)
     return Schedule(rate=INF, seed=42)
 
@@ -88,7 +90,7 @@ def run_peer(server, suite: str, value: float, prompts: int, out_dir: Path, toke
             "--disable-tqdm"]
     if suite == "rate":
         argv += ["--request-rate", "inf" if value == INF else str(value)]
-    elif suite == "concurrency":
+    elif suite in ("concurrency", "ttft"):
         argv += ["--request-rate", "inf", "--max-concurrency", str(int(value))]
     else:
         argv += ["--request-rate", "inf"]
@@ -151,6 +153,34 @@ def test_burst_again(vllm_bench, vllm_server, vllm_session, suite, value, prompt
         run_peer(vllm_server, suite, value, prompts, out_dir, tokenizer, name=point_id(suite, value) + "-again")
 
     if ours_first:
+        ours()
+        peer()
+    else:
+        peer()
+        ours()
+
+
+TTFT_REPEATS = 4
+
+
+@pytest.mark.benchmark
+@pytest.mark.parametrize("repeat", range(TTFT_REPEATS), ids=[f"ttft-1-r{i}" for i in range(TTFT_REPEATS)])
+def test_ttft_repeat(vllm_bench, vllm_server, vllm_session, repeat):
+    """TTFT at concurrency 1 (512 in, 16 out, 100 prompts), both clients, alternating who goes
+    first: is a low-load TTFT difference between them systematic or noise?"""
+    out_dir = vllm_session.results_dir / "peer"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = os.environ.get("PEER_TOKENIZER", str(vllm_server.spec.model))
+    prompts = 100
+
+    def ours():
+        vllm_bench.run(RandomWorkload(512, 16, prompts, seed=42), schedule("ttft", 1), suite="ttft",
+                       params={"swept": 1, "repeat": repeat})
+
+    def peer():
+        run_peer(vllm_server, "ttft", 1, prompts, out_dir, tokenizer, name=f"ttft-1-r{repeat}")
+
+    if repeat % 2 == 0:
         ours()
         peer()
     else:
