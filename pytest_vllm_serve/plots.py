@@ -50,6 +50,29 @@ def model_label(model: str) -> str:
     return Path(model).name if model.startswith(("/", "./", "../", "~")) else model
 
 
+def split_series(points: list[PointRecord], key: str) -> dict[tuple[tuple[str, str], ...], list[PointRecord]]:
+    """Points of one suite, one line each: points measured at the same swept value with
+    different other params (a repeat, another client setting) belong to different lines.
+
+    The line's key holds the params that tell them apart, as (name, value) pairs; it is
+    empty when the suite is a single line."""
+    at: dict[float, list[PointRecord]] = defaultdict(list)
+    for point in points:
+        at[_x(point, key)].append(point)
+    apart: set[str] = set()
+    for group in at.values():
+        names = {name for point in group for name in point.params} - {key}
+        apart |= {name for name in names if len({repr(point.params.get(name)) for point in group}) > 1}
+    lines: dict[tuple[tuple[str, str], ...], list[PointRecord]] = defaultdict(list)
+    for point in points:
+        lines[tuple((name, str(point.params.get(name))) for name in sorted(apart))].append(point)
+    return dict(lines)
+
+
+def _label(stat: str, line: tuple[tuple[str, str], ...]) -> str:
+    return stat + (" (" + ", ".join(f"{name}={value}" for name, value in line) + ")" if line else "")
+
+
 def draw_suite_plots(store: ResultsStore) -> list[Path]:
     """One PNG per suite with at least two points on a numeric axis. Returns the files."""
     try:
@@ -69,28 +92,34 @@ def draw_suite_plots(store: ResultsStore) -> list[Path]:
         finite = sorted((p for p in points if _x(p, key) is not None), key=lambda p: _x(p, key))
         if len(finite) < 2:
             continue
-        xs, labels = _positions([_x(p, key) for p in finite])
+        values = sorted({_x(p, key) for p in finite})
+        xs_all, labels = _positions(values)
+        where = dict(zip(values, xs_all))
+        lines = split_series(finite, key)
         fig, axes = plt.subplots(1, len(PANELS) + 1, figsize=(18, 4.2))
-        for axis, (title, series) in zip(axes, PANELS):
-            for stat, style in (("median", "o-"), ("p99", "s--")):
-                ys = [p.metrics.get(f"{stat}_{series}_ms") for p in finite]
-                if any(y is not None for y in ys):
-                    axis.plot(xs, [y if y is not None else float("nan") for y in ys], style, label=f"{stat if stat != 'median' else 'p50'}")
+        for n, (line, members) in enumerate(sorted(lines.items())):
+            xs = [where[_x(p, key)] for p in members]
+            color = f"C{n % 10}" if len(lines) > 1 else None
+            for axis, (title, series) in zip(axes, PANELS):
+                for stat, style in (("median", "o-"), ("p99", "s--")):
+                    ys = [p.metrics.get(f"{stat}_{series}_ms") for p in members]
+                    if any(y is not None for y in ys):
+                        name = "p50" if stat == "median" else stat
+                        axis.plot(xs, [y if y is not None else float("nan") for y in ys], style,
+                                  label=_label(name, line), **({"color": color} if color else {}))
+            throughput = axes[-1]
+            throughput.plot(xs, [p.metrics.get("output_throughput") for p in members], "o-",
+                            label=_label("output tok/s", line), **({"color": color} if color else {}))
+            throughput.plot(xs, [p.metrics.get("total_token_throughput") for p in members], "s--",
+                            label=_label("total tok/s", line), **({"color": color} if color else {}))
+        for axis, (title, _) in zip(axes, (*PANELS, ("throughput (tok/s)", ""))):
             axis.set_title(title)
             axis.set_xlabel(key)
             if axis.get_lines():
-                axis.legend()
+                axis.legend(fontsize="small")
             axis.grid(alpha=0.3)
-        throughput = axes[-1]
-        throughput.plot(xs, [p.metrics.get("output_throughput") for p in finite], "o-", label="output tok/s")
-        throughput.plot(xs, [p.metrics.get("total_token_throughput") for p in finite], "s--", label="total tok/s")
-        throughput.set_title("throughput (tok/s)")
-        throughput.set_xlabel(key)
-        throughput.legend()
-        throughput.grid(alpha=0.3)
-        for axis in axes:
             axis.set_xscale("log", base=2)
-            axis.set_xticks(xs, labels)
+            axis.set_xticks(xs_all, labels)
             axis.minorticks_off()
         fig.suptitle(f"{suite} sweep ({model_label(str(finite[0].server.get('model', '')))})")
         fig.tight_layout()
@@ -100,3 +129,4 @@ def draw_suite_plots(store: ResultsStore) -> list[Path]:
         plt.close(fig)
         written.append(path)
     return written
+

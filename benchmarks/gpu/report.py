@@ -11,6 +11,7 @@ other client first) is a second row. Also each client's CPU time per request.
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -27,6 +28,11 @@ COLUMNS = (
     ("ITL p99", "p99_itl_ms"),
 )
 ORDER = ("rate", "concurrency", "input", "output", "ttft")
+REPEAT = (("out tok/s", "output_throughput"), ("TTFT p50", "median_ttft_ms"), ("TPOT p50", "median_tpot_ms"))
+
+
+def _change(first: float, second: float) -> str:
+    return f"{first:.1f} -> {second:.1f} ({(second - first) / first * 100 if first else 0.0:+.1f}%)"
 
 
 def load(out: Path) -> list[tuple[str, str, dict, dict]]:
@@ -92,6 +98,26 @@ def main() -> None:
         n = ours["num_prompts"]
         print(f"| {point} | {1000 * ours['client_cpu_seconds'] / n:.2f} | {1000 * peer['client_cpu_seconds'] / n:.2f} | "
               f"{ours.get('client_processes', 1)} |")
+    passes = {point: (ours, peer) for _, point, ours, peer in rows}
+    again = [p for p in passes if p.endswith("-again") and p.removesuffix("-again") in passes]
+    if again:
+        print("\n### the same point twice (burst points, the other client first the second time)\n")
+        print("Each cell: first pass -> second pass (change), per client.\n")
+        print("| point | " + " | ".join(f"{title}, {who}" for title, _ in REPEAT for who in ("plugin", "vllm")) + " |")
+        print("|---|" + "---|" * (2 * len(REPEAT)))
+        for point in again:
+            one, two = passes[point.removesuffix("-again")], passes[point]
+            cells = [_change(float(one[i][key]), float(two[i][key])) for _, key in REPEAT for i in (0, 1)]
+            print(f"| {point.removesuffix('-again')} | " + " | ".join(cells) + " |")
+    repeats = sorted(p for p in passes if p.startswith("ttft-"))
+    if repeats:
+        print("\n### TTFT at concurrency 1, repeated\n")
+        print("| client | per-run TTFT p50 (ms) | all requests: TTFT p50 | mean (ms) |")
+        print("|---|---|---|---|")
+        for i, who in enumerate(("pytest-vllm-serve", "vllm bench serve")):
+            medians = ", ".join(f"{passes[p][i]['median_ttft_ms']:.1f}" for p in repeats)
+            pooled = [t * 1000 for p in repeats for t in passes[p][i]["ttfts"]]
+            print(f"| {who} | {medians} | {statistics.median(pooled):.1f} | {statistics.fmean(pooled):.1f} |")
     failed = [(point, ours["failed"], peer["failed"]) for _, point, ours, peer in rows if ours["failed"] or peer["failed"]]
     print("\nfailed requests: " + (", ".join(f"{p}: {a} / {b}" for p, a, b in failed) if failed else "none"))
 

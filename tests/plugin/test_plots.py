@@ -1,0 +1,38 @@
+"""Per-suite plots: which points share a line, and that a repeated point gets its own."""
+
+from __future__ import annotations
+
+import math
+
+from pytest_vllm_serve.plots import draw_suite_plots, split_series
+from pytest_vllm_serve.results import PointRecord, ResultsStore
+
+METRICS = {"completed": 10.0, "median_ttft_ms": 5.0, "p99_ttft_ms": 9.0, "median_tpot_ms": 1.0, "p99_tpot_ms": 2.0,
+           "median_e2el_ms": 20.0, "p99_e2el_ms": 30.0, "output_throughput": 100.0, "total_token_throughput": 300.0}
+
+
+def point(rate: float, **params) -> PointRecord:
+    return PointRecord(id=f"t[{rate}-{params}]", suite="rate", params={"request_rate": rate, **params},
+                       metrics=dict(METRICS), server={"model": "/models/llama-8b"})
+
+
+def test_a_plain_sweep_is_one_line_even_when_other_params_change_with_the_swept_value():
+    points = [point(1, num_prompts=30), point(4, num_prompts=100), point(math.inf, num_prompts=200)]
+    lines = split_series(points, "request_rate")
+    assert list(lines) == [()]
+    assert lines[()] == points
+
+
+def test_a_point_measured_again_with_other_params_is_its_own_line():
+    first = [point(1), point(4), point(math.inf)]
+    again = point(math.inf, again=True)
+    lines = split_series(first + [again], "request_rate")
+    assert lines == {(("again", "None"),): first, (("again", "True"),): [again]}
+
+
+def test_the_plot_is_drawn_with_one_line_per_series(tmp_path):
+    store = ResultsStore(tmp_path)
+    for p in [point(1), point(4), point(math.inf), point(math.inf, again=True)]:
+        store.save_point(p, {})
+    (path,) = draw_suite_plots(store)
+    assert path.name == "rate.png" and path.stat().st_size > 10_000
