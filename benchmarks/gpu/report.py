@@ -11,6 +11,7 @@ other client first) is a second row. Also each client's CPU time per request.
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -59,7 +60,7 @@ def _value(point: str) -> tuple[float, ...]:
 
 def first(point: str) -> str:
     """Who measured first: test_point alternates by place, test_burst_again reverses it."""
-    if point.startswith("ttft-"):  # test_ttft_repeat: the plugin first on even repeats
+    if re.search(r"-r\d+$", point):  # test_ttft_repeat, test_point_repeat: the plugin first on even repeats
         return "plugin" if int(point.rsplit("r", 1)[1]) % 2 == 0 else "vllm"
     base = point.removesuffix("-again")
     place = next((i for i, (s, v, _) in enumerate(POINTS) if point_id(s, v) == base), None)

@@ -10,14 +10,15 @@
 # each burst point measured a second time in the other order (no bad-input checks).
 # "t" = TTFT at concurrency 1, four times each, alternating who goes first
 # (test_ttft_repeat), then benchmarks/accuracy.py against the latency test server on
-# this machine's CPUs (accuracy.md).
+# this machine's CPUs (accuracy.md). "r" = concurrency 64 and rate 16 twice per client,
+# alternating who goes first (test_point_repeat).
 # Results, logs and plots go to OUT_DIR.
 #
 # SERVE_ARGS: the server's arguments (default below: dummy weights, 8192 max length,
 # prefix caching off, so that neither client's earlier prompts speed up the other's).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-out=${1:?usage: run_h200.sh OUT_DIR [a|b|s|t]}
+out=${1:?usage: run_h200.sh OUT_DIR [a|b|s|t|r]}
 part=${2:-ab}
 mkdir -p "$out"
 python=${PYTHON:-python3}
@@ -58,6 +59,9 @@ case $part in *t*)
     pytest_run ttft benchmarks/gpu/test_h200.py -k "${select:-test_ttft_repeat}"
     $python benchmarks/accuracy.py --repeats 5 > "$out/accuracy.md" 2> "$out/accuracy.log"
     echo "accuracy: exit $?" | tee -a "$out/summary.txt" ;;
+esac
+case $part in *r*)
+    pytest_run repeats benchmarks/gpu/test_h200.py -k "${select:-test_point_repeat}" ;;
 esac
 case $part in *b*)
     pytest_run smoke-and-sweeps-b tests/smoke/test_smoke.py benchmarks/gpu/test_h200.py -k "${select:-smoke or input or output or token_ids}"

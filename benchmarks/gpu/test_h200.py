@@ -188,6 +188,35 @@ def test_ttft_repeat(vllm_bench, vllm_server, vllm_session, repeat):
         ours()
 
 
+# Points whose difference between the clients needed a repeat to tell from run-to-run noise.
+REPEATS = [("concurrency", 64, 200, r) for r in range(2)] + [("rate", 16, 200, r) for r in range(2)]
+
+
+@pytest.mark.benchmark
+@pytest.mark.parametrize("suite, value, prompts, repeat", REPEATS,
+                         ids=[f"{point_id(s, v)}-r{r}" for s, v, _, r in REPEATS])
+def test_point_repeat(vllm_bench, vllm_server, vllm_session, suite, value, prompts, repeat):
+    """A sweep point again, twice per client, the plugin first on even repeats."""
+    out_dir = vllm_session.results_dir / "peer"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = os.environ.get("PEER_TOKENIZER", str(vllm_server.spec.model))
+    input_len, output_len = lengths(suite, value)
+
+    def ours():
+        vllm_bench.run(RandomWorkload(input_len, output_len, prompts, seed=42), schedule(suite, value), suite=suite,
+                       params={"swept": value, "repeat": repeat})
+
+    def peer():
+        run_peer(vllm_server, suite, value, prompts, out_dir, tokenizer, name=f"{point_id(suite, value)}-r{repeat}")
+
+    if repeat % 2 == 0:
+        ours()
+        peer()
+    else:
+        peer()
+        ours()
+
+
 @pytest.mark.benchmark
 def test_token_ids_cost(vllm_bench):
     """The rate-inf point again, with token ids per chunk (our default): compare with rate-inf."""
