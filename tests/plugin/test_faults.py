@@ -120,7 +120,9 @@ def test_engine_core_killed_mid_sweep(pytester, inner_args, procs, restart):
         durations[match.group(2)] = durations.get(match.group(2), 0.0) + float(match.group(1))
     assert durations["test_sweep[2]"] < 30, durations
     if not restart:
-        assert durations["test_sweep[3]"] < 5, durations  # no hang, no relaunch
+        # No hang and no relaunch (a launch takes 25 s or more here): only stopping what is
+        # left of the dead server, whose processes can take a few seconds to go.
+        assert durations["test_sweep[3]"] < 15, durations
     # Every point measured before the crash is kept: results JSON, CSV and --benchmark-json.
     summary = json.loads(next(results_dir(inner_args).rglob("summary.json")).read_text())
     ids = {p["id"].split("::")[-1] for p in summary["points"] if p["metrics"].get("completed")}
@@ -236,7 +238,10 @@ def test_a_lost_port_race_is_retried(tmp_path, monkeypatch, procs, vllm_session)
             assert server.url.rsplit(":", 1)[1] != str(taken)
             assert server.client.get("/health").status_code == 200
         logs = sorted(tmp_path.glob("*.log"))
-        assert len(logs) == 2 and "address already in use" in logs[0].read_text().lower()
+        assert len(logs) == 2, logs
+        # The first attempt's log (named by its port) says why it was retried.
+        (lost,) = tmp_path.glob(f"*-{taken}.log")
+        assert "address already in use" in lost.read_text().lower()
     finally:
         squatter.close()
     assert wait_until(lambda: not procs.alive(), timeout=20), describe(procs.alive())
