@@ -113,25 +113,32 @@ def run_peer(server, suite: str, value: float, prompts: int, out_dir: Path, toke
     return result
 
 
-@pytest.mark.benchmark
-@pytest.mark.parametrize("suite, value, prompts", POINTS, ids=[point_id(s, v) for s, v, _ in POINTS])
-def test_point(vllm_bench, vllm_server, vllm_session, suite, value, prompts):
+def both_clients(vllm_bench, vllm_server, vllm_session, suite: str, value: float, prompts: int, *,
+                 ours_first: bool, name: str, **params) -> None:
+    """Measure one point with the plugin and with `vllm bench serve`, in the order given.
+    ``name`` names the peer's result file (the point's test id); ``params`` go into the
+    plugin's point next to the swept value."""
     out_dir = vllm_session.results_dir / "peer"
     out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = os.environ.get("PEER_TOKENIZER", str(vllm_server.spec.model))
     input_len, output_len = lengths(suite, value)
-    ours_first = POINTS.index((suite, value, prompts)) % 2 == 0
 
     def ours():
         vllm_bench.run(RandomWorkload(input_len, output_len, prompts, seed=42), schedule(suite, value), suite=suite,
-                       params={"swept": value})
+                       params={"swept": value, **params})
 
-    if ours_first:
-        ours()
-        run_peer(vllm_server, suite, value, prompts, out_dir, tokenizer)
-    else:
-        run_peer(vllm_server, suite, value, prompts, out_dir, tokenizer)
-        ours()
+    def peer():
+        run_peer(vllm_server, suite, value, prompts, out_dir, tokenizer, name=name)
+
+    for measure in ((ours, peer) if ours_first else (peer, ours)):
+        measure()
+
+
+@pytest.mark.benchmark
+@pytest.mark.parametrize("suite, value, prompts", POINTS, ids=[point_id(s, v) for s, v, _ in POINTS])
+def test_point(vllm_bench, vllm_server, vllm_session, suite, value, prompts):
+    both_clients(vllm_bench, vllm_server, vllm_session, suite, value, prompts,
+                 ours_first=POINTS.index((suite, value, prompts)) % 2 == 0, name=point_id(suite, value))
 
 
 @pytest.mark.benchmark
@@ -139,25 +146,9 @@ def test_point(vllm_bench, vllm_server, vllm_session, suite, value, prompts):
 def test_burst_again(vllm_bench, vllm_server, vllm_session, suite, value, prompts):
     """Each burst point once more, in the other order: who goes first can change what a
     burst meets on the server (test_point's order, reversed)."""
-    out_dir = vllm_session.results_dir / "peer"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer = os.environ.get("PEER_TOKENIZER", str(vllm_server.spec.model))
-    input_len, output_len = lengths(suite, value)
-    ours_first = POINTS.index((suite, value, prompts)) % 2 == 1
-
-    def ours():
-        vllm_bench.run(RandomWorkload(input_len, output_len, prompts, seed=42), schedule(suite, value), suite=suite,
-                       params={"swept": value, "again": True})
-
-    def peer():
-        run_peer(vllm_server, suite, value, prompts, out_dir, tokenizer, name=point_id(suite, value) + "-again")
-
-    if ours_first:
-        ours()
-        peer()
-    else:
-        peer()
-        ours()
+    both_clients(vllm_bench, vllm_server, vllm_session, suite, value, prompts,
+                 ours_first=POINTS.index((suite, value, prompts)) % 2 == 1, name=point_id(suite, value) + "-again",
+                 again=True)
 
 
 TTFT_REPEATS = 4
@@ -168,24 +159,8 @@ TTFT_REPEATS = 4
 def test_ttft_repeat(vllm_bench, vllm_server, vllm_session, repeat):
     """TTFT at concurrency 1 (512 in, 16 out, 100 prompts), both clients, alternating who goes
     first: is a low-load TTFT difference between them systematic or noise?"""
-    out_dir = vllm_session.results_dir / "peer"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer = os.environ.get("PEER_TOKENIZER", str(vllm_server.spec.model))
-    prompts = 100
-
-    def ours():
-        vllm_bench.run(RandomWorkload(512, 16, prompts, seed=42), schedule("ttft", 1), suite="ttft",
-                       params={"swept": 1, "repeat": repeat})
-
-    def peer():
-        run_peer(vllm_server, "ttft", 1, prompts, out_dir, tokenizer, name=f"ttft-1-r{repeat}")
-
-    if repeat % 2 == 0:
-        ours()
-        peer()
-    else:
-        peer()
-        ours()
+    both_clients(vllm_bench, vllm_server, vllm_session, "ttft", 1, 100, ours_first=repeat % 2 == 0,
+                 name=f"ttft-1-r{repeat}", repeat=repeat)
 
 
 # Points whose difference between the clients needed a repeat to tell from run-to-run noise.
@@ -197,24 +172,8 @@ REPEATS = [("concurrency", 64, 200, r) for r in range(2)] + [("rate", 16, 200, r
                          ids=[f"{point_id(s, v)}-r{r}" for s, v, _, r in REPEATS])
 def test_point_repeat(vllm_bench, vllm_server, vllm_session, suite, value, prompts, repeat):
     """A sweep point again, twice per client, the plugin first on even repeats."""
-    out_dir = vllm_session.results_dir / "peer"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer = os.environ.get("PEER_TOKENIZER", str(vllm_server.spec.model))
-    input_len, output_len = lengths(suite, value)
-
-    def ours():
-        vllm_bench.run(RandomWorkload(input_len, output_len, prompts, seed=42), schedule(suite, value), suite=suite,
-                       params={"swept": value, "repeat": repeat})
-
-    def peer():
-        run_peer(vllm_server, suite, value, prompts, out_dir, tokenizer, name=f"{point_id(suite, value)}-r{repeat}")
-
-    if repeat % 2 == 0:
-        ours()
-        peer()
-    else:
-        peer()
-        ours()
+    both_clients(vllm_bench, vllm_server, vllm_session, suite, value, prompts, ours_first=repeat % 2 == 0,
+                 name=f"{point_id(suite, value)}-r{repeat}", repeat=repeat)
 
 
 @pytest.mark.benchmark
