@@ -150,12 +150,9 @@ async def _stream(client: httpx.AsyncClient, options: RequestOptions, body: byte
         record.error = "the stream stopped without [DONE]"
 
 
-async def send(client: httpx.AsyncClient, options: RequestOptions, prompt: Prompt | bytes,
-               record: RequestRecord) -> RequestRecord:
-    """Send one streaming request and fill ``record``. Never raises (except cancellation).
-
-    ``prompt`` may be given already encoded (:meth:`RequestOptions.encode`)."""
-    body = prompt if isinstance(prompt, bytes) else options.encode(prompt)
+async def send(client: httpx.AsyncClient, options: RequestOptions, body: bytes, record: RequestRecord) -> RequestRecord:
+    """Send one streaming request (its body from :meth:`RequestOptions.encode`) and fill
+    ``record``. Never raises (except cancellation)."""
     try:
         if options.timeout:
             async with asyncio.timeout(options.timeout):

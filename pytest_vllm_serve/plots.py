@@ -99,19 +99,19 @@ def draw_suite_plots(store: ResultsStore) -> list[Path]:
         fig, axes = plt.subplots(1, len(PANELS) + 1, figsize=(18, 4.2))
         for n, (line, members) in enumerate(sorted(lines.items())):
             xs = [where[_x(p, key)] for p in members]
-            color = f"C{n % 10}" if len(lines) > 1 else None
+            colour = {"color": f"C{n % 10}"} if len(lines) > 1 else {}  # one line: p50 and p99 in the default colours
             for axis, (title, series) in zip(axes, PANELS):
                 for stat, style in (("median", "o-"), ("p99", "s--")):
                     ys = [p.metrics.get(f"{stat}_{series}_ms") for p in members]
                     if any(y is not None for y in ys):
                         name = "p50" if stat == "median" else stat
                         axis.plot(xs, [y if y is not None else float("nan") for y in ys], style,
-                                  label=_label(name, line), **({"color": color} if color else {}))
+                                  label=_label(name, line), **colour)
             throughput = axes[-1]
             throughput.plot(xs, [p.metrics.get("output_throughput") for p in members], "o-",
-                            label=_label("output tok/s", line), **({"color": color} if color else {}))
+                            label=_label("output tok/s", line), **colour)
             throughput.plot(xs, [p.metrics.get("total_token_throughput") for p in members], "s--",
-                            label=_label("total tok/s", line), **({"color": color} if color else {}))
+                            label=_label("total tok/s", line), **colour)
         for axis, (title, _) in zip(axes, (*PANELS, ("throughput (tok/s)", ""))):
             axis.set_title(title)
             axis.set_xlabel(key)
