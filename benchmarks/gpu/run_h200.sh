@@ -11,14 +11,15 @@
 # "t" = TTFT at concurrency 1, four times each, alternating who goes first
 # (test_ttft_repeat), then benchmarks/accuracy.py against the latency test server on
 # this machine's CPUs (accuracy.md). "r" = concurrency 64 and rate 16 twice per client,
-# alternating who goes first (test_point_repeat).
+# alternating who goes first (test_point_repeat). "c" = concurrency 64 four ways, three
+# rounds (test_concurrency_64_cause), then waves.py on every run of it (waves.txt).
 # Results, logs and plots go to OUT_DIR.
 #
 # SERVE_ARGS: the server's arguments (default below: dummy weights, 8192 max length,
 # prefix caching off, so that neither client's earlier prompts speed up the other's).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-out=${1:?usage: run_h200.sh OUT_DIR [a|b|s|t|r]}
+out=${1:?usage: run_h200.sh OUT_DIR [a|b|s|t|r|c]}
 part=${2:-ab}
 mkdir -p "$out"
 python=${PYTHON:-python3}
@@ -62,6 +63,13 @@ case $part in *t*)
 esac
 case $part in *r*)
     pytest_run repeats benchmarks/gpu/test_h200.py -k "${select:-test_point_repeat}" ;;
+esac
+case $part in *c*)
+    pytest_run cause benchmarks/gpu/test_h200.py -k "${select:-test_concurrency_64_cause}"
+    session="$out/results-cause/latest"
+    shopt -s nullglob
+    $python benchmarks/gpu/waves.py "$session"/points/*.json "$session"/peer/c64-*.json > "$out/waves.txt" 2>&1
+    echo "waves: exit $?" | tee -a "$out/summary.txt" ;;
 esac
 case $part in *b*)
     pytest_run smoke-and-sweeps-b tests/smoke/test_smoke.py benchmarks/gpu/test_h200.py -k "${select:-smoke or input or output or token_ids}"

@@ -24,11 +24,13 @@ import math
 import os
 import subprocess
 import sys
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import psutil
 import pytest
 
+from pytest_vllm_serve.client import Prompt
 from pytest_vllm_serve.schedule import Schedule
 from pytest_vllm_serve.workloads import RandomWorkload
 
@@ -176,11 +178,91 @@ def test_point_repeat(vllm_bench, vllm_server, vllm_session, suite, value, promp
                  name=f"{point_id(suite, value)}-r{repeat}", repeat=repeat)
 
 
+@dataclass(frozen=True)
+class ListContent:
+    """A RandomWorkload's prompts sent the way `vllm bench serve` sends them: the chat
+    message content as a list of one text part instead of a string."""
+
+    inner: RandomWorkload
+    name: str = "random-list-content"
+
+    @property
+    def input_len(self) -> int:
+        return self.inner.input_len
+
+    @property
+    def output_len(self) -> int:
+        return self.inner.output_len
+
+    @property
+    def max_total_len(self) -> int:
+        return self.inner.max_total_len
+
+    def prompts(self, tokenizer):
+        return [replace(p, messages=({"role": "user", "content": [{"type": "text", "text": p.text}]},))
+                for p in self.inner.prompts(tokenizer)]
+
+
+@dataclass(frozen=True)
+class PeerPrompts:
+    """The prompts `vllm bench serve --dataset-name random --seed SEED` sends, made by vLLM's
+    own RandomDataset (random token ids decoded to text), for the plugin to send."""
+
+    tokenizer_path: str
+    input_len: int
+    output_len: int
+    num_prompts: int
+    seed: int = 42
+    name: str = "vllm-random"
+
+    @property
+    def max_total_len(self) -> int:
+        return self.input_len + self.output_len
+
+    def prompts(self, tokenizer):
+        from vllm.benchmarks.datasets import RandomDataset
+        from vllm.tokenizers import get_tokenizer
+
+        samples = RandomDataset(random_seed=self.seed).sample(
+            tokenizer=get_tokenizer(self.tokenizer_path), num_requests=self.num_prompts,
+            input_len=self.input_len, output_len=self.output_len)
+        return [Prompt(s.prompt, s.prompt_len, s.expected_output_len) for s in samples]
+
+
+# Concurrency 64 (512 in, 256 out, 200 prompts) five ways, to find why the plugin's TPOT p50
+# is lower there than vllm bench serve's: the plugin as is ("string"), the plugin sending the
+# content as vllm bench serve does ("list"), the plugin sending vllm bench serve's prompts
+# ("peer-prompts"), the plugin releasing its first wave over 16 ms on connections it opens as
+# it goes, as vllm bench serve's first wave reaches the server ("spread"), and vllm bench
+# serve ("peer"). Three rounds, the order rotated each round.
+CAUSE_VARIANTS = ("string", "list", "peer-prompts", "spread", "peer")
+CAUSE = [(r, v) for r in range(3) for v in CAUSE_VARIANTS[r:] + CAUSE_VARIANTS[:r]]
+
+
+@pytest.mark.benchmark
+@pytest.mark.parametrize("round_, variant", CAUSE, ids=[f"c64-{v}-r{r}" for r, v in CAUSE])
+def test_concurrency_64_cause(vllm_bench, vllm_server, vllm_session, round_, variant):
+    workload = RandomWorkload(512, 256, 200, seed=42)
+    tokenizer = os.environ.get("PEER_TOKENIZER", str(vllm_server.spec.model))
+    if variant == "peer":
+        out_dir = vllm_session.results_dir / "peer"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        run_peer(vllm_server, "concurrency", 64, 200, out_dir, tokenizer, name=f"c64-peer-r{round_}")
+        return
+    if variant == "peer-prompts":
+        workload = PeerPrompts(tokenizer, 512, 256, 200, seed=42)
+    if variant == "spread":  # constant 4000 req/s: request k of the first wave is due at k / 4000 s
+        plan = Schedule(rate=4000, burstiness=INF, max_concurrency=64, seed=42)
+    else:
+        plan = schedule("concurrency", 64)
+    vllm_bench.settings = replace(vllm_bench.settings, processes=1)  # as at the sweep point (rate 4000 would mean 16)
+    vllm_bench.run(ListContent(workload) if variant == "list" else workload, plan, suite="cause",
+                   params={"variant": variant, "round": round_})
+
+
 @pytest.mark.benchmark
 def test_token_ids_cost(vllm_bench):
     """The rate-inf point again, with token ids per chunk (our default): compare with rate-inf."""
-    from dataclasses import replace
-
     vllm_bench.settings = replace(vllm_bench.settings, token_ids=True)
     vllm_bench.run(RandomWorkload(512, 256, 200, seed=42), schedule("rate", INF), suite="token-ids",
                    params={"token_ids": True})
