@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_h200 import POINTS, point_id  # noqa: E402  (who went first follows from a point's place)
+from test_h200 import CAUSE_VARIANTS, POINTS, point_id  # noqa: E402  (who went first follows from a point's place)
 
 COLUMNS = (
     ("out tok/s", "output_throughput"),
@@ -92,9 +92,10 @@ def main() -> None:
             cells = [cell(float(ours.get(key) or 0), float(peer.get(key) or 0)) for _, key in COLUMNS]
             print(f"| {point} | {ours['num_prompts']} | {first(point)} | " + " | ".join(cells) + " |")
         print()
-    print("### client CPU time per request\n")
-    print("| point | pytest-vllm-serve (ms) | vllm bench serve (ms) | client processes |")
-    print("|---|---|---|---|")
+    if rows:
+        print("### client CPU time per request\n")
+        print("| point | pytest-vllm-serve (ms) | vllm bench serve (ms) | client processes |")
+        print("|---|---|---|---|")
     for _, point, ours, peer in rows:
         n = ours["num_prompts"]
         print(f"| {point} | {1000 * ours['client_cpu_seconds'] / n:.2f} | {1000 * peer['client_cpu_seconds'] / n:.2f} | "
@@ -119,8 +120,38 @@ def main() -> None:
             medians = ", ".join(f"{passes[p][i]['median_ttft_ms']:.1f}" for p in repeats)
             pooled = [t * 1000 for p in repeats for t in passes[p][i]["ttfts"]]
             print(f"| {who} | {medians} | {statistics.median(pooled):.1f} | {statistics.fmean(pooled):.1f} |")
+    cause_table(out)
     failed = [(point, ours["failed"], peer["failed"]) for _, point, ours, peer in rows if ours["failed"] or peer["failed"]]
     print("\nfailed requests: " + (", ".join(f"{p}: {a} / {b}" for p, a, b in failed) if failed else "none"))
+
+
+# (title, key, decimals)
+CAUSE_COLUMNS = (("TPOT p50", "median_tpot_ms", 2), ("TPOT mean", "mean_tpot_ms", 2), ("TTFT p50", "median_ttft_ms", 1),
+                 ("TTFT mean", "mean_ttft_ms", 1), ("end-to-end mean", "mean_e2el_ms", 0), ("ITL p99", "p99_itl_ms", 1),
+                 ("out tok/s", "output_throughput", 0))
+
+
+def cause_table(out: Path) -> None:
+    """test_concurrency_64_cause: each variant's figures in each round (part c)."""
+    runs: dict[str, dict[int, dict]] = {}
+    for results in sorted(out.glob("results-*")):
+        session = (results / "latest").resolve()
+        for path in [*session.glob("points/*c64-*.json"), *session.glob("peer/c64-*.json")]:
+            match = re.search(r"c64-(.+)-r(\d+)\.json$", path.name)
+            if match:
+                runs.setdefault(match[1], {})[int(match[2])] = json.loads(path.read_text())
+    if not runs:
+        return
+    rounds = sorted({r for by_round in runs.values() for r in by_round})
+    print("\n### concurrency 64 five ways (part c)\n")
+    print("Each cell: round " + " / ".join(str(r) for r in rounds) + ". Latencies in ms.\n")
+    print("| variant | " + " | ".join(title for title, _, _ in CAUSE_COLUMNS) + " |")
+    print("|---|" + "---|" * len(CAUSE_COLUMNS))
+    for variant in sorted(runs, key=lambda v: CAUSE_VARIANTS.index(v) if v in CAUSE_VARIANTS else 99):
+        by_round = runs[variant]
+        cells = [" / ".join(f"{by_round[r][key]:.{digits}f}" for r in rounds if r in by_round)
+                 for _, key, digits in CAUSE_COLUMNS]
+        print(f"| {variant} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ concurrency cap C and equal requests, the run goes in waves of C requests that
 start together. vLLM prefills a wave's prompts a token budget at a time, so the
 wave's first tokens come in groups, one group per prefill step, and the requests
 of a wave then finish together. This prints, per run: TTFT/TPOT/end-to-end
-p50, and for each wave the
+p50, ITL p99 and how many ITLs are over 5x the median (tokens produced in a
+step that also carried a prefill chunk), and for each wave the
 size of each first-token group and when it came (ms after the wave's first
 request started), TTFT/TPOT/end-to-end p50 and the correlation of TTFT and
 TPOT over the wave's requests.
@@ -31,13 +32,15 @@ class Run:
     ttft: np.ndarray  # s
     decode: np.ndarray  # first to last token, s
     tokens: np.ndarray  # output tokens
+    itl: np.ndarray  # every inter-token gap of every request, s
 
 
 def load(path: Path) -> Run:
     data = json.loads(path.read_text())
     itls = data["itls"]
     return Run(path.stem, np.asarray(data["start_times"], float), np.asarray(data["ttfts"], float),
-               np.asarray([sum(i) for i in itls], float), np.asarray(data["output_lens"], float))
+               np.asarray([sum(i) for i in itls], float), np.asarray(data["output_lens"], float),
+               np.asarray([gap for i in itls for gap in i], float))
 
 
 def waves(start: np.ndarray, size: int) -> list[np.ndarray]:
@@ -61,8 +64,10 @@ def groups(first_token: np.ndarray, gap: float) -> list[tuple[int, float]]:
 def describe(run: Run, concurrency: int, gap: float) -> list[str]:
     tpot = run.decode / np.maximum(run.tokens - 1, 1)
     e2e = run.ttft + run.decode
+    slow = int((run.itl > 5 * np.median(run.itl)).sum())
     lines = [f"{run.name}: TTFT p50 {np.median(run.ttft) * 1e3:.1f} ms, TPOT p50 {np.median(tpot) * 1e3:.2f} ms "
-             f"(mean {tpot.mean() * 1e3:.2f}), end-to-end p50 {np.median(e2e) * 1e3:.0f} ms (mean {e2e.mean() * 1e3:.0f})"]
+             f"(mean {tpot.mean() * 1e3:.2f}), end-to-end p50 {np.median(e2e) * 1e3:.0f} ms (mean {e2e.mean() * 1e3:.0f}), "
+             f"ITL p99 {np.percentile(run.itl, 99) * 1e3:.1f} ms, {slow} of {len(run.itl)} ITLs over 5x the median"]
     for k, idx in enumerate(waves(run.start, concurrency)):
         t0 = run.start[idx].min()
         found = groups(run.start[idx] + run.ttft[idx] - t0, gap)
