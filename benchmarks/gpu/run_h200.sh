@@ -11,7 +11,7 @@
 # "t" = TTFT at concurrency 1, four times each, alternating who goes first
 # (test_ttft_repeat), then benchmarks/accuracy.py against the latency test server on
 # this machine's CPUs (accuracy.md). "r" = concurrency 64 and rate 16 twice per client,
-# alternating who goes first (test_point_repeat). "c" = concurrency 64 four ways, three
+# alternating who goes first (test_point_repeat). "c" = concurrency 64 five ways, three
 # rounds (test_concurrency_64_cause), then waves.py on every run of it (waves.txt).
 # Results, logs and plots go to OUT_DIR.
 #
