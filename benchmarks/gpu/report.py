@@ -36,10 +36,14 @@ def _change(first: float, second: float) -> str:
     return f"{first:.1f} -> {second:.1f} ({(second - first) / first * 100 if first else 0.0:+.1f}%)"
 
 
+def sessions(out: Path) -> list[Path]:
+    """The latest results session of each pytest run in a run_h200.sh output."""
+    return [(results / "latest").resolve() for results in sorted(out.glob("results-*"))]
+
+
 def load(out: Path) -> list[tuple[str, str, dict, dict]]:
     rows = []
-    for results in sorted(out.glob("results-*")):
-        session = (results / "latest").resolve()
+    for session in sessions(out):
         for path in sorted((session / "points").glob("*.json")):
             ours = json.loads(path.read_text())
             meta = ours["pytest_vllm_serve"]
@@ -134,8 +138,7 @@ CAUSE_COLUMNS = (("TPOT p50", "median_tpot_ms", 2), ("TPOT mean", "mean_tpot_ms"
 def cause_table(out: Path) -> None:
     """test_concurrency_64_cause: each variant's figures in each round (part c)."""
     runs: dict[str, dict[int, dict]] = {}
-    for results in sorted(out.glob("results-*")):
-        session = (results / "latest").resolve()
+    for session in sessions(out):
         for path in [*session.glob("points/*c64-*.json"), *session.glob("peer/c64-*.json")]:
             match = re.search(r"c64-(.+)-r(\d+)\.json$", path.name)
             if match:
