@@ -129,4 +129,3 @@ def draw_suite_plots(store: ResultsStore) -> list[Path]:
         plt.close(fig)
         written.append(path)
     return written
-

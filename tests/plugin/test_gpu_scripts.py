@@ -19,8 +19,6 @@ GPU = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu"
 
 
 def _load(name: str):
-    if str(GPU) not in sys.path:
-        sys.path.insert(0, str(GPU))
     spec = importlib.util.spec_from_file_location(f"gpu_{name}", GPU / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
