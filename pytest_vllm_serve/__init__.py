@@ -1,5 +1,7 @@
 """pytest-vllm-serve: vLLM servers as pytest fixtures, smoke tests and serving benchmarks."""
 
+from importlib.metadata import version as _version
+
 from .errors import ConfigError, ServerDiedError, ServerStartError, VllmServeError
 from .launchers.base import RunningServer
 from .server import serve
@@ -15,4 +17,4 @@ __all__ = [
     "VllmServeError",
     "serve",
 ]
-__version__ = "0.1.0"
+__version__ = _version("pytest-vllm-serve")  # one version: the package metadata (pyproject.toml)

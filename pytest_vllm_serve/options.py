@@ -51,6 +51,10 @@ OPTIONS: tuple[Opt, ...] = (
         default="600", metavar="SECONDS"),
     Opt("vllm-results-dir", "Where logs and results go; each session writes a timestamped folder "
         "inside it. Default: ./vllm-results", default="vllm-results", metavar="DIR"),
+    Opt("vllm-suite", "Add the plugin's shipped suites to this run: smoke, benchmarks or all (comma list). "
+        "With no test paths on the command line only the suites run. Same as "
+        "--pyargs pytest_vllm_serve.suites. Example: pytest --vllm-suite smoke --vllm-url http://gpu-box:8000",
+        metavar="smoke|benchmarks|all"),
     Opt("vllm-cache-dir", "Cache for the built-in model. Default: $PYTEST_VLLM_SERVE_CACHE, else "
         "$XDG_CACHE_HOME/pytest-vllm-serve, else ~/.cache/pytest-vllm-serve", metavar="DIR"),
     # -- parallel layout (the vllm marker overrides these) -------------------------
@@ -159,6 +163,8 @@ OPTIONS: tuple[Opt, ...] = (
 )
 
 BY_DEST = {opt.dest: opt for opt in OPTIONS}
+#: The options that take a value (for the command-line check in cmdline.py).
+VALUE_OPTIONS = tuple(f"--{opt.name}" for opt in OPTIONS if not opt.flag)
 
 
 def add_options(parser: pytest.Parser) -> None:

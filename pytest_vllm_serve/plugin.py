@@ -27,6 +27,36 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     options.add_options(parser)
 
 
+REJOINED_KEY = pytest.StashKey[str | None]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
+    """Before any conftest is read: give back option values pytest took for test paths
+    (see cmdline.py), and add the shipped suites that --vllm-suite names."""
+    from . import cmdline
+    from .suites import suite_paths
+
+    problem = cmdline.restart_joined(
+        early_config.invocation_params.args,
+        (*options.VALUE_OPTIONS, *cmdline.BENCHMARK_VALUE_OPTIONS),
+        early_config.invocation_params.dir,
+    )
+    if problem:
+        raise pytest.UsageError(problem)
+    early_config.stash[REJOINED_KEY] = cmdline.rejoined_note()
+    suite = parser.parse_known_args(args).vllm_suite or early_config.getini("vllm_suite")
+    if suite:
+        try:
+            args.extend(str(path) for path in suite_paths(suite))
+        except ValueError as exc:
+            raise pytest.UsageError(str(exc)) from None
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    return config.stash.get(REJOINED_KEY, None)
+
+
 def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"received signal {signal.Signals(signum).name}")
 
@@ -177,6 +207,30 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     pytest.exit("--vllm-slurm-dry-run: nothing was submitted", returncode=pytest.ExitCode.OK)
 
 
+SUITES_MODULE = "pytest_vllm_serve.suites."
+
+
+def point_id(item: pytest.Item) -> str:
+    """The id a test's results are stored and gated under: its node id, except that a test of the
+    shipped suites gets the same id wherever it was collected from (an installed package, --pyargs,
+    --vllm-suite or this repository's tests/), so a baseline matches across machines and layouts."""
+    module = getattr(getattr(item, "function", None), "__module__", "") or ""
+    if module.startswith(SUITES_MODULE):
+        return f"{module.replace('.', '/')}.py::{item.name}"
+    return item.nodeid
+
+
+def _benchmark_fixture(request: pytest.FixtureRequest):
+    """pytest-benchmark's fixture when that plugin is active (else None), tagged with the point id
+    so that a --benchmark-json file works as a --vllm-baseline wherever the suite was collected from."""
+    try:
+        benchmark = request.getfixturevalue("benchmark")
+    except pytest.FixtureLookupError:
+        return None
+    benchmark.extra_info["point_id"] = point_id(request.node)
+    return benchmark
+
+
 @pytest.fixture(scope="session")
 def vllm_session(request: pytest.FixtureRequest) -> VllmSession:
     """The session's settings, results directory and server pool."""
@@ -230,15 +284,12 @@ def vllm_bench(request: pytest.FixtureRequest, vllm_server: RunningServer, vllm_
     """
     from .bench import VllmBench
 
-    try:  # pytest-benchmark's fixture, when that plugin is active
-        benchmark = request.getfixturevalue("benchmark")
-    except pytest.FixtureLookupError:
-        benchmark = None
+    benchmark = _benchmark_fixture(request)
     return VllmBench(
         server=vllm_server,
         settings=vllm_session.bench,
         store=vllm_session.store,
-        node_id=request.node.nodeid,
+        node_id=point_id(request.node),
         benchmark=benchmark,
         baseline=vllm_session.baseline,
         progress_writer=_progress_writer(request.config),
@@ -255,7 +306,7 @@ class _ServerProfileHook:
 
         trace_dir = None if server.launcher == "external" else session.server_trace_dir
         self.profiler = ServerProfiler(server.client, server.url, trace_dir)
-        self.dest = test_profile_dir(session.results_dir, request.node.nodeid)
+        self.dest = test_profile_dir(session.results_dir, point_id(request.node))
         self.files = request.node.stash.setdefault(PROFILE_KEY, [])
 
     def before_measure(self) -> None:
@@ -271,7 +322,7 @@ class _ClientTraceHook:
     def __init__(self, request: pytest.FixtureRequest, session: VllmSession):
         from .profiling import ClientTracer, test_profile_dir
 
-        self.tracer = ClientTracer(test_profile_dir(session.results_dir, request.node.nodeid) / session.settings.viztracer)
+        self.tracer = ClientTracer(test_profile_dir(session.results_dir, point_id(request.node)) / session.settings.viztracer)
         self.files = request.node.stash.setdefault(PROFILE_KEY, [])
 
     def before_measure(self) -> None:
@@ -299,15 +350,12 @@ def vllm_offline(request: pytest.FixtureRequest, vllm_session: VllmSession, vllm
     """
     from .offline_bench import OfflineBench
 
-    try:
-        benchmark = request.getfixturevalue("benchmark")
-    except pytest.FixtureLookupError:
-        benchmark = None
+    benchmark = _benchmark_fixture(request)
     bench = OfflineBench(
         spec=vllm_spec,
         settings=vllm_session.bench,
         store=vllm_session.store,
-        node_id=request.node.nodeid,
+        node_id=point_id(request.node),
         logs_dir=vllm_session.logs_dir,
         cache_dir=vllm_session.settings.cache_dir,
         benchmark=benchmark,

@@ -179,7 +179,7 @@ def load_baseline(path: Path) -> dict[str, dict[str, float]]:
         return {p["id"]: _floats(p["metrics"]) for p in data.get("points", [])}
     if isinstance(data, dict) and isinstance(data.get("benchmarks"), list):
         found = {
-            b["fullname"]: _floats(b["extra_info"]["metrics"])
+            b["extra_info"].get("point_id") or b["fullname"]: _floats(b["extra_info"]["metrics"])
             for b in data["benchmarks"]
             if isinstance(b.get("extra_info"), dict) and isinstance(b["extra_info"].get("metrics"), dict)
         }

@@ -1,0 +1,1 @@
+"""The serving benchmarks (marker: benchmark): sweeps, the bench.sh types and the offline benchmark."""

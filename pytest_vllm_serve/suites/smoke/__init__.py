@@ -1,0 +1,1 @@
+"""The smoke suite (marker: smoke): endpoint checks against any vLLM server."""
