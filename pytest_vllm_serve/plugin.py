@@ -30,10 +30,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 REJOINED_KEY = pytest.StashKey[str | None]()
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]):
     """Before any conftest is read: give back option values pytest took for test paths
-    (see cmdline.py), and add the shipped suites that --vllm-suite names."""
+    (see cmdline.py), and add the shipped suites that --vllm-suite names.
+
+    The outermost wrapper, so this runs before pytest's capture plugin takes over the
+    terminal's file descriptors (a restarted run must write to the real ones)."""
     from . import cmdline
     from .suites import suite_paths
 
@@ -51,6 +54,7 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
             args.extend(str(path) for path in suite_paths(suite))
         except ValueError as exc:
             raise pytest.UsageError(str(exc)) from None
+    return (yield)
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
