@@ -13,7 +13,8 @@ from typing import Callable
 
 import httpx
 
-from .errors import ConfigError, ServerStartError, format_log_tail, likely_cause
+from .errors import ConfigError, ServerStartError, format_log_tail
+from .known_causes import describe_cause, find_known_cause
 
 LOG_TAIL_LINES = 50
 CAUSE_SEARCH_LINES = 600
@@ -89,13 +90,14 @@ class ReadinessProbe:
                 dead = self.is_dead()
                 if dead:
                     tail = self.log_tail(LOG_TAIL_LINES)
-                    cause = likely_cause(self.log_tail(CAUSE_SEARCH_LINES))  # the root cause may be further up
+                    searched = self.log_tail(CAUSE_SEARCH_LINES)  # the root cause may be further up
                     raise ServerStartError(
                         f"the vLLM server died during startup: {dead}.\n"
-                        + (f"  cause (from its log): {cause}\n" if cause else "")
-                        + f"{format_log_tail(tail, self.log_name)}\n"
-                        "  fix: read the log above; a bad --vllm-serve-args flag, a model that does not "
-                        "fit, or a missing dependency are the usual causes"
+                        + describe_cause(searched)
+                        + format_log_tail(tail, self.log_name)
+                        + ("" if find_known_cause(searched) else
+                           "\n  fix: read the log above; a bad --vllm-serve-args flag, a model that does not "
+                           "fit, or a missing dependency are the usual causes")
                     )
                 ready = self._check_once(client)
                 if ready is not None:

