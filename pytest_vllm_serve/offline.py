@@ -28,10 +28,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ServerStartError, format_log_tail, likely_cause
+from .errors import ServerStartError, format_log_tail
+from .known_causes import describe_cause
 from .metrics import DEFAULT_PERCENTILES, Stats, compute_stats
 from .ports import free_port
-from .readiness import LOG_TAIL_LINES
+from .readiness import CAUSE_SEARCH_LINES, LOG_TAIL_LINES
 
 
 @dataclass(frozen=True)
@@ -245,10 +246,9 @@ def launch(config: OfflineConfig, work_dir: Path, log_path: Path, timeout: float
 
     tail = read_tail(log_path, LOG_TAIL_LINES)
     if code != 0:
-        cause = likely_cause(tail)
         raise ServerStartError(
             f"the offline benchmark exited with code {code}.\n"
-            + (f"  cause (from its log): {cause}\n" if cause else "")
+            + describe_cause(read_tail(log_path, CAUSE_SEARCH_LINES))
             + format_log_tail(tail, str(log_path))
         )
     ranks = []

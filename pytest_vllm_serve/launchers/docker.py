@@ -32,12 +32,12 @@ from ..containers import LABEL_SESSION, Owner, connect, has_nvidia_runtime, reap
 from ..errors import ConfigError, ServerStartError
 from ..hardware import visible_gpus
 from ..images import ImageInfo, inspect
+from ..known_causes import PORT_IN_USE
 from ..ports import free_port
 from ..readiness import LOG_TAIL_LINES
 from ..registry import register_stopper
 from ..spec import Layout, ServerSpec
 from .base import read_tail
-from .local import _PORT_TAKEN_MARKERS
 
 if TYPE_CHECKING:
     import docker
@@ -199,8 +199,7 @@ class DockerProcess:
     def lost_port_race(self) -> bool:
         if self.poll() is None:
             return False
-        text = "".join(self.log_tail(80)).lower()
-        return any(marker in text for marker in _PORT_TAKEN_MARKERS)
+        return any(PORT_IN_USE.matches(line) for line in self.log_tail(80))
 
     def stop(self) -> None:
         import docker

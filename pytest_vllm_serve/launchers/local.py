@@ -14,14 +14,13 @@ import psutil
 
 from ..command import ModelRef, ServeCommand
 from ..hardware import VllmInstall, has_cuda, require_vllm, visible_gpus
+from ..known_causes import PORT_IN_USE
 from ..placement import GpuLedger
 from ..procs import descendants, start_reaper, terminate_tree
 from ..ports import free_port
 from ..readiness import LOG_TAIL_LINES
 from ..spec import Layout, ServerSpec
 from .base import read_tail
-
-_PORT_TAKEN_MARKERS = ("address already in use", "errno 98", "eaddrinuse")
 
 
 @dataclass
@@ -82,8 +81,7 @@ class LocalProcess:
     def lost_port_race(self) -> bool:
         if self.popen.poll() is None:
             return False
-        text = "".join(self.log_tail(80)).lower()
-        return any(marker in text for marker in _PORT_TAKEN_MARKERS)
+        return any(PORT_IN_USE.matches(line) for line in self.log_tail(80))
 
     def stop(self) -> None:
         if self._stopped:

@@ -29,7 +29,8 @@ from ..errors import ConfigError, ServerStartError, format_log_tail
 from ..hardware import VllmInstall, require_vllm
 from ..images import is_tarball, tarball_tag
 from ..procs import terminate_tree
-from ..readiness import LOG_TAIL_LINES
+from ..known_causes import PORT_IN_USE, describe_cause
+from ..readiness import CAUSE_SEARCH_LINES, LOG_TAIL_LINES
 from ..slurm import cli
 from ..slurm.options import Requested, gpus_per_node_from, parse_requested
 from ..slurm.script import Container, JobScript, node_commands, render_dry_run, render_script, sbatch_argv
@@ -39,7 +40,6 @@ from ..registry import register_stopper
 from .base import read_tail
 from .docker import PASSTHROUGH_ENV, Mount, entry_command, model_mounts
 
-_PORT_TAKEN_MARKERS = ("address already in use", "errno 98", "eaddrinuse")
 _PLACEHOLDER = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)\}")
 #: Variables passed into containers by name when they are set (never their values).
 _FORWARDED_ENV = ("VLLM_API_KEY", "PYTHONUNBUFFERED", *PASSTHROUGH_ENV)
@@ -128,7 +128,8 @@ class SlurmJob:
                 status = self._settled(status)
                 raise ServerStartError(
                     f"{status.describe()}: it ended before its server could start.\n"
-                    f"{format_log_tail(self.log_tail(), str(self.job_dir))}\n"
+                    + describe_cause(self.log_tail(CAUSE_SEARCH_LINES))
+                    + f"{format_log_tail(self.log_tail(), str(self.job_dir))}\n"
                     f"  fix: read the logs above (all of them are in {self.job_dir})"
                 )
             waited = clock() - started
@@ -209,8 +210,7 @@ class SlurmJob:
         return out
 
     def lost_port_race(self) -> bool:
-        text = "".join(self.log_tail(80)).lower()
-        return any(marker in text for marker in _PORT_TAKEN_MARKERS)
+        return any(PORT_IN_USE.matches(line) for line in self.log_tail(80))
 
     def ids(self) -> dict[str, object]:
         ids: dict[str, object] = {"slurm_job_id": self.job_id}
