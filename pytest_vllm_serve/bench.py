@@ -23,7 +23,15 @@ from .errors import ConfigError, ResultsWriteError, ServerDiedError
 from .gates import check_baseline, check_thresholds
 from .launchers.base import RunningServer
 from .loadgen import LoadPlan, LoadResult, auto_processes, run_load
-from .metrics import AllRequestsFailedError, BenchmarkMetrics, compute_metrics, metric_values, to_vllm_result
+from .metrics import (
+    AllRequestsFailedError,
+    BenchmarkMetrics,
+    TokenCounter,
+    compute_metrics,
+    metric_values,
+    series_samples,
+    to_vllm_result,
+)
 from .options import BenchSettings
 from .results import PointRecord, ResultsStore
 from .schedule import Schedule, target_rate
@@ -56,21 +64,10 @@ def _server_max_model_len(server: RunningServer) -> int | None:
     return None
 
 
-def _series_values(load: LoadResult, name: str) -> list[float]:
-    from .metrics import per_token_itl
-
-    ok = [r for r in load.records if r.success]
-    if name == "ttft":
-        return [r.ttft for r in ok]
-    if name == "e2el":
-        return [r.latency for r in ok]
-    if name == "itl":
-        return [gap for r in ok for gap in r.itl]
-    if name == "per_token_itl":
-        return [gap for r in ok for gap in per_token_itl(r)]
-    if name == "tpot":
-        return [(r.latency - r.ttft) / (r.output_tokens - 1) for r in ok if r.output_tokens > 1]
-    raise ConfigError(f"--vllm-record-metric {name!r}: use one of {', '.join(RECORDABLE)}")
+def _series_values(load: LoadResult, name: str, count_tokens: TokenCounter | None = None) -> list[float]:
+    if name not in RECORDABLE:
+        raise ConfigError(f"--vllm-record-metric {name!r}: use one of {', '.join(RECORDABLE)}")
+    return series_samples(load.records, name, count_tokens)
 
 
 def record_into_benchmark(
@@ -113,6 +110,11 @@ class VllmBench:
             else:
                 self._tokenizer = server_tokenizer(self.server.client, self.server.model)
         return self._tokenizer
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of a generated text without special tokens: how vLLM counts the output
+        of a request whose stream had no usage."""
+        return len(self.tokenizer().encode(text))
 
     def max_model_len(self) -> int | None:
         if self._max_model_len is None:
@@ -204,7 +206,9 @@ class VllmBench:
         died = self.server.death()
         try:
             metrics = compute_metrics(
-                load.records, load.duration, s.percentiles, s.goodput, target_rate(schedule, load.offsets)
+                # the warmups go in to be counted (warmup_excluded) and left out of the rest
+                [*load.warmup_records, *load.records], load.duration, s.percentiles, s.goodput,
+                target_rate(schedule, load.offsets), count_tokens=self.count_tokens,
             )
         except AllRequestsFailedError as exc:
             self._save_failed(suite, point_params, load, str(exc))
@@ -264,7 +268,7 @@ class VllmBench:
             "burstiness": schedule.burstiness,
             "max_concurrency": schedule.max_concurrency,
         }
-        result.update(to_vllm_result(metrics, load.records))
+        result.update(to_vllm_result(metrics, load.records, count_tokens=self.count_tokens))
         result["client_processes"] = load.processes
         result["client_cpu_seconds"] = load.client_cpu_seconds
         return result
@@ -281,7 +285,7 @@ class VllmBench:
 
     def _record_benchmark(self, load: LoadResult, values: dict[str, float], params: dict[str, Any], suite: str) -> None:
         record_into_benchmark(self.benchmark, values, params, suite, self.settings.record_metric,
-                              _series_values(load, self.settings.record_metric))
+                              _series_values(load, self.settings.record_metric, self.count_tokens))
 
     def _baseline_point(self) -> dict[str, float] | None:
         if not self.settings.fail_on or self.baseline is None:

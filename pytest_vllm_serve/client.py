@@ -2,10 +2,13 @@
 
 Sends a streaming chat or completions request with ``stream_options.include_usage``
 and records, with ``time.perf_counter()``, the arrival of every chunk that carries
-a choice, the tokens in it, the usage counts, and how the stream ended. Errors are
-recorded on the record, never raised: a non-200 answer (with the body's message),
-an exception, a timeout, an empty stream, an error event, or a stream that stops
-without ``[DONE]``.
+a choice, the tokens in it, the usage counts, and how the stream ended. Problems are
+recorded on the record, never raised, and sorted as ``vllm bench serve`` sorts them:
+
+* ``error`` (a failed request): a non-200 answer (with the body's message), an
+  exception (a cut connection), a timeout, or a stream with no chunk with a choice.
+* ``stream_error`` (still a completed request for vLLM, which reads past both): an
+  in-stream ``{"error": ...}`` event, or a stream that ends cleanly without ``[DONE]``.
 """
 
 from __future__ import annotations
@@ -101,9 +104,13 @@ def _handle_event(data: str, record: RequestRecord, now: float) -> bool:
     if not isinstance(chunk, dict):
         raise ValueError(f"stream event is not a JSON object: {data[:100]!r}")
     if "error" in chunk and not chunk.get("choices"):
+        # vLLM's client skips an event without choices and reads on (vLLM's server
+        # follows its error event with [DONE]); the first such event is kept.
         err = chunk["error"]
         message = err.get("message") if isinstance(err, dict) else err
-        raise RuntimeError(f"error event in stream: {message}")
+        if record.stream_error is None:
+            record.stream_error = f"error event in stream: {message}"
+        return False
     choices = chunk.get("choices")
     if choices:
         choice = choices[0]
@@ -145,14 +152,15 @@ async def _stream(client: httpx.AsyncClient, options: RequestOptions, body: byte
             if not done:
                 done = _handle_event(event.data, record, clock())
     if not record.chunk_times:
-        record.error = "empty stream: no chunk with a choice arrived"
-    elif not done:
-        record.error = "the stream stopped without [DONE]"
+        seen = f" ({record.stream_error})" if record.stream_error else ""
+        record.error = f"empty stream: no chunk with a choice arrived{seen}"
+    elif not done and record.stream_error is None:
+        record.stream_error = "the stream stopped without [DONE]"
 
 
 async def send(client: httpx.AsyncClient, options: RequestOptions, body: bytes, record: RequestRecord) -> RequestRecord:
     """Send one streaming request (its body from :meth:`RequestOptions.encode`) and fill
-    ``record``. Never raises (except cancellation)."""
+    ``record``, ending with its ``end_time``. Never raises (except cancellation)."""
     try:
         if options.timeout:
             async with asyncio.timeout(options.timeout):
@@ -168,6 +176,5 @@ async def send(client: httpx.AsyncClient, options: RequestOptions, body: bytes, 
         # closest one (a refused connection becomes ConnectTimeout): name the cause.
         cause = exc.__cause__ if isinstance(exc, httpx.TransportError) and exc.__cause__ else exc
         record.error = f"{type(cause).__name__}: {cause}"
-    if record.error is None and record.done_time is None:
-        record.error = "the stream stopped without [DONE]"
+    record.end_time = time.perf_counter()
     return record

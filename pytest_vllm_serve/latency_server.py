@@ -42,6 +42,9 @@ class Timing:
     cut_after: int = 0  # close the connection after N tokens, without [DONE]
     no_done: bool = False  # end the stream cleanly but never send [DONE]
     empty_stream: bool = False  # 200 with an event stream that holds no chunk
+    error_after: int = 0  # after N tokens, an {"error": ...} event and then [DONE], as vLLM's server on an error
+    stall_every: int = 0  # hold back the first token of every Nth generation request ...
+    stall_ms: float = 0.0  # ... by this much more than the TTFT
     # Trace, for measuring a client against what the server actually did: each
     # streamed answer's first token is its request tag (``req-N``), and when its
     # connection was accepted, when the request arrived and when every chunk was
@@ -206,6 +209,8 @@ class LatencyServer:
         k = max(1, self.timing.tokens_per_chunk)
         sent = 0
         first_at = arrived + self.timing.ttft
+        if self.timing.stall_every and self.counter % self.timing.stall_every == 0:
+            first_at += self.timing.stall_ms / 1000
         await self._sleep_until(first_at)
         if self.timing.empty_stream:
             event(b"[DONE]")
@@ -218,6 +223,10 @@ class LatencyServer:
         sent = 1
         await writer.drain()
         while sent < n:
+            if self.timing.error_after and sent >= self.timing.error_after:
+                event({"error": {"object": "error", "message": "injected error mid-stream",
+                                 "type": "InternalServerError", "code": 500}})
+                break
             if self.timing.cut_after and sent >= self.timing.cut_after:
                 await writer.drain()
                 writer.transport.abort()  # mid-stream: no [DONE], no terminating chunk
@@ -227,7 +236,7 @@ class LatencyServer:
             sent += tokens
             event(chunk(tokens, sent == n))
             await writer.drain()
-        if (request.get("stream_options") or {}).get("include_usage"):
+        if (request.get("stream_options") or {}).get("include_usage") and sent == n:
             event({"id": rid, "object": "chat.completion.chunk" if chat else "text_completion", "model": self.timing.model,
                    "choices": [], "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": n,
                                              "total_tokens": prompt_tokens + n}})
@@ -261,11 +270,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cut-after", type=int, default=0, help="drop the connection after N tokens")
     parser.add_argument("--no-done", action="store_true", help="never send [DONE]")
     parser.add_argument("--empty-stream", action="store_true", help="streams with no chunk at all")
+    parser.add_argument("--error-after", type=int, default=0, help="after N tokens, an error event and then [DONE]")
+    parser.add_argument("--stall-every", type=int, default=0, help="hold back every Nth generation request's first token")
+    parser.add_argument("--stall-ms", type=float, default=0.0, help="by this many ms (with --stall-every)")
     parser.add_argument("--trace", metavar="FILE", help="tag each stream's first token with its request id and "
                         "append the times its events were written to FILE (JSON lines)")
     args = parser.parse_args(argv)
     timing = Timing(args.ttft_ms / 1000, args.itl_ms / 1000, args.tokens_per_chunk, args.model, args.max_model_len,
-                    args.fail_every, args.cut_after, args.no_done, args.empty_stream, args.trace)
+                    args.fail_every, args.cut_after, args.no_done, args.empty_stream, args.error_after,
+                    args.stall_every, args.stall_ms, args.trace)
     try:
         import uvloop
 

@@ -3,12 +3,15 @@
 * The schedule is absolute: request *i* is due at ``t0 + offset[i]``; the
   sender sleeps until then, so a late send never delays the ones after it.
 * ``max_concurrency`` caps requests in flight (time waiting for a slot is the
-  record's queue time, not client lag).
+  record's queue time, not client lag). It is one cap for the whole run, also
+  across client processes (``slots.py``), as vLLM's one semaphore.
 * Warmup requests go first, wait for completion, and are marked ``warmup``.
 * When one asyncio process cannot keep up, the requests are dealt round-robin
   to several processes. They share one ``t0`` on the system-wide monotonic
   clock (``perf_counter`` is CLOCK_MONOTONIC on Linux), so the union of their
   sends follows the same schedule.
+* ``duration`` ends where ``vllm bench serve``'s does: when the last measured
+  request has ended, failed ones included.
 """
 
 from __future__ import annotations
@@ -24,19 +27,14 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-import httpx
-from httpx_aiohttp import HttpxAiohttpClient
-
-from .client import Prompt, RequestOptions, send
+from .client import Prompt, RequestOptions
+from .drive import Abort, drive, make_client, not_sent, open_connections, opening_burst, prepare
 from .loadworker import read_frame, write_frame
 from .records import RequestRecord
 from .schedule import Schedule, arrival_offsets
+from .slots import close_slots, create_slots
 
 Progress = Callable[[int, int, int], None]  # (finished, failed, total)
-Abort = Callable[[], "str | None"]  # polled during a run: a reason to stop (the server died), or None
-
-#: The last stretch before a send is due is waited out by yielding, not sleeping.
-SPIN_WINDOW = 0.0015
 
 
 @dataclass(frozen=True)
@@ -57,164 +55,11 @@ class LoadResult:
     records: list[RequestRecord]  # measured requests, in workload order
     warmup_records: list[RequestRecord]
     t0: float  # schedule start (perf_counter)
-    duration: float  # t0 to the last measured request's end
+    duration: float  # t0 to the end of the last measured request, failed or not (as vLLM)
     offsets: list[float]
     client_cpu_seconds: float  # CPU used by the client process(es) in the measured phase
     processes: int
     errors: list[str] = field(default_factory=list)
-
-
-def make_client(base_url: str, headers: dict[str, str], connections: int) -> httpx.AsyncClient:
-    """The httpx client the load generator streams with.
-
-    Its transport is aiohttp's (``httpx-aiohttp``): the same httpx API, but HTTP
-    parsing in C and a connection pool whose cost does not grow with the number
-    of connections. With httpx's default transport the client spent ~90 us of CPU
-    per streamed chunk and its pool scans every connection per queued request,
-    which made it the bottleneck at 64 concurrent streams; with this one, ~45 us.
-
-    ``connections`` must cover every request that can be in flight at once: the
-    transport maps "no limit" onto aiohttp's default of 100 connections, which
-    silently capped a 200-request burst at 100 concurrent requests.
-    """
-    size = max(int(connections), 1)
-    return HttpxAiohttpClient(
-        base_url=base_url,
-        headers=headers,
-        timeout=httpx.Timeout(connect=30.0, read=None, write=60.0, pool=None),
-        limits=httpx.Limits(max_connections=size, max_keepalive_connections=size, keepalive_expiry=60),
-    )
-
-
-def _not_sent(index: int, prompt: Prompt, due: float, reason: str) -> RequestRecord:
-    """A request the run never sent because it was aborted."""
-    return RequestRecord(index=index, scheduled_time=due, dispatch_time=due, send_time=due,
-                         prompt_len=prompt.prompt_len, expected_output_len=prompt.output_len,
-                         error=f"not sent: {reason}")
-
-
-@dataclass(frozen=True)
-class Job:
-    """One request of a run: its place in the workload, its due offset and its encoded body."""
-
-    index: int
-    prompt: Prompt
-    offset: float
-    body: bytes
-
-
-def prepare(options: RequestOptions, jobs: list[tuple[int, Prompt, float]]) -> list[Job]:
-    """Encode every request body (done before the clock starts)."""
-    return [Job(index, prompt, offset, options.encode(prompt)) for index, prompt, offset in jobs]
-
-
-def opening_burst(jobs: list[Job], concurrency: int | None) -> int:
-    """How many requests are due at the very start, at most ``concurrency``."""
-    due = sum(1 for job in jobs if job.offset <= 0.0)
-    return min(due, concurrency) if concurrency else due
-
-
-async def open_connections(client: httpx.AsyncClient, count: int) -> None:
-    """Open ``count`` connections before the clock starts (best effort).
-
-    A request that has to open its connection first waits for the TCP handshake,
-    and in a burst every request's handshake waits for the others: without this,
-    that lands in the first requests' TTFT. ``GET /v1/models`` is cheap on every
-    OpenAI-compatible server; ``count`` of them at once make the pool open
-    ``count`` connections, which are then kept alive for the run.
-    """
-    if count <= 0:
-        return
-    await asyncio.gather(*(client.get("/v1/models") for _ in range(count)), return_exceptions=True)
-
-
-async def _drive(
-    client: httpx.AsyncClient,
-    options: RequestOptions,
-    jobs: list[Job],
-    t0: float,
-    concurrency: int | None,
-    on_done: Callable[[RequestRecord], None] | None = None,
-    abort: Abort | None = None,
-) -> list[RequestRecord]:
-    """Send the jobs at ``t0 + offset`` and wait for all.
-
-    After starting each request the sender yields once, so that request's bytes are
-    written before the next one is built: a burst leaves one request after another,
-    each stamped when it really starts, rather than all built first and written at
-    the end (which would put the whole burst's build time into the first
-    requests' TTFT).
-
-    ``abort`` is polled twice a second; once it returns a reason (the server died),
-    requests in flight are cancelled and recorded as failed with that reason, and
-    the ones not yet sent are recorded as not sent.
-    """
-    semaphore = asyncio.Semaphore(concurrency) if concurrency else None
-    clock = time.perf_counter
-    records: dict[int, RequestRecord] = {}
-
-    async def one(record: RequestRecord, body: bytes) -> RequestRecord:
-        if semaphore is None:
-            await send(client, options, body, record)
-        else:
-            async with semaphore:
-                await send(client, options, body, record)
-        if on_done is not None:
-            on_done(record)
-        return record
-
-    tasks: list[asyncio.Task] = []
-
-    async def dispatch() -> None:
-        for job in jobs:
-            due = t0 + job.offset
-            delay = due - clock()
-            if delay > SPIN_WINDOW:
-                # The event loop's timer wakes up to ~1 ms late; sleep to just before
-                # the due time, then yield until it (other requests keep running).
-                await asyncio.sleep(delay - SPIN_WINDOW)
-            while clock() < due:
-                await asyncio.sleep(0)
-            record = RequestRecord(
-                index=job.index,
-                scheduled_time=due,
-                dispatch_time=clock(),
-                prompt_len=job.prompt.prompt_len,
-                expected_output_len=job.prompt.output_len,
-            )
-            records[job.index] = record
-            tasks.append(asyncio.create_task(one(record, job.body)))
-            await asyncio.sleep(0)  # let it reach the wire (see above)
-        await asyncio.gather(*tasks)
-
-    sender = asyncio.create_task(dispatch())
-    reason = None
-    if abort is None:
-        await sender
-    else:
-        while not sender.done():
-            await asyncio.wait([sender], timeout=0.5)
-            if not sender.done():
-                reason = abort()
-                if reason:
-                    break
-        if reason:
-            sender.cancel()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(sender, *tasks, return_exceptions=True)
-        else:
-            await sender
-    out = []
-    for job in jobs:
-        record = records.get(job.index)
-        if record is None:
-            out.append(_not_sent(job.index, job.prompt, t0 + job.offset, reason or "the run stopped"))
-        else:
-            if record.error is None and (record.done_time is None or reason and not record.success):
-                record.error = f"aborted: {reason}"
-            out.append(record)
-    return out
 
 
 async def _warmup(plan: LoadPlan, headers: dict[str, str]) -> list[RequestRecord]:
@@ -223,25 +68,18 @@ async def _warmup(plan: LoadPlan, headers: dict[str, str]) -> list[RequestRecord
     first = plan.prompts[0]
     async with make_client(plan.base_url, headers, plan.schedule.max_concurrency or plan.warmup) as client:
         jobs = prepare(plan.options, [(-1 - i, first, 0.0) for i in range(plan.warmup)])
-        records = await _drive(client, plan.options, jobs, time.perf_counter(), plan.schedule.max_concurrency)
+        cap = plan.schedule.max_concurrency
+        records = await drive(client, plan.options, jobs, time.perf_counter(), asyncio.Semaphore(cap) if cap else None)
     for record in records:
         record.warmup = True
     return records
 
 
-def _split_concurrency(cap: int | None, processes: int, rank: int) -> int | None:
-    if cap is None:
-        return None
-    share = cap // processes + (1 if rank < cap % processes else 0)
-    return max(share, 1)
-
-
-def _end_time(record: RequestRecord) -> float:
-    return record.done_time or (record.chunk_times[-1] if record.chunk_times else record.send_time)
-
-
-def _finish(records: list[RequestRecord], t0: float) -> float:
-    ends = [_end_time(r) for r in records if r.send_time]
+def run_duration(records: list[RequestRecord], t0: float) -> float:
+    """vLLM's benchmark duration: from ``t0`` until the last request ended, whatever its
+    outcome (vLLM waits for every request, failed ones included). Requests that were
+    never sent have no end and do not count."""
+    ends = [r.end_time for r in records if r.end_time is not None]
     return (max(ends) - t0) if ends else 0.0
 
 
@@ -257,7 +95,7 @@ def run_load(
 
     ``before_measure``/``after_measure`` run right after the warmup and right after
     the measured phase (profilers hook in there, so warmup is not traced).
-    ``abort`` stops the run early when it returns a reason (see ``_drive``).
+    ``abort`` stops the run early when it returns a reason (see ``drive.drive``).
     """
     headers = dict(plan.headers)
     warmups = asyncio.run(_warmup(plan, headers))
@@ -296,27 +134,49 @@ def _run_single(plan, headers, offsets, warmups, progress, interval, abort=None)
             cpu0 = time.process_time()
             t0 = time.perf_counter()
             try:
-                records = await _drive(client, plan.options, jobs, t0, plan.schedule.max_concurrency, on_done, abort)
+                records = await drive(client, plan.options, jobs, t0, asyncio.Semaphore(cap) if cap else None,
+                                      on_done, abort)
             finally:
                 if task:
                     task.cancel()
             return records, t0, time.process_time() - cpu0
 
     records, t0, cpu = asyncio.run(main())
-    return LoadResult(records, warmups, t0, _finish(records, t0), offsets, cpu, 1)
+    return LoadResult(records, warmups, t0, run_duration(records, t0), offsets, cpu, 1)
 
 
 def _run_multi(plan, offsets, warmups, progress, interval, abort=None) -> LoadResult:
-    """Deal the jobs round-robin to worker subprocesses that share one t0."""
+    """Deal the jobs round-robin to worker subprocesses that share one t0 and one cap.
+
+    The cap is one pipe of free slots that every worker inherits (``slots.py``), so a
+    worker whose requests finish early leaves its slots to the others, as under
+    vLLM's one semaphore. A cap no smaller than the run needs no slots at all.
+    """
     jobs = list(zip(range(len(plan.prompts)), plan.prompts, offsets))
-    workers = [
-        subprocess.Popen(
-            [sys.executable, "-m", "pytest_vllm_serve.loadworker"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-        )
-        for _ in range(plan.processes)
-    ]
+    cap = plan.schedule.max_concurrency
+    pipe = create_slots(cap) if cap and cap < len(jobs) else None
+    try:
+        workers = [
+            subprocess.Popen(
+                [sys.executable, "-m", "pytest_vllm_serve.loadworker"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                pass_fds=pipe.fds if pipe else (),
+            )
+            for _ in range(plan.processes)
+        ]
+    except BaseException:
+        if pipe:
+            close_slots(pipe)
+        raise
+    try:
+        return _gather_workers(plan, jobs, offsets, warmups, workers, pipe, progress, interval, abort)
+    finally:
+        if pipe:
+            close_slots(pipe)
+
+
+def _gather_workers(plan, jobs, offsets, warmups, workers, pipe, progress, interval, abort) -> LoadResult:
     frames: "queue.Queue[tuple[int, object]]" = queue.Queue()
 
     def pump(rank: int, stream) -> None:
@@ -329,8 +189,7 @@ def _run_multi(plan, offsets, warmups, progress, interval, abort=None) -> LoadRe
 
     try:
         for rank, worker in enumerate(workers):
-            concurrency = _split_concurrency(plan.schedule.max_concurrency, plan.processes, rank)
-            write_frame(worker.stdin, ("plan", plan, concurrency, jobs[rank :: plan.processes]))
+            write_frame(worker.stdin, ("plan", plan, pipe, jobs[rank :: plan.processes]))
             threading.Thread(target=pump, args=(rank, worker.stdout), daemon=True).start()
         ready, errors = 0, []
         while ready < len(workers):
@@ -369,7 +228,7 @@ def _run_multi(plan, offsets, warmups, progress, interval, abort=None) -> LoadRe
             if reason:  # the server died: stop the workers; their requests count as aborted
                 for worker in workers:
                     worker.kill()
-                gathered = [_not_sent(i, p, t0 + o, reason) for i, p, o in jobs]
+                gathered = [not_sent(i, p, t0 + o, reason) for i, p, o in jobs]
                 for record in gathered:
                     record.error = f"aborted: {reason}"
                 return LoadResult(gathered, warmups, t0, time.perf_counter() - t0, offsets, cpu, plan.processes,
@@ -387,7 +246,7 @@ def _run_multi(plan, offsets, warmups, progress, interval, abort=None) -> LoadRe
     if errors:
         raise RuntimeError("; ".join(errors))
     gathered.sort(key=lambda r: r.index)
-    return LoadResult(gathered, warmups, t0, _finish(gathered, t0), offsets, cpu, plan.processes)
+    return LoadResult(gathered, warmups, t0, run_duration(gathered, t0), offsets, cpu, plan.processes)
 
 
 def auto_processes(schedule: Schedule, n: int, per_process_rate: float = 200.0) -> int:

@@ -2,9 +2,10 @@
 
 Plain subprocesses (not ``multiprocessing``) so that nothing depends on the
 parent's ``__main__`` being importable. The parent and the worker exchange
-length-prefixed pickle frames over stdin/stdout:
+length-prefixed pickle frames over stdin/stdout, and every worker inherits the
+run's one pipe of concurrency slots (``slots.py``):
 
-    parent -> worker: ("plan", LoadPlan, rank, jobs)
+    parent -> worker: ("plan", LoadPlan, SlotPipe or None, jobs)
     worker -> parent: ("ready",)
     parent -> worker: ("start", t0)
     worker -> parent: ("progress", finished, failed) ... then ("done", records, cpu_seconds)
@@ -41,11 +42,12 @@ def read_frame(stream: BinaryIO) -> Any:
 
 
 def main() -> int:
-    from .loadgen import _drive, make_client, open_connections, opening_burst, prepare  # keeps the parent's import light
+    from .drive import drive, make_client, open_connections, opening_burst, prepare  # keeps the parent's import light
+    from .slots import SharedSlots
 
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     try:
-        _, plan, concurrency, jobs = read_frame(stdin)
+        _, plan, pipe, jobs = read_frame(stdin)
         counts = {"finished": 0, "failed": 0}
 
         def on_done(record) -> None:
@@ -59,14 +61,17 @@ def main() -> int:
 
         async def run():
             prepared = prepare(plan.options, jobs)
-            async with make_client(plan.base_url, dict(plan.headers), concurrency or len(jobs)) as client:
-                await open_connections(client, opening_burst(prepared, concurrency))
+            cap = plan.schedule.max_concurrency  # the whole run's; this worker may hold all of it
+            connections = min(cap, len(jobs)) if cap else len(jobs)
+            async with make_client(plan.base_url, dict(plan.headers), connections) as client:
+                await open_connections(client, opening_burst(prepared, cap))
                 write_frame(stdout, ("ready",))
                 _, t0 = read_frame(stdin)  # blocks this loop on purpose: nothing else runs yet
                 task = asyncio.create_task(reporter())
                 cpu0 = time.process_time()
                 try:
-                    records = await _drive(client, plan.options, prepared, t0, concurrency, on_done)
+                    records = await drive(client, plan.options, prepared, t0, SharedSlots(pipe) if pipe else None,
+                                          on_done)
                 finally:
                     task.cancel()
                 return records, time.process_time() - cpu0

@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -39,6 +39,10 @@ MS_PER_S = 1000  # vLLM's MILLISECONDS_TO_SECONDS_CONVERSION
 VLLM_SERIES: tuple[str, ...] = ("ttft", "tpot", "itl", "e2el", "client_queue_time", "e2el_including_client_queue")
 EXTRA_SERIES: tuple[str, ...] = ("per_token_itl", "send_lag")
 SERIES: tuple[str, ...] = VLLM_SERIES + EXTRA_SERIES
+
+#: Counts the tokens of a text, without special tokens: vLLM's
+#: ``len(tokenizer(text, add_special_tokens=False).input_ids)``.
+TokenCounter = Callable[[str], int]
 
 
 class AllRequestsFailedError(VllmServeError):
@@ -107,12 +111,21 @@ def compute_stats(values: Sequence[float], percentiles: Iterable[float] = DEFAUL
 
 
 def is_measured_success(record: RequestRecord) -> bool:
-    """Succeeded and streamed at least one chunk with a choice.
+    """Succeeded as ``vllm bench serve`` counts it: no failure, and at least one chunk
+    with a choice streamed.
 
-    ``vllm bench serve`` marks a stream without such a chunk as failed ("Never received
-    a valid chunk to calculate TTFT"); so does this module.
+    vLLM marks a stream without such a chunk as failed ("Never received a valid chunk
+    to calculate TTFT"). It does count a stream that carried an ``{"error": ...}``
+    event, or ended without ``[DONE]``, as completed; so does this function (the
+    record's ``stream_error`` holds that, for :func:`is_strict_success`).
     """
     return record.success and bool(record.chunk_times)
+
+
+def is_strict_success(record: RequestRecord) -> bool:
+    """Succeeded as vLLM counts it, and its stream carried no error event and closed
+    with ``[DONE]``."""
+    return is_measured_success(record) and record.stream_error is None
 
 
 def input_len(record: RequestRecord) -> int:
@@ -123,13 +136,27 @@ def input_len(record: RequestRecord) -> int:
     return record.prompt_tokens if record.prompt_tokens is not None else record.prompt_len
 
 
-def output_len(record: RequestRecord) -> int:
+def output_len(record: RequestRecord, count_tokens: TokenCounter | None = None) -> int:
     """Output tokens of a successful request, as vLLM counts them.
 
-    vLLM takes ``usage.completion_tokens`` and, when that is missing or 0, counts the
-    tokens of the generated text; the tokens counted in the chunks stand in for that.
+    vLLM takes ``usage.completion_tokens`` and, when that is missing or 0, tokenizes
+    the generated text (``count_tokens`` here). Without a tokenizer vLLM writes 1;
+    this function counts the tokens of the chunks instead (exact with ``token_ids``,
+    one per text chunk without them).
     """
-    return record.completion_tokens or sum(record.chunk_tokens)
+    if record.completion_tokens:
+        return record.completion_tokens
+    if count_tokens is not None:
+        return count_tokens(record.generated_text)
+    return sum(record.chunk_tokens)
+
+
+def request_tpot(record: RequestRecord, n: int) -> float | None:
+    """vLLM's TPOT of one successful request with ``n`` output tokens: the time after
+    the first token chunk per further token; None when ``n <= 1``."""
+    if n <= 1:
+        return None
+    return (record.latency - record.ttft) / (n - 1)
 
 
 def per_token_itl(record: RequestRecord) -> list[float]:
@@ -176,16 +203,21 @@ class BenchmarkMetrics:
     """Everything measured over one benchmark run. Latency ``Stats`` are in seconds.
 
     vLLM's fields keep vLLM's names (``ttft`` is vLLM's TTFT, and so on). A ``Stats``
-    is ``None`` when the series has no sample at all (``tpot`` and ``itl`` when every
-    successful request produced a single token chunk); vLLM writes 0 for those.
+    is ``None`` when the series has no sample at all: ``itl`` when every successful
+    request streamed a single chunk with a choice, ``tpot`` when none had more than one
+    output token. vLLM writes 0 for those.
     """
 
     duration: float  # s, the benchmark duration the caller measured
     percentiles: tuple[float, ...]
     # counts (measured requests only; warmup requests are excluded from everything)
-    completed: int
+    completed: int  # vLLM's: no failure, at least one chunk with a choice
     failed: int
     failure_reasons: dict[str, int]  # reason -> count
+    # beside vLLM's counts: completed = completed_strict + stream_errors
+    completed_strict: int  # completed, and the stream had no error event and closed with [DONE]
+    stream_errors: int  # completed as vLLM counts it, but with an error event or no [DONE]
+    stream_error_reasons: dict[str, int]  # reason -> count, over those
     warmup_excluded: int
     total_input_tokens: int
     total_output_tokens: int
@@ -295,13 +327,17 @@ def compute_metrics(
     percentiles: Iterable[float] = DEFAULT_PERCENTILES,
     goodput_slos: Mapping[str, float] | None = None,
     target_request_rate: float | None = None,
+    count_tokens: TokenCounter | None = None,
 ) -> BenchmarkMetrics:
     """All metrics of one run.
 
     ``duration`` is the benchmark duration in seconds (vLLM: from before the first
-    request to after the last answer). Warmup records are ignored entirely. Latency
-    statistics and token counts come from successful requests only; failed requests
-    are counted and grouped by reason. ``goodput_slos`` maps ttft/tpot/e2el to ms.
+    request until every request has ended, failed ones included). Warmup records are
+    counted in ``warmup_excluded`` and ignored otherwise. Latency statistics and token
+    counts come from successful requests (:func:`is_measured_success`) only; failed
+    requests are counted and grouped by reason. ``goodput_slos`` maps ttft/tpot/e2el
+    to ms. ``count_tokens`` counts the output of a request without usage, as vLLM's
+    tokenizer does (see :func:`output_len`).
 
     Raises :class:`AllRequestsFailedError` when no measured request succeeded, and
     ``ValueError`` for a duration that is not a positive number.
@@ -330,7 +366,7 @@ def compute_metrics(
         raise AllRequestsFailedError(_all_failed_message(len(measured), reasons), dict(reasons))
 
     # calculate_metrics(), request by request
-    output_lens = [output_len(r) for r in ok]
+    output_lens = [output_len(r, count_tokens) for r in ok]
     total_input = sum(input_len(r) for r in ok)
     total_output = sum(output_lens)
     ttfts: list[float] = []
@@ -340,11 +376,10 @@ def compute_metrics(
     itls: list[float] = []
     for r, n in zip(ok, output_lens):
         ttft, latency = r.ttft, r.latency
-        tpot = 0.0
-        if n > 1:
-            tpot = (latency - ttft) / (n - 1)
+        tpot = request_tpot(r, n)
+        if tpot is not None:
             tpots.append(tpot)
-        all_tpots.append(tpot)
+        all_tpots.append(tpot or 0.0)
         itls += r.itl
         ttfts.append(ttft)
         e2els.append(latency)
@@ -364,6 +399,7 @@ def compute_metrics(
     max_tokens_per_s, max_concurrent = _vllm_peaks(ok)
     queue_times = [r.queue_time for r in ok]
     token_itls = [g for r in ok for g in per_token_itl(r)]
+    stream_reasons = Counter(r.stream_error for r in ok if r.stream_error is not None)
 
     return BenchmarkMetrics(
         duration=duration,
@@ -371,6 +407,9 @@ def compute_metrics(
         completed=len(ok),
         failed=len(measured) - len(ok),
         failure_reasons=dict(reasons),
+        completed_strict=len(ok) - sum(stream_reasons.values()),
+        stream_errors=sum(stream_reasons.values()),
+        stream_error_reasons=dict(stream_reasons),
         warmup_excluded=warmup_excluded,
         total_input_tokens=total_input,
         total_output_tokens=total_output,
@@ -396,6 +435,28 @@ def compute_metrics(
     )
 
 
+def series_samples(
+    records: Iterable[RequestRecord], series: str, count_tokens: TokenCounter | None = None
+) -> list[float]:
+    """The samples (seconds) that :func:`compute_metrics` summarizes for ``series``
+    (``ttft``, ``tpot``, ``itl``, ``e2el`` or ``per_token_itl``), over the same
+    requests and with the same output token counts. Raises ``ValueError`` for
+    another name."""
+    ok = [r for r in records if not r.warmup and is_measured_success(r)]
+    if series == "ttft":
+        return [r.ttft for r in ok]
+    if series == "e2el":
+        return [r.latency for r in ok]
+    if series == "itl":
+        return [gap for r in ok for gap in r.itl]
+    if series == "per_token_itl":
+        return [gap for r in ok for gap in per_token_itl(r)]
+    if series == "tpot":
+        tpots = (request_tpot(r, output_len(r, count_tokens)) for r in ok)
+        return [t for t in tpots if t is not None]
+    raise ValueError(f"no per-request samples for series {series!r}; use ttft, tpot, itl, e2el or per_token_itl")
+
+
 # --------------------------------------------------------------------------- names
 
 
@@ -412,6 +473,8 @@ SCALAR_DIRECTIONS: dict[str, Direction] = {
     "duration": Direction.LOWER_IS_BETTER,
     "completed": Direction.HIGHER_IS_BETTER,
     "failed": Direction.LOWER_IS_BETTER,
+    "completed_strict": Direction.HIGHER_IS_BETTER,
+    "stream_errors": Direction.LOWER_IS_BETTER,
     "total_input_tokens": Direction.NEITHER,
     "total_output_tokens": Direction.NEITHER,
     "request_throughput": Direction.HIGHER_IS_BETTER,
@@ -540,11 +603,17 @@ def _json_rate(rate: float | None) -> float | str | None:
     return float(rate) if math.isfinite(rate) else "inf"
 
 
-def to_vllm_result(metrics: BenchmarkMetrics, records: Iterable[RequestRecord], detailed: bool = True) -> dict[str, Any]:
+def to_vllm_result(
+    metrics: BenchmarkMetrics,
+    records: Iterable[RequestRecord],
+    detailed: bool = True,
+    count_tokens: TokenCounter | None = None,
+) -> dict[str, Any]:
     """The keys of ``vllm bench serve --save-result``, then this plugin's own keys.
 
     ``records`` are those ``metrics`` came from (warmup records are skipped); per-request
-    lists follow the workload order. The caller adds the run's setup keys (date,
+    lists follow the workload order; ``count_tokens`` must be the one ``metrics`` were
+    computed with. The caller adds the run's setup keys (date,
     backend, model_id, tokenizer_id, num_prompts, request_rate, burstiness,
     max_concurrency). ``detailed=False`` drops the per-request lists as vLLM does
     without ``--save-detailed``. Everything is plain JSON (int, float, str, None, list, dict).
@@ -568,7 +637,7 @@ def to_vllm_result(metrics: BenchmarkMetrics, records: Iterable[RequestRecord], 
         result.update(
             {
                 "input_lens": [input_len(r) for r in ordered],
-                "output_lens": [output_len(r) if is_measured_success(r) else 0 for r in ordered],
+                "output_lens": [output_len(r, count_tokens) if is_measured_success(r) else 0 for r in ordered],
                 # vLLM leaves ttft/latency at 0.0 when a request fails (ttft is kept when
                 # a chunk arrived before the failure)
                 "ttfts": [r.ttft if r.ttft is not None else 0.0 for r in ordered],
@@ -581,7 +650,9 @@ def to_vllm_result(metrics: BenchmarkMetrics, records: Iterable[RequestRecord], 
         result["start_times"] = [r.send_time for r in ordered]
     result["queue_times"] = [r.queue_time for r in ordered]
     if detailed:
-        result["generated_texts"] = [r.generated_text for r in ordered]
+        # vLLM keeps the text of a completed request only: a failure's is "" (its
+        # error is vLLM's own text; this plugin writes its one-line reason)
+        result["generated_texts"] = [r.generated_text if is_measured_success(r) else "" for r in ordered]
         result["errors"] = ["" if is_measured_success(r) else (r.error or failure_reason(r)) for r in ordered]
     result.update(
         {
@@ -605,6 +676,9 @@ def to_vllm_result(metrics: BenchmarkMetrics, records: Iterable[RequestRecord], 
             "scheduled_request_rate": _json_rate(metrics.scheduled_request_rate),
             "achieved_request_rate": _json_rate(metrics.achieved_request_rate),
             "failure_reasons": dict(metrics.failure_reasons),
+            "completed_strict": metrics.completed_strict,
+            "stream_errors": metrics.stream_errors,
+            "stream_error_reasons": dict(metrics.stream_error_reasons),
             "warmup_excluded": metrics.warmup_excluded,
             "goodput_slos_ms": dict(metrics.goodput_slos) if metrics.goodput_slos else None,
             "metric_percentiles": list(metrics.percentiles),
@@ -614,6 +688,7 @@ def to_vllm_result(metrics: BenchmarkMetrics, records: Iterable[RequestRecord], 
         result["scheduled_times"] = [r.scheduled_time for r in ordered]
         result["dispatch_times"] = [r.dispatch_time for r in ordered]
         result["chunk_tokens"] = [list(r.chunk_tokens) for r in ordered]
+        result["stream_error_per_request"] = [r.stream_error or "" for r in ordered]
     return result
 
 

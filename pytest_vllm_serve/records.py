@@ -28,12 +28,24 @@ class RequestRecord:
     prompt_tokens: int | None = None  # from the server's usage
     completion_tokens: int | None = None  # from the server's usage
     status: int | None = None  # HTTP status
-    error: str | None = None  # None on success
+    # A failure as vllm bench serve counts one (a non-200 answer, an exception, a
+    # timeout, no chunk with a choice); None otherwise.
+    error: str | None = None
+    # What vllm bench serve does not count as a failure but a strict client would: an
+    # in-stream {"error": ...} event, or a stream that ended without [DONE].
+    stream_error: str | None = None
+    end_time: float | None = None  # when the request ended, whatever its outcome
     warmup: bool = False
 
     @property
     def success(self) -> bool:
+        """Succeeded as vllm bench serve counts it."""
         return self.error is None
+
+    @property
+    def strict_success(self) -> bool:
+        """Succeeded, with no error event in the stream and a closing [DONE]."""
+        return self.error is None and self.stream_error is None
 
     @property
     def generated_text(self) -> str:
@@ -57,10 +69,9 @@ class RequestRecord:
 
     @property
     def output_tokens(self) -> int:
-        """Server-reported completion tokens, else the tokens counted in chunks."""
-        if self.completion_tokens is not None:
-            return self.completion_tokens
-        return sum(self.chunk_tokens)
+        """Server-reported completion tokens (when not 0), else the tokens counted in
+        chunks. The metrics count as vLLM does (``metrics.output_len``)."""
+        return self.completion_tokens or sum(self.chunk_tokens)
 
     @property
     def send_lag(self) -> float:

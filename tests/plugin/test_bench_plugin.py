@@ -58,6 +58,8 @@ def test_point_results_files_and_benchmark_json(pytester):
     root = latest(pytester)
     point = json.loads(next((root / "points").glob("*.json")).read_text())
     assert point["completed"] == 12 and point["failed"] == 0
+    assert point["completed_strict"] == 12 and point["stream_errors"] == 0
+    assert point["warmup_excluded"] == 1  # --vllm-warmup=1: sent, counted, and left out of the rest
     assert len(point["ttfts"]) == 12 and all(0.019 < t < 0.2 for t in point["ttfts"])
     assert point["pytest_vllm_serve"]["id"].endswith(".py::test_point")
     summary = json.loads((root / "summary.json").read_text())
@@ -128,6 +130,18 @@ def test_pytest_benchmark_compare_fail_gates_the_recorded_series(pytester):
         result = run(pytester, slow, "--benchmark-compare", "--benchmark-compare-fail=mean:10%", storage)
     assert result.ret != 0
     assert "Performance has regressed" in text(result)
+
+
+def test_the_recorded_tpot_series_is_the_metrics_tpot(pytester):
+    """pytest-benchmark's TPOT series holds exactly the samples of the point's TPOT."""
+    pytester.makepyfile(POINT)
+    with running(ttft_ms=10, itl_ms=3, tokens_per_chunk=2) as url:
+        run(pytester, url, "--vllm-record-metric=tpot", "--benchmark-json=bench.json").assert_outcomes(passed=1)
+    point = json.loads(next((latest(pytester) / "points").glob("*.json")).read_text())
+    stats = json.loads((pytester.path / "bench.json").read_text())["benchmarks"][0]["stats"]
+    assert stats["rounds"] == point["completed"] == 12
+    assert stats["mean"] * 1000 == pytest.approx(point["mean_tpot_ms"], rel=1e-9)
+    assert stats["median"] * 1000 == pytest.approx(point["median_tpot_ms"], rel=1e-9)
 
 
 def test_every_request_failing_fails_the_point_and_keeps_the_evidence(pytester):

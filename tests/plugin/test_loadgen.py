@@ -16,7 +16,7 @@ import pytest
 from pytest_vllm_serve.client import Prompt, RequestOptions
 from pytest_vllm_serve.latency_server import running
 from pytest_vllm_serve.loadgen import LoadPlan, auto_processes, run_load
-from pytest_vllm_serve.metrics import compute_metrics, per_token_itl
+from pytest_vllm_serve.metrics import compute_metrics, per_token_itl, to_vllm_result
 from pytest_vllm_serve.schedule import Schedule
 
 PROMPTS = tuple(Prompt("one two three four", 4, 8) for _ in range(24))
@@ -94,26 +94,97 @@ def test_multi_token_chunks_keep_per_token_itl_honest():
 
 
 @pytest.mark.parametrize(
-    "fault, expected",
+    "fault, expected, count",
     [
-        ({"fail_every": 2}, "HTTP 500: injected failure"),
-        ({"cut_after": 3}, ""),  # any transport error text; checked below
-        ({"no_done": True}, "the stream stopped without [DONE]"),
-        ({"empty_stream": True}, "empty stream"),
+        ({"fail_every": 2}, "HTTP 500: injected failure", 3),
+        ({"cut_after": 3}, "ClientPayloadError: Response payload is not completed", 6),
+        ({"empty_stream": True}, "empty stream", 6),
     ],
 )
-def test_errors_are_recorded_never_raised(fault, expected):
+def test_errors_are_recorded_never_raised(fault, expected, count):
     with running(**fault) as url:
         result = run_load(plan(url, prompts=PROMPTS[:6], warmup=0))
     failed = [r for r in result.records if not r.success]
-    assert failed, "the fault should fail requests"
+    assert len(failed) == count, [r.error for r in result.records]
     for record in failed:
         assert expected in record.error
     if "fail_every" in fault:
-        assert len(failed) == 3 and all(r.status == 500 for r in failed)
-    if "cut_after" in fault:
+        assert all(r.status == 500 for r in failed)
+    if "cut_after" in fault:  # a cut connection is an exception, as in vLLM's client
         assert all(r.chunk_times and len(r.chunk_times) <= 4 for r in failed)
-        assert all("[DONE]" in r.error or "Error" in r.error for r in failed)
+
+
+@pytest.mark.parametrize(
+    "fault, expected, chunks",
+    [
+        ({"error_after": 3}, "error event in stream: injected error mid-stream", 4),  # role chunk + 3 tokens
+        ({"no_done": True}, "the stream stopped without [DONE]", 9),
+    ],
+)
+def test_streams_vllm_counts_as_completed_keep_their_stream_error(fault, expected, chunks):
+    """vLLM's client reads past an {"error": ...} event and does not need [DONE]: such a
+    request is completed in vLLM's keys, and counted apart in the strict ones."""
+    with running(**fault) as url:
+        result = run_load(plan(url, prompts=PROMPTS[:6], warmup=0))
+    assert all(r.success and not r.strict_success for r in result.records), [r.error for r in result.records]
+    assert all(r.stream_error == expected and len(r.chunk_times) == chunks for r in result.records)
+    metrics = compute_metrics(result.records, result.duration)
+    assert (metrics.completed, metrics.failed, metrics.completed_strict, metrics.stream_errors) == (6, 0, 0, 6)
+    assert metrics.stream_error_reasons == {expected: 6}
+
+
+def below_cap_fraction(start_times: list[float], latencies: list[float], cap: int) -> float:
+    """Share of the sending window (first send to last send) during which fewer than
+    ``cap`` requests were in flight, each request in flight over [start, start + latency)."""
+    first, last = min(start_times), max(start_times)
+    events = sorted([(s, 1) for s in start_times] + [(s + d, -1) for s, d in zip(start_times, latencies)])
+    below, level, previous = 0.0, 0, first
+    for t, delta in events:  # ends sort before starts at the same instant
+        lo, hi = max(previous, first), min(t, last)
+        if hi > lo and level < cap:
+            below += hi - lo
+        level, previous = level + delta, t
+    return below / (last - first)
+
+
+def test_below_cap_fraction():
+    # cap 2; in flight: [0, 4) and [1, 2) then [3, 5): one request only over [2, 3)
+    assert below_cap_fraction([0.0, 1.0, 3.0], [4.0, 1.0, 2.0], 2) == pytest.approx(2 / 3)  # [0,1) and [2,3)
+
+
+def test_one_concurrency_cap_across_client_processes():
+    """Three client processes keep the cap as full as one does. Every third request is
+    long, and requests are dealt to processes round-robin, so one process gets every
+    long one: with a cap split into a share per process (as before), the other two ran
+    out of work early and the run spent most of its sending time below the cap."""
+    cap = 6
+    prompts = tuple(Prompt("a b", 2, 40 if i % 3 == 0 else 4) for i in range(60))
+    below = {}
+    with running(ttft_ms=50, itl_ms=10) as url:
+        for processes in (1, 3):
+            schedule = Schedule(max_concurrency=cap)
+            result = run_load(plan(url, schedule, prompts, warmup=0, endpoint="completions", processes=processes))
+            metrics = compute_metrics(result.records, result.duration)
+            assert metrics.completed == 60 and result.processes == processes
+            assert metrics.exact_peak_concurrent_requests == cap  # the cap holds over all processes
+            point = to_vllm_result(metrics, result.records)  # the point's own lists
+            below[processes] = below_cap_fraction(point["start_times"], point["latencies"], cap)
+    assert abs(below[3] - below[1]) <= 0.02, below
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_duration_waits_for_a_request_that_fails_last(processes):
+    """vLLM's duration ends when every request has ended, failed ones included: one
+    request timing out after the others finished must not inflate the throughput."""
+    with running(ttft_ms=10, itl_ms=1, stall_every=6, stall_ms=5000) as url:
+        options = RequestOptions(model="latency-server", endpoint="completions", timeout=1.0)
+        result = run_load(LoadPlan(url, options, PROMPTS[:6], warmup=0, processes=processes))
+    [late] = [r for r in result.records if not r.success]
+    assert late.error.startswith("timeout:") and not late.chunk_times
+    assert max(r.end_time for r in result.records if r.success) - result.t0 < 0.5  # the others were done early
+    assert result.duration == late.end_time - result.t0 >= 1.0
+    metrics = compute_metrics(result.records, result.duration)
+    assert metrics.request_throughput == 5 / result.duration < 5.0
 
 
 def test_request_timeout_marks_requests_failed():

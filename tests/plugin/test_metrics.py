@@ -1,4 +1,4 @@
-"""Metrics on small hand-computed records, and one cross-check against vLLM's own code.
+"""Metrics on small hand-computed records, and a differential test against vLLM's own code.
 
 Times are multiples of 1/8 s so most of the arithmetic is exact in binary floating
 point; the comments show it.
@@ -10,6 +10,7 @@ import dataclasses
 import json
 import math
 import random
+import types
 
 import pytest
 from hypothesis import given
@@ -28,11 +29,13 @@ from pytest_vllm_serve.metrics import (
     compute_stats,
     exact_peak_concurrency,
     format_goodput,
+    is_measured_success,
     metric_direction,
     metric_values,
     parse_goodput,
     percentile_label,
     per_token_itl,
+    series_samples,
     to_vllm_result,
 )
 from pytest_vllm_serve.records import RequestRecord
@@ -50,6 +53,8 @@ def rec(
     prompt_tokens: int | None = None,
     prompt_len: int = 100,
     error: str | None = None,
+    stream_error: str | None = None,
+    text: list[str] = (),
     warmup: bool = False,
 ) -> RequestRecord:
     chunks = list(chunks)
@@ -65,6 +70,8 @@ def rec(
         prompt_tokens=prompt_tokens,
         status=200 if error is None else 500,
         error=error,
+        stream_error=stream_error,
+        text_parts=list(text),
         warmup=warmup,
     )
 
@@ -77,7 +84,7 @@ def rec(
 #   C    10.25     10.25    10.5   10.75(0: chat role chunk) 11.0(1)      prompt 4, completion 1
 #   D    10.5      10.75    10.75  -                                      HTTP 500: boom
 #   E    10.75     11.0     11.0   -                                      HTTP 500: boom
-#   F    11.0      11.5     11.5   11.75(1), then the stream broke
+#   F    11.0      11.5     11.5   11.75(1), then the connection broke (an exception)
 #   W    warmup, at other times entirely
 #
 # Per request (success only):        A        B          C
@@ -95,7 +102,7 @@ def records() -> list[RequestRecord]:
         rec(2, scheduled=10.25, dispatch=10.25, send=10.5, chunks=[10.75, 11.0], tokens=[0, 1], completion=1, prompt_tokens=4),
         rec(3, scheduled=10.5, dispatch=10.75, send=10.75, error="HTTP 500: boom"),
         rec(4, scheduled=10.75, dispatch=11.0, send=11.0, error="HTTP 500: boom"),
-        rec(5, scheduled=11.0, dispatch=11.5, send=11.5, chunks=[11.75], error="the stream stopped without [DONE]"),
+        rec(5, scheduled=11.0, dispatch=11.5, send=11.5, chunks=[11.75], error="ClientPayloadError: Response payload is not completed"),
         rec(99, scheduled=0.0, dispatch=3.0, send=3.0, chunks=[3.5, 9.0], completion=2, prompt_tokens=7, warmup=True),
     ]
 
@@ -146,8 +153,64 @@ def test_percentile_label_is_vllms(p, label):
 def test_counts_and_failure_reasons(m):
     assert m.completed == 3
     assert m.failed == 3  # D, E and F (F streamed a chunk, then broke)
-    assert m.failure_reasons == {"HTTP 500: boom": 2, "the stream stopped without [DONE]": 1}
+    assert m.failure_reasons == {"HTTP 500: boom": 2, "ClientPayloadError: Response payload is not completed": 1}
     assert m.warmup_excluded == 1
+    assert (m.completed_strict, m.stream_errors, m.stream_error_reasons) == (3, 0, {})
+
+
+def test_a_stream_error_is_completed_as_in_vllm_and_counted_beside():
+    """vLLM counts a stream with an {"error": ...} event (or no [DONE]) as completed,
+    with all its latencies; the strict counts are beside vLLM's, which do not move."""
+    base = records()
+    flagged = records()
+    flagged[1].stream_error = "error event in stream: boom"
+    clean, marked = compute_metrics(base, DURATION), compute_metrics(flagged, DURATION)
+    assert marked.completed == 3 and marked.completed_strict == 2 and marked.stream_errors == 1
+    assert marked.stream_error_reasons == {"error event in stream: boom": 1}
+    assert marked == dataclasses.replace(clean, completed_strict=2, stream_errors=1,
+                                         stream_error_reasons={"error event in stream: boom": 1})
+    result = to_vllm_result(marked, flagged)
+    assert result["errors"][1] == ""  # vLLM's key: a success
+    assert (result["completed_strict"], result["stream_errors"]) == (2, 1)
+    assert result["stream_error_per_request"] == ["", "error event in stream: boom", "", "", "", ""]
+    assert metric_values(marked)["stream_errors"] == 1 and metric_direction("stream_errors") is Direction.LOWER_IS_BETTER
+
+
+def test_output_tokens_without_usage_are_counted_from_the_text_when_a_tokenizer_is_given():
+    """vLLM tokenizes the generated text when usage is missing or 0. Chunks of several
+    tokens without token_ids count one each, so the chunk count would fall short."""
+    r = rec(0, scheduled=0, dispatch=0, send=0.0, chunks=[0.5, 1.0, 1.5], tokens=[1, 1, 1],
+            text=["one two ", "three four ", "five six"])  # fmt: skip
+    zero = dataclasses.replace(r, index=1, completion_tokens=0)
+    words = lambda text: len(text.split())  # noqa: E731
+    assert compute_metrics([r], 2.0).total_output_tokens == 3  # no tokenizer: the chunk tokens
+    m = compute_metrics([r, zero], 2.0, count_tokens=words)
+    assert m.total_output_tokens == 12  # 6 words each
+    assert m.tpot.mean == 0.2  # (1.5 - 0.5) / (6 - 1)
+    assert to_vllm_result(m, [r, zero], count_tokens=words)["output_lens"] == [6, 6]
+    usage = dataclasses.replace(r, completion_tokens=4)
+    assert compute_metrics([usage], 2.0, count_tokens=words).total_output_tokens == 4  # usage wins
+
+
+def test_series_samples_are_what_the_metrics_summarize():
+    words = lambda text: len(text.split())  # noqa: E731
+    rs = records() + [
+        rec(7, scheduled=12.0, dispatch=12.0, send=12.0, chunks=[12.5, 13.0, 14.0], text=["a b", "c d e", "f"]),
+        rec(8, scheduled=12.0, dispatch=12.0, send=12.0, chunks=[12.25, 13.25], completion=0, text=["a", "b c d"]),
+    ]
+    m = compute_metrics(rs, DURATION, count_tokens=words)
+    for series in ("ttft", "tpot", "itl", "e2el", "per_token_itl"):
+        assert compute_stats(series_samples(rs, series, words), m.percentiles) == getattr(m, series), series
+    with pytest.raises(ValueError, match="use ttft, tpot"):
+        series_samples(rs, "send_lag")
+
+
+def test_a_failed_requests_text_is_empty_as_in_vllm():
+    rs = [rec(0, scheduled=0, dispatch=0, send=0.0, chunks=[0.5], text=["kept"]),
+          rec(1, scheduled=0, dispatch=0, send=0.0, chunks=[0.5], text=["lost"], error="ClientPayloadError: cut")]
+    result = to_vllm_result(compute_metrics(rs, 1.0), rs)
+    assert result["generated_texts"] == ["kept", ""]
+    assert result["errors"] == ["", "ClientPayloadError: cut"]
 
 
 def test_token_totals_and_throughputs(m):
@@ -469,7 +532,7 @@ def test_vllm_result_keys_and_values(m):
     assert result["itls"] == [[0.25, 0.25, 0.25], [1.0], [0.25], [], [], []]
     assert result["start_times"] == [10.0, 10.25, 10.5, 10.75, 11.0, 11.5]
     assert result["queue_times"] == [0.125, 0.0, 0.25, 0.0, 0.0, 0.0]
-    assert result["errors"] == ["", "", "", "HTTP 500: boom", "HTTP 500: boom", "the stream stopped without [DONE]"]
+    assert result["errors"] == ["", "", "", "HTTP 500: boom", "HTTP 500: boom", "ClientPayloadError: Response payload is not completed"]
     assert result["scheduled_times"] == [9.75, 10.0, 10.25, 10.5, 10.75, 11.0]
     assert result["request_goodput"] == 0.5
     assert result["failure_reasons"] == m.failure_reasons
@@ -539,75 +602,140 @@ def test_goodput_round_trips(slos):
 # --------------------------------------------------------------------------- vLLM's own code
 
 
-def _synthetic_records(n: int = 60, seed: int = 7) -> list[RequestRecord]:
-    """Random arrivals, chunk gaps and multi-token chunks; some failures and one-token outputs."""
-    rng = random.Random(seed)
+WORDS = ("alpha", "beta", "gamma", "delta")
+
+
+def _synthetic_records(rng: random.Random, n: int = 60) -> list[RequestRecord]:
+    """Random arrivals, chunk gaps and multi-token chunks; HTTP failures, failures by an
+    exception after some chunks, streams with an error event, answers without usage
+    (or with 0 completion tokens), one-token answers and chat role chunks."""
     out: list[RequestRecord] = []
     t = 100.0
     for i in range(n):
         t += rng.expovariate(8.0)
         dispatch = t + rng.uniform(0, 0.002)
         send = dispatch + rng.choice([0.0, rng.uniform(0, 0.3)])
-        if rng.random() < 0.1:
+        kind = (0.0, 0.1, 0.15)[i] if i < 3 else rng.random()  # one of each failure kind at least
+        if kind < 0.08:
             out.append(rec(i, scheduled=t, dispatch=dispatch, send=send, error="HTTP 503: overloaded", prompt_len=50))
             continue
         chunk_count = 1 if rng.random() < 0.15 else rng.randint(2, 30)
         now = send + rng.uniform(0.05, 1.5)
-        chunks, tokens = [], []
-        for _ in range(chunk_count):
+        chunks, tokens, text = [], [], []
+        for c in range(chunk_count):
             chunks.append(now)
-            tokens.append(rng.choice([1, 1, 1, 2, 4]))
+            k = 0 if c == 0 and rng.random() < 0.3 else rng.choice([1, 1, 1, 2, 4])  # 0: a chat role chunk
+            k = 2 if i == 3 else k
+            tokens.append(k)
+            text.append(" ".join(rng.choice(WORDS) for _ in range(k)) + (" " if k else ""))
             now += rng.uniform(0.005, 0.2)
-        out.append(
-            rec(i, scheduled=t, dispatch=dispatch, send=send, chunks=chunks, tokens=tokens,
-                completion=sum(tokens), prompt_tokens=rng.randint(10, 500))
-        )  # fmt: skip
+        usage = 0.0 if i == 3 else rng.random()  # an answer without usage at least
+        if i == 3 or rng.random() < 0.5:  # without token_ids the client counts 1 per chunk with text
+            tokens = [1 if k else 0 for k in tokens]
+        completion = None if usage < 0.15 else 0 if usage < 0.2 else sum(tokens)
+        record = rec(i, scheduled=t, dispatch=dispatch, send=send, chunks=chunks, tokens=tokens, text=text,
+                     completion=completion, prompt_tokens=None if usage < 0.15 else rng.randint(10, 500))
+        if 0.08 <= kind < 0.14:
+            record.error = "ClientPayloadError: Response payload is not completed"  # cut after some chunks
+        elif 0.14 <= kind < 0.2:
+            record.stream_error = "error event in stream: boom"  # then [DONE]: vLLM counts it completed
+        out.append(record)
     return out
 
 
-def test_identical_to_vllm_calculate_metrics():
+def count_words(text: str) -> int:
+    return len(text.split())
+
+
+class WordTokenizer:
+    """The tokenizer interface vLLM's calculate_metrics calls, counting words."""
+
+    def __call__(self, text: str, add_special_tokens: bool = True):
+        assert add_special_tokens is False  # vLLM counts the output without special tokens
+        return types.SimpleNamespace(input_ids=text.split())
+
+
+def as_vllm_output(r: RequestRecord, output_cls):
+    """What vLLM's request function stores for the stream behind ``r``
+    (vllm/benchmarks/lib/endpoint_request_func.py): ``success`` once a chunk with a
+    choice arrived and no exception or non-200 answer came (it reads past an error
+    event and needs no [DONE]); TTFT and ITL as far as the chunks came; latency, text
+    and output tokens only on success; the prompt length from usage when sent."""
+    ok = r.error is None and bool(r.chunk_times)
+    return output_cls(
+        success=ok,
+        latency=r.chunk_times[-1] - r.send_time if ok else 0.0,
+        output_tokens=r.completion_tokens if r.completion_tokens is not None else 0,
+        ttft=r.chunk_times[0] - r.send_time if r.chunk_times else 0.0,
+        itl=r.itl,
+        prompt_len=r.prompt_tokens if r.prompt_tokens is not None else r.prompt_len,
+        generated_text=r.generated_text if ok else "",
+        error="" if ok else r.error,
+        start_time=r.send_time,
+        client_queue_time=r.queue_time,
+    )
+
+
+def vllm_per_request_lists(outputs, output_lens) -> dict:
+    """The per-request lists of vLLM's result file, as benchmark() builds them."""
+    return {
+        "input_lens": [o.prompt_len for o in outputs],
+        "output_lens": output_lens,
+        "ttfts": [o.ttft for o in outputs],
+        "itls": [o.itl for o in outputs],
+        "latencies": [o.latency for o in outputs],
+        "start_times": [o.start_time for o in outputs],
+        "queue_times": [o.client_queue_time for o in outputs],
+        "generated_texts": [o.generated_text for o in outputs],
+    }
+
+
+def vllm_metric_keys(theirs) -> dict[str, object]:
+    """vLLM's BenchmarkMetrics by the result file's key names (``percentiles_ttft_ms``
+    becomes ``p50_ttft_ms``...). Every field is mapped, so a field a vLLM upgrade adds
+    shows up here."""
+    renamed = {"total_input": "total_input_tokens", "total_output": "total_output_tokens"}
+    out: dict[str, object] = {}
+    for f in dataclasses.fields(theirs):
+        value = getattr(theirs, f.name)
+        if f.name.startswith("percentiles_"):
+            series = f.name.removeprefix("percentiles_").removesuffix("_ms")
+            out.update({f"p{percentile_label(p)}_{series}_ms": v for p, v in value})
+        else:
+            out[renamed.get(f.name, f.name)] = value
+    return out
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_identical_to_vllm_calculate_metrics(seed):
+    """The same random request records through vLLM's own calculate_metrics and this
+    plugin's metrics: every key they share is equal, bit for bit."""
     serve = pytest.importorskip("vllm.benchmarks.serve")
     from vllm.benchmarks.lib.endpoint_request_func import RequestFuncOutput
 
-    rs = _synthetic_records()
+    rng = random.Random(seed)
+    rs = _synthetic_records(rng)
     duration = max(r.chunk_times[-1] for r in rs if r.chunk_times) - min(r.scheduled_time for r in rs) + 0.01
     percentiles = [50.0, 90.0, 95.0, 99.0, 99.9]
-    slos = {"ttft": 900.0, "tpot": 120.0, "e2el": 3000.0}
+    slos = {"ttft": rng.uniform(200, 1500), "tpot": rng.uniform(20, 200), "e2el": rng.uniform(1000, 5000)}
 
-    outputs = []
-    for r in rs:
-        ok = r.error is None
-        outputs.append(
-            RequestFuncOutput(
-                success=ok,
-                latency=r.latency if ok else 0.0,
-                output_tokens=r.completion_tokens or 0,
-                ttft=r.ttft if ok else 0.0,
-                itl=r.itl if ok else [],
-                prompt_len=r.prompt_tokens if r.prompt_tokens is not None else r.prompt_len,
-                error="" if ok else r.error,
-                start_time=r.send_time,
-                client_queue_time=r.queue_time,
-            )
-        )
+    outputs = [as_vllm_output(r, RequestFuncOutput) for r in rs]
     theirs, their_output_lens = serve.calculate_metrics(
-        input_requests=[], outputs=outputs, dur_s=duration, tokenizer=None,
+        input_requests=[], outputs=outputs, dur_s=duration, tokenizer=WordTokenizer(),
         selected_percentiles=percentiles, goodput_config_dict=slos,
     )  # fmt: skip
-    ours = compute_metrics(rs, duration, percentiles=percentiles, goodput_slos=slos)
-    assert ours.failed > 0 and ours.tpot.count < ours.completed  # the data exercises both rules
+    ours = compute_metrics(rs, duration, percentiles=percentiles, goodput_slos=slos, count_tokens=count_words)
+    result = to_vllm_result(ours, rs, count_tokens=count_words)
+    # the data exercises every rule
+    assert ours.failed > 0 and 0 < ours.stream_errors < ours.completed and ours.tpot.count < ours.completed
+    assert any(is_measured_success(r) and not r.completion_tokens and sum(r.chunk_tokens) < count_words(r.generated_text)
+               for r in rs)  # fmt: skip
 
-    for name in ("completed", "failed", "request_throughput", "request_goodput", "output_throughput",
-                 "total_token_throughput", "max_output_tokens_per_s", "max_concurrent_requests"):  # fmt: skip
-        assert getattr(ours, name) == getattr(theirs, name), name
-    assert ours.total_input_tokens == theirs.total_input
-    assert ours.total_output_tokens == theirs.total_output
-    result = to_vllm_result(ours, rs)
-    assert result["output_lens"] == their_output_lens
-    for series in ("ttft", "tpot", "itl", "e2el"):
-        for stat in ("mean", "median", "std"):
-            key = f"{stat}_{series}_ms"
-            assert result[key] == getattr(theirs, key), key
-        for p, value in getattr(theirs, f"percentiles_{series}_ms"):
-            key = f"p{percentile_label(p)}_{series}_ms"
-            assert result[key] == value, key
+    expected = vllm_metric_keys(theirs)
+    missing = sorted(set(expected) - set(result))
+    assert not missing, f"vLLM reports {missing}, which this plugin does not"
+    for key, value in expected.items():
+        assert result[key] == value, key
+    for key, values in vllm_per_request_lists(outputs, their_output_lens).items():
+        assert result[key] == values, key
+    assert [e == "" for e in result["errors"]] == [o.success for o in outputs]
