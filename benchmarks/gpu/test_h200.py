@@ -50,6 +50,8 @@ POINTS = [
 def lengths(suite: str, value: float) -> tuple[int, int]:
     if suite == "ttft":
         return 512, 16
+    if suite == "gap":
+        return 512, 128
     if suite == "input":
         return int(value), 128
     if suite == "output":
@@ -60,7 +62,7 @@ def lengths(suite: str, value: float) -> tuple[int, int]:
 def schedule(suite: str, value: float) -> Schedule:
     if suite == "rate":
         return Schedule(rate=value, seed=42)
-    if suite in ("concurrency", "ttft"):
+    if suite in ("concurrency", "ttft", "gap"):
         return Schedule(rate=INF, max_concurrency=int(value), seed=42)
     return Schedule(rate=INF, seed=42)
 
@@ -92,7 +94,7 @@ def run_peer(server, suite: str, value: float, prompts: int, out_dir: Path, toke
             "--disable-tqdm"]
     if suite == "rate":
         argv += ["--request-rate", "inf" if value == INF else str(value)]
-    elif suite in ("concurrency", "ttft"):
+    elif suite in ("concurrency", "ttft", "gap"):
         argv += ["--request-rate", "inf", "--max-concurrency", str(int(value))]
     else:
         argv += ["--request-rate", "inf"]
@@ -266,3 +268,67 @@ def test_token_ids_cost(vllm_bench):
     vllm_bench.settings = replace(vllm_bench.settings, token_ids=True)
     vllm_bench.run(RandomWorkload(512, 256, 200, seed=42), schedule("rate", INF), suite="token-ids",
                    params={"token_ids": True})
+
+
+# Part g: concurrency 64 on a small model (512 prompts, 512 in / 128 out), where vllm bench serve
+# measured 15-20 % more req/s than the plugin on one hand-started server. Five ways, three rounds,
+# the order rotated each round: the plugin with one client process ("one"), with three ("three"),
+# sending vllm bench serve's own prompts ("peer-prompts"), asking for token ids per chunk
+# ("token-ids": what that option costs the server), and vllm bench serve ("peer"). Around every run
+# the server's own counters (/metrics) and the CPU time of its processes are read, so the runs can
+# be compared by what the server did: engine steps, tokens per step, CPU per request.
+GAP_VARIANTS = ("one", "three", "peer-prompts", "token-ids", "peer")
+GAP = [(r, v) for r in range(3) for v in GAP_VARIANTS[r:] + GAP_VARIANTS[:r]]
+GAP_PROMPTS = int(os.environ.get("GAP_PROMPTS", "512"))  # fewer to try the part on a CPU
+
+
+def server_counters(server) -> dict:
+    """What the server has done so far: engine steps and tokens from /metrics, and the CPU seconds
+    of each of its processes (the API server, the engine core...)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    counters: dict = {}
+    for family in text_string_to_metric_families(server.client.get("/metrics").text):
+        for sample in family.samples:
+            if sample.name in ("vllm:iteration_tokens_total_count", "vllm:iteration_tokens_total_sum",
+                               "vllm:generation_tokens_total", "vllm:prompt_tokens_total",
+                               "vllm:num_preemptions_total", "vllm:request_success_total"):
+                counters[sample.name] = counters.get(sample.name, 0.0) + sample.value
+    cpu = {}
+    root = psutil.Process(server.process.popen.pid)
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+            cpu[f"{proc.pid}:{proc.name()}"] = times.user + times.system
+        except psutil.Error:
+            continue
+    counters["cpu"] = cpu
+    return counters
+
+
+def counter_delta(before: dict, after: dict) -> dict:
+    delta = {key: after[key] - before.get(key, 0.0) for key in after if key != "cpu"}
+    delta["cpu"] = {name: round(after["cpu"][name] - before["cpu"].get(name, 0.0), 3) for name in after["cpu"]}
+    return delta
+
+
+@pytest.mark.benchmark
+@pytest.mark.parametrize("round_, variant", GAP, ids=[f"gap-{v}-r{r}" for r, v in GAP])
+def test_gap_c64(vllm_bench, vllm_server, vllm_session, round_, variant):
+    out_dir = vllm_session.results_dir / "peer"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = os.environ.get("PEER_TOKENIZER", str(vllm_server.spec.model))
+    before = server_counters(vllm_server)
+    if variant == "peer":
+        run_peer(vllm_server, "gap", 64, GAP_PROMPTS, out_dir, tokenizer, name=f"gap-peer-r{round_}")
+    else:
+        workload = RandomWorkload(512, 128, GAP_PROMPTS, seed=42)
+        if variant == "peer-prompts":
+            workload = PeerPrompts(tokenizer, 512, 128, GAP_PROMPTS, seed=42)
+        vllm_bench.settings = replace(vllm_bench.settings, processes=3 if variant == "three" else 1,
+                                      token_ids=variant == "token-ids")
+        vllm_bench.run(workload, schedule("concurrency", 64), suite="gap", params={"variant": variant, "round": round_})
+    after = server_counters(vllm_server)
+    server_dir = vllm_session.results_dir / "server"
+    server_dir.mkdir(parents=True, exist_ok=True)
+    (server_dir / f"gap-{variant}-r{round_}.json").write_text(json.dumps(counter_delta(before, after), indent=1))
