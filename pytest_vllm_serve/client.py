@@ -44,7 +44,7 @@ class RequestOptions:
     model: str
     endpoint: str = "chat"  # "chat" or "completions"
     ignore_eos: bool = True
-    token_ids: bool = True  # ask vLLM for token_ids per chunk (exact per-token ITL)
+    token_ids: bool = False  # ask vLLM for token_ids per chunk (exact per-token ITL); off, as vllm bench serve
     timeout: float | None = None  # seconds for the whole request; None: no limit
     extra_body: dict[str, Any] = field(default_factory=dict)
 

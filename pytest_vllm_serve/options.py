@@ -144,8 +144,12 @@ OPTIONS: tuple[Opt, ...] = (
         metavar="SECONDS"),
     Opt("vllm-respect-eos", "Stop outputs at EOS. By default benchmarks send ignore_eos so every "
         "output has exactly the asked length.", flag=True),
-    Opt("vllm-no-token-ids", "Do not ask the server for token ids per streamed chunk (then per-token "
-        "ITL assumes one token per chunk).", flag=True),
+    Opt("vllm-token-ids", "Ask the server for the token ids of every streamed chunk (return_token_ids), for "
+        "an exact per-token ITL when chunks carry several tokens (speculative decoding, --stream-interval). Off "
+        "by default: benchmarks send the request vllm bench serve sends, and per-token ITL counts one token per "
+        "chunk. What it costs the server: docs/metrics.md.", flag=True),
+    Opt("vllm-no-token-ids", "No token ids per streamed chunk: the default now, kept so that older command lines "
+        "still work. Cannot be combined with --vllm-token-ids.", flag=True),
     Opt("vllm-tokenizer", "Local tokenizer (tokenizer.json or a model dir) to size prompts, for servers "
         "without /tokenize. Default: the server's /tokenize.", metavar="PATH"),
     Opt("vllm-dataset-path", "Local ShareGPT-format JSON for the sharegpt workload (nothing is downloaded).",
@@ -333,7 +337,7 @@ class BenchSettings:
     goodput: dict[str, float] | None = None
     request_timeout: float | None = None
     ignore_eos: bool = True
-    token_ids: bool = True
+    token_ids: bool = False  # return_token_ids: off, as vllm bench serve sends
     tokenizer: Path | None = None
     dataset_path: Path | None = None
     record_metric: str = "ttft"
@@ -389,7 +393,7 @@ class BenchSettings:
             goodput=parse_goodput(goodput) if goodput else None,
             request_timeout=_number("vllm_request_timeout", timeout, float) if timeout else None,
             ignore_eos=not get("vllm_respect_eos"),
-            token_ids=not get("vllm_no_token_ids"),
+            token_ids=_token_ids(get("vllm_token_ids"), get("vllm_no_token_ids")),
             tokenizer=Path(tokenizer) if tokenizer else None,
             dataset_path=Path(dataset) if dataset else None,
             record_metric=record,
@@ -399,6 +403,13 @@ class BenchSettings:
             progress_interval=_number("vllm_progress_interval", get("vllm_progress_interval"), float),
             given=given,
         )
+
+
+def _token_ids(on: Any, off: Any) -> bool:
+    if on and off:
+        raise ConfigError("--vllm-token-ids and --vllm-no-token-ids contradict each other.\n"
+                          "  fix: give one of them (no token ids is the default)")
+    return bool(on)
 
 
 def path_option(config: pytest.Config, dest: str) -> str | None:

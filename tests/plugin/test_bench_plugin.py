@@ -185,6 +185,7 @@ def test_progress_is_shown_on_long_points(pytester):
         (["--vllm-baseline=summary.json", "--vllm-fail-on=p99_bogus_ms:+10%"], "unknown metric 'p99_bogus_ms'"),
         (["--vllm-goodput=latency:5"], "goodput"),
         (["--vllm-endpoint=grpc"], "use chat or completions"),
+        (["--vllm-token-ids", "--vllm-no-token-ids"], "--vllm-token-ids and --vllm-no-token-ids contradict"),
     ],
 )
 def test_bad_input_fails_before_any_load(pytester, args, message):

@@ -28,8 +28,9 @@ def timed_server():
         yield url
 
 
-def plan(url, schedule=Schedule(), prompts=PROMPTS, endpoint="chat", **kw):
-    return LoadPlan(url, RequestOptions(model="latency-server", endpoint=endpoint), prompts, schedule, **kw)
+def plan(url, schedule=Schedule(), prompts=PROMPTS, endpoint="chat", token_ids=False, **kw):
+    options = RequestOptions(model="latency-server", endpoint=endpoint, token_ids=token_ids)
+    return LoadPlan(url, options, prompts, schedule, **kw)
 
 
 @pytest.mark.parametrize("endpoint", ["chat", "completions"])
@@ -85,12 +86,27 @@ def test_several_client_processes_share_one_schedule(timed_server):
 
 
 def test_multi_token_chunks_keep_per_token_itl_honest():
+    """With --vllm-token-ids each chunk's tokens are known, so per-token ITL stays exact."""
     with running(ttft_ms=10, itl_ms=4, tokens_per_chunk=4) as url:
-        result = run_load(plan(url, prompts=tuple(Prompt("a b", 2, 16) for _ in range(4)), warmup=0, endpoint="completions"))
+        result = run_load(plan(url, prompts=tuple(Prompt("a b", 2, 16) for _ in range(4)), warmup=0,
+                               endpoint="completions", token_ids=True))
     record = result.records[0]
     assert record.chunk_tokens == [1, 4, 4, 4, 3]
     assert statistics.median(record.itl) == pytest.approx(0.016, abs=0.002)  # chunk gaps: 4 tokens each
     assert statistics.median(per_token_itl(record)) == pytest.approx(0.004, abs=0.0008)
+
+
+def test_by_default_the_request_is_vllm_bench_serves_and_counts_come_from_usage():
+    """No return_token_ids by default (the body vllm bench serve sends): each chunk with text counts
+    one token for per-token ITL, and the output tokens still come from the server's usage."""
+    body = RequestOptions(model="m", endpoint="completions").payload(Prompt("a b", 2, 16))
+    assert "return_token_ids" not in body
+    with running(ttft_ms=10, itl_ms=4, tokens_per_chunk=4) as url:
+        result = run_load(plan(url, prompts=tuple(Prompt("a b", 2, 16) for _ in range(2)), warmup=0,
+                               endpoint="completions"))
+    record = result.records[0]
+    assert record.chunk_tokens == [1, 1, 1, 1, 1]
+    assert record.output_tokens == 16
 
 
 @pytest.mark.parametrize(
