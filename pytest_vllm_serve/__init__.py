@@ -1,6 +1,6 @@
 """pytest-vllm-serve: vLLM servers as pytest fixtures, smoke tests and serving benchmarks."""
 
-from importlib.metadata import version as _version
+from importlib.metadata import PackageNotFoundError, version
 
 from .errors import ConfigError, ServerDiedError, ServerStartError, VllmServeError
 from .launchers.base import RunningServer
@@ -17,4 +17,7 @@ __all__ = [
     "VllmServeError",
     "serve",
 ]
-__version__ = _version("pytest-vllm-serve")  # one version: the package metadata (pyproject.toml)
+try:  # one version: the package metadata, from pyproject.toml
+    __version__ = version("pytest-vllm-serve")
+except PackageNotFoundError:  # a source tree on sys.path, not installed
+    __version__ = "0+unknown"
