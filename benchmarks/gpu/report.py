@@ -126,6 +126,7 @@ def main() -> None:
             print(f"| {who} | {medians} | {statistics.median(pooled):.1f} | {statistics.fmean(pooled):.1f} |")
     cause_table(out)
     gap_table(out)
+    ab_table(out)
     failed = [(point, ours["failed"], peer["failed"]) for _, point, ours, peer in rows if ours["failed"] or peer["failed"]]
     print("\nfailed requests: " + (", ".join(f"{p}: {a} / {b}" for p, a, b in failed) if failed else "none"))
 
@@ -199,6 +200,49 @@ def gap_table(out: Path) -> None:
         cells += [" / ".join(f"{v:.0f}" for v in steps), " / ".join(f"{t / n:.0f}" for t, n in zip(tokens, steps)),
                   " / ".join(cpu)]
         print(f"| {variant} | " + " | ".join(cells) + " |")
+
+
+AB_VARIANTS = ("old-1", "new-1", "old-3", "peer")
+
+
+def ab_table(out: Path) -> None:
+    """run_ab.sh (part h): the older client, this one and vllm bench serve on one server."""
+    ab = out / "ab"
+    runs: dict[str, dict[int, tuple[dict, dict]]] = {}
+    for server in sorted(ab.glob("server-*.json")) if ab.exists() else []:
+        name = server.stem.removeprefix("server-")
+        variant, round_ = name.rsplit("-r", 1)
+        if variant == "peer":
+            point = ab / f"{name}.json"
+        else:
+            point = next((out / f"res-{name}").glob("2*/points/*.json"), None)
+        if point is not None and point.exists():
+            runs.setdefault(variant, {})[int(round_)] = (json.loads(point.read_text()), json.loads(server.read_text()))
+    if not runs:
+        return
+    rounds = sorted({r for by_round in runs.values() for r in by_round})
+    print("\n### the older client, this one and vllm bench serve (part h)\n")
+    print("Each cell: round " + " / ".join(str(r) for r in rounds) + "; in brackets, the run's place in its round. "
+          "old-N: the client before this change with N processes; new-1: this client; server CPU: API process / "
+          "engine processes, seconds.\n")
+    print("| variant | " + " | ".join(title for title, _, _ in GAP_COLUMNS) + " | steps | server CPU s | client package |")
+    print("|---|" + "---|" * (len(GAP_COLUMNS) + 3))
+    for variant in sorted(runs, key=lambda v: AB_VARIANTS.index(v) if v in AB_VARIANTS else 99):
+        by_round = runs[variant]
+        cells = [" / ".join(f"{by_round[r][0][key]:.{digits}f}" for r in rounds if r in by_round)
+                 for _, key, digits in GAP_COLUMNS]
+        places = [(AB_VARIANTS.index(variant) - r) % 4 + 1 for r in rounds if r in by_round]
+        cells[0] += " (" + ", ".join(map(str, places)) + ")"
+        steps = " / ".join(f"{by_round[r][1]['vllm:iteration_tokens_total_count']:.0f}" for r in rounds if r in by_round)
+        cpu = []
+        for r in rounds:
+            if r in by_round:
+                procs = by_round[r][1]["cpu"]
+                api = sum(v for k, v in procs.items() if not k.split(":", 1)[1].startswith("VLLM"))
+                engine = sum(v for k, v in procs.items() if k.split(":", 1)[1].startswith("VLLM"))
+                cpu.append(f"{api:.1f}/{engine:.1f}")
+        trees = sorted({Path(by_round[r][1].get("client_package", "?")).parent.name for r in rounds if r in by_round})
+        print(f"| {variant} | " + " | ".join(cells) + f" | {steps} | {' / '.join(cpu)} | {', '.join(trees)} |")
 
 
 if __name__ == "__main__":
