@@ -8,6 +8,8 @@ import time
 
 import pytest
 
+READY = ("idle", "mix", "alloc", "comp")
+MULTI = "multi"  # the partition of the two namespace nodes
 FIX = "fix: start the one-node cluster with `bash scripts/services/slurm.sh` (CI: bash scripts/setup.sh --services)"
 
 
@@ -16,14 +18,37 @@ def require_cluster() -> None:
     missing = [c for c in ("sbatch", "srun", "salloc", "squeue", "scontrol", "scancel", "sinfo") if not shutil.which(c)]
     if missing:
         pytest.fail(f"the SLURM commands {', '.join(missing)} are not installed.\n{FIX}", pytrace=False)
-    done = subprocess.run(["sinfo", "-h", "-N", "-o", "%N %t"], capture_output=True, text=True, timeout=30)
-    states = done.stdout.split()
-    if done.returncode != 0 or len(states) < 2 or states[1] not in ("idle", "mix", "alloc", "comp"):
+    done = subprocess.run(["sinfo", "-h", "-N", "-o", "%N %P %t"], capture_output=True, text=True, timeout=30)
+    # The default partition's node (marked '*'); the namespace nodes of partition multi may be down.
+    lines = [line.split() for line in done.stdout.splitlines()]
+    states = next((line for line in lines if len(line) == 3 and line[1].endswith("*")), [])
+    if done.returncode != 0 or len(states) < 3 or states[2] not in READY:
         pytest.fail(
             f"slurmctld/slurmd are not running or the node is not ready (sinfo: "
             f"{(done.stdout + done.stderr).strip() or 'no answer'}).\n{FIX}",
             pytrace=False,
         )
+
+
+def require_two_nodes() -> list[str]:
+    """The two nodes of partition multi (scripts/services/slurm.sh), which must be ready (within 30 s)."""
+    require_cluster()
+    deadline = time.monotonic() + 30  # a node just resumed shows "idle*" until slurmctld hears from it
+    while True:
+        done = subprocess.run(["sinfo", "-h", "-N", "-p", MULTI, "-o", "%N %t"], capture_output=True, text=True,
+                              timeout=30)
+        nodes = [line.split() for line in done.stdout.splitlines() if line.strip()]
+        ready = len(nodes) == 2 and all(state in READY for _, state in nodes)
+        if ready or time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)
+    if not ready:
+        pytest.fail(
+            f"partition {MULTI} must have two ready nodes (sinfo: {done.stdout.strip() or done.stderr.strip()}).\n"
+            "fix: start the two namespace nodes with `bash scripts/services/slurm.sh`",
+            pytrace=False,
+        )
+    return [name for name, _ in nodes]
 
 
 def our_jobs(marker: str) -> list[tuple[int, str]]:
