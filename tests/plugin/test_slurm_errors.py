@@ -164,11 +164,37 @@ def test_dry_run_of_a_multi_node_gpu_image(pytester, inner_args, tmp_path):
     assert "docker ps" not in text
 
 
-def test_vllm_cpu_cannot_span_nodes_with_rpc(pytester, inner_args):
+def test_vllm_cpu_spans_nodes_with_rpc_through_vllms_cli(pytester, inner_args):
+    # Only vLLM's CLI has --headless; under vllm-cpu it runs through pytest_vllm_serve.vllm_cli.
     pytester.makepyfile(USES_SERVER)
     result, _, text = run_timed(pytester, *inner_args, "--vllm-slurm-dry-run", "--vllm-slurm-opt=--nodes=2")
+    assert result.ret == pytest.ExitCode.OK, text[-3000:]
+    assert "# topology: 2 node(s) x CPU: TP=1 PP=1 DP=2 (DP per node 1) EP=off, backend rpc" in text
+    head = re.search(r"node 0 \(head\):\n#\s+(.*)", text).group(1)
+    worker = re.search(r"node 1 \(worker\):\n#\s+(.*)", text).group(1)
+    for line in (head, worker):
+        assert re.match(r"\S+ -m pytest_vllm_serve\.vllm_cli serve /\S+ ", line), line
+        assert "--data-parallel-size 2 " in line and "--data-parallel-size-local 1 " in line
+    assert worker.endswith("--data-parallel-start-rank 1 --headless") and "--port" not in worker
+    assert "--headless" not in head and '--port "${API_PORT}"' in head
+
+
+def test_a_cpu_image_cannot_span_nodes_with_rpc(pytester, inner_args, tmp_path):
+    import io
+    import json
+    import tarfile
+
+    image = tmp_path / "vllm-cpu-image.tar"
+    with tarfile.open(image, "w") as archive:
+        data = json.dumps([{"RepoTags": ["pvs-vllm-cpu:test"], "Config": "c.json", "Layers": []}]).encode()
+        info = tarfile.TarInfo("manifest.json")
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+    pytester.makepyfile(USES_SERVER)
+    result, _, text = run_timed(pytester, *inner_args, "--vllm-slurm-dry-run", f"--vllm-docker={image}",
+                                "--vllm-docker-flavor=cpu", "--vllm-slurm-opt=--nodes=2")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    assert "vllm-cpu starts through `python -m vllm.entrypoints.openai.api_server`, which has no headless mode" in text
+    assert "a cpu image starts through `python3 -m vllm.entrypoints.openai.api_server`, which has no headless mode" in text
     assert "fix: serve on one node" in text
 
 
