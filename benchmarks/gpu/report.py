@@ -231,7 +231,8 @@ def ab_table(out: Path) -> None:
         by_round = runs[variant]
         cells = [" / ".join(f"{by_round[r][0][key]:.{digits}f}" for r in rounds if r in by_round)
                  for _, key, digits in GAP_COLUMNS]
-        places = [(AB_VARIANTS.index(variant) - r) % 4 + 1 for r in rounds if r in by_round]
+        order = [v for v in AB_VARIANTS if v in runs]  # the run's variants, in run_ab.sh's order
+        places = [(order.index(variant) - r) % len(order) + 1 for r in rounds if r in by_round]
         cells[0] += " (" + ", ".join(map(str, places)) + ")"
         steps = " / ".join(f"{by_round[r][1]['vllm:iteration_tokens_total_count']:.0f}" for r in rounds if r in by_round)
         cpu = []

@@ -41,16 +41,18 @@ plugin=()
 $python -c "import importlib.metadata as m; m.distribution('pytest-vllm-serve')" 2>/dev/null || plugin=(-p pytest_vllm_serve.plugin)
 one() {  # name, tree, processes, test
     local name=$1 tree=$2
-    AB_NAME=$name AB_PROCESSES=$3 PYTHONPATH="$tree:$PWD/benchmarks/gpu${base:+:$base}" $python -m pytest \
+    # -P: no current directory ahead of PYTHONPATH, so the tree given is the one imported.
+    AB_NAME=$name AB_PROCESSES=$3 PYTHONPATH="$tree:$PWD/benchmarks/gpu${base:+:$base}" $python -P -m pytest \
         -c benchmarks/gpu/pytest.ini --rootdir=. "${plugin[@]}" -p no:cacheprovider -q \
         "benchmarks/gpu/test_client_ab.py::$4" "--vllm-url=http://127.0.0.1:$port" "--vllm-results-dir=$out/res-$name" \
         --vllm-no-plots > "$out/pytest-$name.txt" 2>&1
     echo "$name: exit $?" | tee -a "$out/summary.txt"
 }
-variants=(old-1 new-1 old-3 peer)
+read -r -a variants <<< "${AB_VARIANTS:-old-1 new-1 old-3 peer}"
+n=${#variants[@]}
 for round in 0 1 2; do
-    for i in 0 1 2 3; do
-        v=${variants[$(( (i + round) % 4 ))]}
+    for (( i = 0; i < n; i++ )); do
+        v=${variants[$(( (i + round) % n ))]}
         case $v in
             old-1) one "$v-r$round" "$old" 1 test_ab_point ;;
             old-3) one "$v-r$round" "$old" 3 test_ab_point ;;
