@@ -131,6 +131,24 @@ def test_the_shipped_smoke_suite_passes_against_a_url_with_only_the_plugin(
     assert "server launches this session: 0, attached: 1" in done.stdout
 
 
+def test_a_shipped_benchmark_point_runs_from_the_installed_package(plugin_only: Path, empty_dir: Path, vllm_server):
+    collected = run([str(plugin_only), "-m", "pytest", "--pyargs", "pytest_vllm_serve.suites", "-m", "benchmark",
+                     "--collect-only", "-q", f"--vllm-url={vllm_server.url}", "-p", "no:cacheprovider"],
+                    cwd=empty_dir, timeout=120)
+    assert collected.returncode == 0, collected.stdout[-2000:]
+    assert "benchmarks/test_sweeps.py::test_rate[rate=inf]" in collected.stdout
+    results = empty_dir / "results"
+    done = run([str(plugin_only), "-m", "pytest", "--vllm-suite", "benchmarks", "-k", "test_concurrency and not type",
+                "--vllm-sweep-concurrency=2", "--vllm-num-prompts=4", "--vllm-input-len=16", "--vllm-output-len=8",
+                f"--vllm-url={vllm_server.url}", f"--vllm-results-dir={results}", "-p", "no:cacheprovider"],
+               cwd=empty_dir, timeout=300)
+    assert done.returncode == 0, done.stdout[-4000:]
+    assert "1 passed" in done.stdout, done.stdout[-2000:]
+    (point,) = (results / "latest" / "points").glob("*.json")
+    assert "pytest_vllm_serve_suites_benchmarks_test_sweeps" in point.name, point.name
+    assert (results / "latest" / "summary.csv").exists()
+
+
 def test_an_unknown_suite_is_a_usage_error_naming_the_suites(plugin_only: Path, empty_dir: Path):
     start = time.monotonic()
     done = run([str(plugin_only), "-m", "pytest", "--vllm-suite", "smoke,nosuch"], cwd=empty_dir, timeout=60)
