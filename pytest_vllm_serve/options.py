@@ -295,10 +295,16 @@ def _docker_settings(config: pytest.Config) -> dict[str, Any]:
 
 def _int_list(dest: str, text: str, allow_inf: bool = False) -> tuple[float, ...]:
     values = []
-    for item in str(text).split(","):
-        item = item.strip()
+    name = BY_DEST[dest].name
+    items = [item.strip() for item in str(text).split(",")]
+    if items == [""]:
+        raise ConfigError(f"--{name} is empty.\n  fix: e.g. --{name} 1,4,16")
+    for position, item in enumerate(items, start=1):
         if not item:
-            continue
+            raise ConfigError(
+                f"--{name} {text!r}: item {position} of {len(items)} is empty (two commas in a row, or a comma at "
+                f"an end).\n  fix: remove the extra comma, e.g. --{name} 1,4,16"
+            )
         if allow_inf and item.lower() in ("inf", "infinity"):
             values.append(math.inf)
             continue
@@ -312,8 +318,6 @@ def _int_list(dest: str, text: str, allow_inf: bool = False) -> tuple[float, ...
                 f"and lengths send nothing).\n  fix: e.g. --{BY_DEST[dest].name} 1,4,16"
             )
         values.append(number)
-    if not values:
-        raise ConfigError(f"--{BY_DEST[dest].name} is empty")
     return tuple(values)
 
 

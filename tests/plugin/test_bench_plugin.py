@@ -178,6 +178,8 @@ def test_progress_is_shown_on_long_points(pytester):
     "args, message",
     [
         (["--vllm-sweep-rate=0,4"], "must be positive"),
+        (["--vllm-sweep-rate=1,,2"], "--vllm-sweep-rate '1,,2': item 2 of 3 is empty"),
+        (["--vllm-sweep-concurrency=1,2,"], "--vllm-sweep-concurrency '1,2,': item 3 of 3 is empty"),
         (["--vllm-sweep-concurrency=-2"], "must be positive"),
         (["--vllm-sweep-input-len=abc"], "is not a number"),
         (["--vllm-num-prompts=0"], "--vllm-num-prompts must be positive"),
