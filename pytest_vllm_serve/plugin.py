@@ -24,7 +24,12 @@ PROFILE_KEY = pytest.StashKey[list]()  # profiling artifacts of a test, for its 
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    from . import cmdline
+
     options.add_options(parser)
+    # pytest's own parser; "--vllm-serve-args --enforce-eager" then says how to write it
+    cmdline.explain_missing_values(getattr(parser, "optparser", None),
+                                   (*options.VALUE_OPTIONS, *cmdline.BENCHMARK_VALUE_OPTIONS))
 
 
 REJOINED_KEY = pytest.StashKey[str | None]()

@@ -187,3 +187,24 @@ def test_python_options_survive_the_rerun(project, outside, pytester):
     out = proc.stdout
     assert proc.returncode == 0, out.decode()
     assert b"re-read" in out
+
+
+# -- a value that starts with "-", after a space -----------------------------------------------
+
+
+def test_a_dash_value_after_a_space_is_refused_with_the_equals_form(pytester):
+    start = time.monotonic()
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--vllm-serve-args", "--enforce-eager", timeout=60)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.str()
+    assert "argument --vllm-serve-args: expected one argument" in err, err
+    assert "fix: --vllm-serve-args takes a value" in err and "--vllm-serve-args=--enforce-eager" in err, err
+    assert time.monotonic() - start < 15
+
+
+def test_the_dash_value_fix_names_only_our_options():
+    fix = cmdline.missing_value_fix("argument --vllm-fail-on: expected one argument", ["--vllm-fail-on", "-x"], VALUES)
+    assert fix is not None and "--vllm-fail-on=-x" in fix
+    assert cmdline.missing_value_fix("argument --vllm-url: expected one argument", ["--vllm-url"], VALUES).endswith(
+        "--vllm-url=VALUE")
+    assert cmdline.missing_value_fix("argument -k: expected one argument", ["-k", "-x"], VALUES) is None
