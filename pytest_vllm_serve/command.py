@@ -67,14 +67,39 @@ class ModelRef:
     builtin: bool = False
 
 
+#: Files that make a local directory a model vLLM can load: Hugging Face's config.json,
+#: or Mistral's own format (params.json beside consolidated weights).
+MODEL_DIR_MARKERS = ("config.json", "params.json")
+
+
 def check_model(model: str | None) -> None:
-    """Fail fast on a model path that does not exist."""
-    if model is not None and looks_like_path(model) and not Path(os.path.expanduser(model)).exists():
+    """Fail fast on a model path that does not exist, or that vLLM could not load."""
+    if model is None or not looks_like_path(model):
+        return
+    path = Path(os.path.expanduser(model))
+    if not path.exists():
         raise ConfigError(
             f"--vllm-model {model!r} looks like a path, but it does not exist.\n"
             "  fix: give an existing model directory, a Hugging Face model id (org/name), "
             "or leave --vllm-model out to serve the built-in tiny model"
         )
+    problem = model_layout_problem(path)
+    if problem:
+        raise ConfigError(
+            f"--vllm-model {model!r}: {problem}, so vLLM cannot load it (it would fail after its startup).\n"
+            "  fix: pass the directory that holds the model's config.json (a Hugging Face snapshot), or a .gguf file"
+        )
+
+
+def model_layout_problem(path: Path) -> str | None:
+    """What is missing for a local model path to be loadable; None when it looks like a model."""
+    if path.is_file():
+        return None if path.suffix.lower() == ".gguf" else f"{path.name} is a file, but not a .gguf model"
+    if any((path / name).is_file() for name in MODEL_DIR_MARKERS):
+        return None
+    if any(path.glob("*.gguf")):
+        return None
+    return f"the directory has no {path / 'config.json'} (nor Mistral's params.json, nor a .gguf file)"
 
 
 def resolve_model(model: str | None, cache_dir: Path | None = None) -> ModelRef:

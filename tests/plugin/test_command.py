@@ -93,8 +93,35 @@ def test_hub_ids_are_not_treated_as_paths():
     assert resolve_model("Qwen/Qwen2.5-7B-Instruct") == ModelRef("Qwen/Qwen2.5-7B-Instruct", "Qwen/Qwen2.5-7B-Instruct")
 
 
+@pytest.mark.parametrize("layout, ok", [
+    ({"config.json": "{}"}, True),
+    ({"params.json": "{}", "consolidated.safetensors": ""}, True),
+    ({"model-q4.gguf": ""}, True),
+    ({"model.safetensors": ""}, False),
+    ({}, False),
+], ids=["hf", "mistral", "gguf-dir", "weights-only", "empty"])
+def test_a_local_model_directory_needs_a_known_layout(tmp_path, layout, ok):
+    for name, text in layout.items():
+        (tmp_path / name).write_text(text)
+    if ok:
+        check_model(str(tmp_path))
+        return
+    with pytest.raises(ConfigError, match="the directory has no .*config.json") as info:
+        check_model(str(tmp_path))
+    assert "fix: pass the directory that holds the model's config.json" in str(info.value)
+
+
+def test_a_model_file_must_be_gguf(tmp_path):
+    (tmp_path / "model.gguf").write_text("")
+    (tmp_path / "notes.txt").write_text("")
+    check_model(str(tmp_path / "model.gguf"))
+    with pytest.raises(ConfigError, match="notes.txt is a file, but not a .gguf model"):
+        check_model(str(tmp_path / "notes.txt"))
+
+
 def test_existing_path_resolves_to_absolute(tmp_path, monkeypatch):
     (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text("{}")
     monkeypatch.chdir(tmp_path)
     ref = resolve_model("./m")
     assert ref.argument == str((tmp_path / "m").resolve())

@@ -37,6 +37,21 @@ def test_model_path_that_does_not_exist(pytester, inner_args):
     assert seconds < 15
 
 
+def test_model_directory_without_config_json_fails_before_launch(pytester, inner_args, tmp_path):
+    """A directory vLLM cannot load fails at collection, naming the missing file: no server starts."""
+    model = tmp_path / "half-copied-model"
+    model.mkdir()
+    (model / "model.safetensors").write_bytes(b"")
+    pytester.makepyfile(USES_SERVER)
+    result, seconds = run_timed(pytester, *inner_args, f"--vllm-model={model}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    text = output(result)
+    assert f"the directory has no {model / 'config.json'}" in text, text
+    assert "fix: pass the directory that holds the model's config.json" in text
+    assert "starting ServerSpec" not in text  # nothing was launched
+    assert seconds < 15
+
+
 def test_unreachable_url(pytester, inner_args):
     pytester.makepyfile(USES_SERVER)
     url = f"http://127.0.0.1:{free_port()}"
