@@ -158,9 +158,4 @@ class ServeCommand:
         return ServeCommand(args=args, served_name=served_name)
 
 
-_SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL)", re.IGNORECASE)
-
-
-def is_secret_name(name: str) -> bool:
-    """Env var names whose values must never be written anywhere."""
-    return bool(_SECRET_NAME.search(name))
+from .redact import is_secret_name  # noqa: E402,F401  (re-exported: launchers import it from here)

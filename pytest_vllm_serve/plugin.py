@@ -429,7 +429,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         if server.command:
             from shlex import join
 
-            props.append(("vllm_command", join(server.command)))
+            from .redact import redact_argv
+
+            props.append(("vllm_command", join(redact_argv(server.command))))
         props += [(f"vllm_{key}", value) for key, value in server.ids.items()]  # pid, SLURM job id...
         report.user_properties.extend(props)
         item.user_properties.extend(props)  # junitxml writes the teardown report's properties

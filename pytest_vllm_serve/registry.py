@@ -26,6 +26,7 @@ from filelock import FileLock
 from .launchers.base import RunningServer, read_tail
 from .procs import is_alive, terminate_tree
 from .readiness import LOG_TAIL_LINES
+from .redact import redact_argv
 from .results import atomic_write_text
 from .spec import ServerSpec
 
@@ -51,7 +52,7 @@ class ServerState:
         return cls(
             key=server.spec.key(), url=server.url, model=server.model, launcher=server.launcher,
             pid=pid, pgid=pid, ids=dict(server.ids), log_path=str(server.log_path) if server.log_path else None,
-            command=list(server.command), spec=server.spec.describe(), started_by=started_by,
+            command=redact_argv(server.command), spec=server.spec.describe(), started_by=started_by,
         )
 
     def alive(self) -> bool:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Iterable, Mapping
 
 from .errors import ConfigError
+from .redact import is_secret_name, redact_argv
 
 BACKENDS = ("mp", "ray")
 AUTO = "auto"
@@ -157,6 +158,14 @@ class ServerSpec:
         object.__setattr__(self, "args", tuple(str(a) for a in self.args))
         object.__setattr__(self, "env", tuple(sorted((str(k), str(v)) for k, v in dict(self.env).items())))
         self._check_static_rules()
+
+    def __repr__(self) -> str:
+        """The dataclass repr, with secret-looking args masked (``--hf-token ***``)."""
+        fields = [f"model={self.model!r}", f"tp={self.tp!r}", f"pp={self.pp!r}", f"dp={self.dp!r}", f"ep={self.ep!r}",
+                  f"backend={self.backend!r}", f"args={tuple(redact_argv(self.args))!r}",
+                  f"env={tuple((k, '***' if is_secret_name(k) else v) for k, v in self.env)!r}",
+                  f"served_model_name={self.served_model_name!r}"]
+        return "ServerSpec(" + ", ".join(fields) + ")"
 
     # -- construction -------------------------------------------------------
     @classmethod
@@ -328,7 +337,7 @@ class ServerSpec:
             f"backend={self.backend or 'default'}",
         ]
         if self.args:
-            bits.append(f"args={' '.join(self.args)}")
+            bits.append(f"args={' '.join(redact_argv(self.args))}")
         if self.env:
             bits.append("env=" + ",".join(k for k, _ in self.env))
         return "ServerSpec(" + ", ".join(bits) + ")"

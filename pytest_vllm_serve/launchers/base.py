@@ -116,7 +116,9 @@ class RunningServer:
         if self.command:
             from shlex import join
 
-            lines.append(f"command: {join(self.command)}")
+            from ..redact import redact_argv
+
+            lines.append(f"command: {join(redact_argv(self.command))}")
         for key, value in self.ids.items():
             lines.append(f"{key}: {value}")
         if self.log_path is not None:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..command import ModelRef, ServeCommand, is_secret_name
+from ..redact import redact_argv
 from ..containers import LABEL_SESSION, Owner, connect, has_nvidia_runtime, reap_stale, remove, run_labels
 from ..errors import ConfigError, ServerStartError
 from ..hardware import visible_gpus
@@ -348,7 +349,7 @@ class DockerLauncher:
         shown_env = " ".join(f"-e {k}" if is_secret_name(k) else f"-e {k}={shlex.quote(v)}" for k, v in env.items())
         with open(log_path, "ab") as log:
             log.write(f"# image {info.reference} ({info.id[:19]}), flavor {info.flavor}\n".encode())
-            log.write(f"# {shown_env}\n$ {shlex.join(argv)}\n".encode())
+            log.write(f"# {shown_env}\n$ {shlex.join(redact_argv(argv))}\n".encode())
         name = container_name(spec, port)
         options = self.run_options(info, argv, name, env, volumes, spec, layout)
         # The watchdog starts first: a pytest killed at any moment from here on leaves nothing.

@@ -19,6 +19,7 @@ from ..placement import GpuLedger
 from ..procs import descendants, start_reaper, terminate_tree
 from ..ports import free_port
 from ..readiness import LOG_TAIL_LINES
+from ..redact import redact_argv
 from ..spec import Layout, ServerSpec
 from .base import read_tail
 
@@ -182,7 +183,7 @@ class LocalLauncher:
         gpus = self.place(token, layout)
         env = self.server_env(spec, gpus)
         with open(log_path, "ab") as log:
-            log.write(f"$ {shlex.join(argv)}\n".encode())
+            log.write(f"$ {shlex.join(redact_argv(argv))}\n".encode())
             log.flush()
             popen = subprocess.Popen(
                 argv,

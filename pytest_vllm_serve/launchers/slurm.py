@@ -33,7 +33,9 @@ from ..known_causes import PORT_IN_USE, describe_cause
 from ..readiness import CAUSE_SEARCH_LINES, LOG_TAIL_LINES
 from ..slurm import cli
 from ..slurm.options import Requested, gpus_per_node_from, parse_requested
-from ..slurm.script import Container, JobScript, first_exit, node_commands, render_dry_run, render_script, sbatch_argv
+from ..redact import is_secret_flag, secret_positions
+from ..slurm.script import (Container, Expanded, JobScript, first_exit, node_commands, render_dry_run, render_script,
+                            sbatch_argv)
 from ..slurm.topology import Allocation, Topology, check_backend, job_ports, plan
 from ..spec import Layout, ServerSpec
 from ..registry import register_stopper
@@ -68,12 +70,25 @@ class PreparedJob:
     script_path: Path
     served_name: str
     sbatch: list[str]
+    secret_env: dict[str, str] = field(default_factory=dict, repr=False)  # secret serve-arg values, by variable
 
     def text(self) -> str:
         return render_script(self.script, shlex.join(self.sbatch))
 
     def dry_run(self) -> str:
         return render_dry_run(self.script, str(self.script_path), self.sbatch)
+
+
+def secrets_through_env(args: list[str]) -> tuple[tuple[str, ...], dict[str, str]]:
+    """Serve args with each secret value (``--hf-token X``) replaced by a reference to a variable
+    of the job's environment, and those variables: the batch script never holds the secret."""
+    out, env = list(args), {}
+    for n, i in enumerate(secret_positions(out), start=1):
+        name = f"PVS_SECRET_ARG_{n}"
+        flag, eq, value = out[i].partition("=") if is_secret_flag(out[i]) else ("", "", out[i])
+        env[name] = value
+        out[i] = Expanded(f"{flag}{eq}${{{name}}}")
+    return tuple(out), env
 
 
 def _fill(words: list[str], values: Mapping[str, str]) -> list[str]:
@@ -523,10 +538,11 @@ class SlurmLauncher:
             )
         ray, python = self._tools()
         inside = self.inside_allocation()
+        serve_args, secret_env = secrets_through_env(serve.args)
         script = JobScript(
             topology=topology,
             entry=entry,
-            serve_args=tuple(serve.args),
+            serve_args=serve_args,
             job_name=job_name,
             job_dir=str(job_dir),
             title=spec.describe(),
@@ -539,7 +555,7 @@ class SlurmLauncher:
         )
         script_path = job_dir / "serve.sbatch"
         submit = ["bash", str(script_path)] if inside else sbatch_argv(str(script_path), str(job_dir), self.options)
-        return PreparedJob(spec, topology, script, script_path, serve.served_name, submit)
+        return PreparedJob(spec, topology, script, script_path, serve.served_name, submit, secret_env)
 
     # -- launch ---------------------------------------------------------------------
     def launch(self, spec: ServerSpec, layout: Layout, model: ModelRef) -> SlurmJob:
@@ -548,7 +564,7 @@ class SlurmLauncher:
         job_dir.mkdir(parents=True, exist_ok=True)
         prepared.script_path.write_text(prepared.text())
         prepared.script_path.chmod(0o755)
-        env = self.job_env(spec)
+        env = {**self.job_env(spec), **prepared.secret_env}
         head_command = list(node_commands(prepared.script)[0].serve or ())
         if self.inside_allocation():
             return self._launch_in_allocation(prepared, env, head_command)

@@ -82,7 +82,7 @@ def test_generated_sbatch_script_has_no_secrets(pytester, tmp_path):
         import os
         import pytest
 
-        @pytest.mark.vllm(env={"HF_TOKEN": os.environ["T_HF"]})
+        @pytest.mark.vllm(env={"HF_TOKEN": os.environ["T_HF"]}, args=["--hf-token", os.environ["T_HF"]])
         def test_x(vllm_server):
             pass
         """
@@ -98,3 +98,70 @@ def test_generated_sbatch_script_has_no_secrets(pytester, tmp_path):
     scripts = [p for p in tmp_path.rglob("*") if p.is_file()]
     for text in [done.stdout, done.stderr, *(p.read_text(errors="replace") for p in scripts)]:
         assert API_KEY not in text and HF_TOKEN not in text
+    # The --hf-token value reaches the server through the job's environment, not the script.
+    assert '--hf-token "${PVS_SECRET_ARG_1}"' in done.stdout, done.stdout[-3000:]
+    assert "--hf-token ***" in done.stdout  # the spec, as the dry run titles it
+
+
+def _sinks(done: subprocess.CompletedProcess, junit: Path, root: Path) -> dict[str, str]:
+    sinks = {"pytest output": done.stdout + done.stderr, "junit xml": junit.read_text()}
+    sinks.update({str(p): p.read_text(errors="replace") for p in every_file(root)})
+    return sinks
+
+
+def test_a_key_in_the_serve_args_is_refused_and_never_echoed(pytester, inner_args, procs):
+    pytester.makepyfile("def test_x(vllm_server):\n    pass\n")
+    junit = pytester.path / "junit.xml"
+    argv = [sys.executable, "-m", "pytest", *inner_args, "-rA", f"--junitxml={junit}",
+            f"--vllm-serve-args=--max-num-seqs 4 --api-key={API_KEY}"]
+    done = subprocess.run(argv, cwd=pytester.path, capture_output=True, text=True, timeout=300)
+    assert "--api-key is set by the plugin and cannot go in the serve args" in done.stdout, done.stdout[-3000:]
+    assert "args=--max-num-seqs 4 --api-key=***" in done.stdout  # "[vllm] starting ServerSpec(...)"
+    for name, text in _sinks(done, junit, results_dir(inner_args)).items():
+        assert API_KEY not in text, f"the key was written to {name}"
+    assert not procs.alive()
+
+
+MARKER_TOKEN = """
+import math, os
+import pytest
+from pytest_vllm_serve.schedule import Schedule
+from pytest_vllm_serve.workloads import RandomWorkload
+
+@pytest.mark.vllm(args=["--hf-token", os.environ["T_HF"], "--max-num-seqs", "4"])
+def test_point(vllm_bench, vllm_server):
+    vllm_bench.run(RandomWorkload(8, 4, 4), Schedule(rate=math.inf))
+    print("SPEC", repr(vllm_server.spec))
+    assert False, "fails on purpose, so the report with the server section is printed"
+"""
+
+
+def test_a_token_in_marker_args_is_masked_in_every_sink(pytester, inner_args):
+    """--hf-token X in the marker: the spec's repr, its description in the report, the junit
+    properties and the results files all show ***."""
+    from pytest_vllm_serve.latency_server import running
+
+    pytester.makepyfile(MARKER_TOKEN)
+    junit = pytester.path / "junit.xml"
+    env = {**os.environ, "T_HF": HF_TOKEN}
+    with running() as url:
+        argv = [sys.executable, "-m", "pytest", *inner_args, "-rA", "-s", f"--junitxml={junit}", f"--vllm-url={url}",
+                "--vllm-warmup=0"]
+        done = subprocess.run(argv, cwd=pytester.path, env=env, capture_output=True, text=True, timeout=300)
+    assert "1 failed" in done.stdout, done.stdout[-3000:]
+    assert "args=('--hf-token', '***', '--max-num-seqs', '4')" in done.stdout  # repr()
+    assert "args=--hf-token *** --max-num-seqs 4" in done.stdout  # describe(), in the report
+    sinks = _sinks(done, junit, results_dir(inner_args))
+    assert any("points" in name for name in sinks), "the results JSON is among the sinks checked"
+    for name, text in sinks.items():
+        assert HF_TOKEN not in text, f"the token was written to {name}"
+
+
+def test_secret_flags_are_masked_by_word_and_value_shape():
+    from pytest_vllm_serve.redact import redact_argv
+
+    argv = ["--hf-token", "abc", "--api-key=xyz", "--db-password", "p", "--tokenizer", "tok", "--max-num-batched-tokens",
+            "8", "--ssl-keyfile", "k.pem", "--foo", API_KEY, "--hf-token", "--enforce-eager"]
+    assert redact_argv(argv) == ["--hf-token", "***", "--api-key=***", "--db-password", "***", "--tokenizer", "tok",
+                                 "--max-num-batched-tokens", "8", "--ssl-keyfile", "k.pem", "--foo", "***",
+                                 "--hf-token", "--enforce-eager"]
