@@ -33,8 +33,9 @@ from .metrics import (
     to_vllm_result,
 )
 from .options import BenchSettings
-from .results import PointRecord, ResultsStore
+from .results import Baseline, PointRecord, ResultsStore
 from .schedule import Schedule, target_rate
+from .stall import StallWatch, health_probe
 from .workloads import LocalTokenizer, Tokenizer, server_tokenizer
 
 #: Latency series that can be recorded as pytest-benchmark's timing data.
@@ -94,7 +95,7 @@ class VllmBench:
     store: ResultsStore
     node_id: str
     benchmark: Any = None  # pytest-benchmark's fixture, when it is active
-    baseline: dict[str, dict[str, float]] | None = None
+    baseline: Baseline | None = None
     progress_writer: Callable[[str], None] | None = None
     on_point: Callable[[PointRecord], None] | None = None
     hooks: list[Any] = field(default_factory=list)  # profilers: before_measure()/after_measure() around the measured phase
@@ -197,6 +198,7 @@ class VllmBench:
             before_measure=lambda: [hook.before_measure() for hook in self.hooks],
             after_measure=lambda: [hook.after_measure() for hook in reversed(self.hooks)],
             abort=self.server.death,
+            stall=StallWatch(s.stall_timeout, health_probe(self.server.url, self.server.headers)),
         )
         point_params = {"workload": getattr(workload, "name", type(workload).__name__), "endpoint": options.endpoint,
                         "num_prompts": len(prompts), "request_rate": schedule.rate, "burstiness": schedule.burstiness,
@@ -204,6 +206,7 @@ class VllmBench:
                         **{k: v for k, v in vars(workload).items() if isinstance(v, (int, float, str)) and k != "name"},
                         **(params or {})}
         died = self.server.death()
+        partial = self._partial_cause(load, died)
         try:
             metrics = compute_metrics(
                 # the warmups go in to be counted (warmup_excluded) and left out of the rest
@@ -211,17 +214,17 @@ class VllmBench:
                 target_rate(schedule, load.offsets), count_tokens=self.count_tokens,
             )
         except AllRequestsFailedError as exc:
-            self._save_failed(suite, point_params, load, str(exc))
-            if died:
-                self._fail_dead_server()
+            self._save_failed(suite, point_params, load, str(exc), partial)
+            self._fail_cut_short(died, load.stopped)
             pytest.fail(str(exc), pytrace=False)
         values = metric_values(metrics)
         if metrics.target_request_rate is not None and math.isfinite(metrics.target_request_rate):
             values.setdefault("target_request_rate", metrics.target_request_rate)
         values["client_cpu_ms_per_request"] = 1000 * load.client_cpu_seconds / max(len(load.records), 1)
         result = self._vllm_result(metrics, load, schedule, options, len(prompts))
+        result["partial"] = partial
         point = PointRecord(id=self.node_id, suite=suite, params=point_params, metrics=values,
-                            server=self._server_info())
+                            server=self._server_info(), partial=partial)
         try:
             file = self.store.save_point(point, result)
         except ResultsWriteError as exc:
@@ -229,9 +232,10 @@ class VllmBench:
         if self.on_point is not None:
             self.on_point(point)
         self._record_benchmark(load, values, point_params, suite)
+        if partial and self.benchmark is not None and not getattr(self.benchmark, "disabled", True):
+            self.benchmark.extra_info["partial"] = partial
         outcome = PointResult(self.node_id, metrics, values, load, file)
-        if died:  # measured what could be, saved it; now say what happened
-            self._fail_dead_server()
+        self._fail_cut_short(died, load.stopped)  # measured what could be, saved it; now say what happened
         if self.progress_writer:
             self.progress_writer(
                 f"[vllm-bench] {label}: {metrics.completed} ok, {metrics.failed} failed, "
@@ -240,6 +244,22 @@ class VllmBench:
             )
         self._gate(outcome)
         return outcome
+
+    @staticmethod
+    def _partial_cause(load: LoadResult, died: str | None) -> str | None:
+        """Why the point was cut short: the server died, or stalled; None for a whole point."""
+        if died:
+            return f"the server died: {died}"
+        return load.stopped
+
+    def _fail_cut_short(self, died: str | None, stopped: str | None) -> None:
+        if died:
+            self._fail_dead_server()
+        if stopped:
+            pytest.fail(f"{stopped}; the point stopped there, and what was measured is saved (marked partial).\n"
+                        "  fix: look at the server's log and state (a frozen or swapping host, a hung engine); "
+                        "a server that is slow but alive answers /health and is waited for; "
+                        "--vllm-stall-timeout 0 turns this check off", pytrace=False)
 
     def _fail_dead_server(self) -> None:
         """Fail the point with the dead process and the server's log tail."""
@@ -273,15 +293,16 @@ class VllmBench:
         result["client_cpu_seconds"] = load.client_cpu_seconds
         return result
 
-    def _save_failed(self, suite: str, params: dict[str, Any], load: LoadResult, reason: str) -> None:
+    def _save_failed(self, suite: str, params: dict[str, Any], load: LoadResult, reason: str,
+                     partial: str | None = None) -> None:
         """Keep the evidence of a point where every request failed."""
         errors: dict[str, int] = {}
         for record in load.records:
             errors[record.error or "ok"] = errors.get(record.error or "ok", 0) + 1
         point = PointRecord(id=self.node_id, suite=suite, params=params, metrics={"completed": 0.0,
-                            "failed": float(len(load.records))}, server=self._server_info())
+                            "failed": float(len(load.records))}, server=self._server_info(), partial=partial)
         self.store.save_point(point, {"completed": 0, "failed": len(load.records), "errors_by_reason": errors,
-                                      "error": reason})
+                                      "error": reason, "partial": partial})
 
     def _record_benchmark(self, load: LoadResult, values: dict[str, float], params: dict[str, Any], suite: str) -> None:
         record_into_benchmark(self.benchmark, values, params, suite, self.settings.record_metric,
@@ -298,8 +319,10 @@ class VllmBench:
             return
         base = self._baseline_point()
         if base is None:
+            cause = self.baseline.partial.get(self.node_id)
+            why = f"the baseline of {self.node_id} is partial ({cause})" if cause else f"no baseline for {self.node_id}"
             if self.progress_writer:
-                self.progress_writer(f"[vllm-bench] no baseline for {self.node_id}; not gated")
+                self.progress_writer(f"[vllm-bench] {why}; not gated")
             return
         violations = check_thresholds(base, outcome.values, thresholds)
         outcome.violations = [v.message for v in violations]

@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 
 from .records import RequestRecord
+from .stall import Activity
 from .sse import SSEParser
 
 ENDPOINTS = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
@@ -132,11 +133,14 @@ def _handle_event(data: str, record: RequestRecord, now: float) -> bool:
 JSON_HEADERS = {"Content-Type": "application/json"}
 
 
-async def _stream(client: httpx.AsyncClient, options: RequestOptions, body: bytes, record: RequestRecord) -> None:
+async def _stream(client: httpx.AsyncClient, options: RequestOptions, body: bytes, record: RequestRecord,
+                  activity: Activity | None = None) -> None:
     clock = time.perf_counter
     record.send_time = clock()
     async with client.stream("POST", options.path, content=body, headers=JSON_HEADERS) as response:
         record.status = response.status_code
+        if activity is not None:
+            activity.last_byte = clock()
         if response.status_code != 200:
             record.error = _error_message(response.status_code, await response.aread())
             return
@@ -144,6 +148,8 @@ async def _stream(client: httpx.AsyncClient, options: RequestOptions, body: byte
         done = False
         async for raw in response.aiter_raw():
             now = clock()
+            if activity is not None:
+                activity.last_byte = now
             for event in parser.feed(raw):
                 if done:
                     continue
@@ -158,15 +164,17 @@ async def _stream(client: httpx.AsyncClient, options: RequestOptions, body: byte
         record.stream_error = "the stream stopped without [DONE]"
 
 
-async def send(client: httpx.AsyncClient, options: RequestOptions, body: bytes, record: RequestRecord) -> RequestRecord:
+async def send(client: httpx.AsyncClient, options: RequestOptions, body: bytes, record: RequestRecord,
+               activity: Activity | None = None) -> RequestRecord:
     """Send one streaming request (its body from :meth:`RequestOptions.encode`) and fill
-    ``record``, ending with its ``end_time``. Never raises (except cancellation)."""
+    ``record``, ending with its ``end_time``. Never raises (except cancellation).
+    ``activity`` is stamped with each arriving byte (stall detection)."""
     try:
         if options.timeout:
             async with asyncio.timeout(options.timeout):
-                await _stream(client, options, body, record)
+                await _stream(client, options, body, record, activity)
         else:
-            await _stream(client, options, body, record)
+            await _stream(client, options, body, record, activity)
     except TimeoutError:
         record.error = f"timeout: no complete answer within {options.timeout:g} s (--vllm-request-timeout)"
     except asyncio.CancelledError:

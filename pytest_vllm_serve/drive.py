@@ -18,6 +18,7 @@ from httpx_aiohttp import HttpxAiohttpClient
 
 from .client import Prompt, RequestOptions, send
 from .records import RequestRecord
+from .stall import Activity
 
 Abort = Callable[[], "str | None"]  # polled during a run: a reason to stop (the server died), or None
 #: The concurrency cap: an ``asyncio.Semaphore`` in one process, ``SharedSlots`` across several.
@@ -99,6 +100,7 @@ async def drive(
     slots: Slots | None,
     on_done: Callable[[RequestRecord], None] | None = None,
     abort: Abort | None = None,
+    activity: Activity | None = None,
 ) -> list[RequestRecord]:
     """Send the jobs at ``t0 + offset`` and wait for all.
 
@@ -121,13 +123,23 @@ async def drive(
 
     async def one(record: RequestRecord, body: bytes) -> RequestRecord:
         if slots is None:
-            await send(client, options, body, record)
+            await measured(record, body)
         else:
             async with slots:
-                await send(client, options, body, record)
+                await measured(record, body)
         if on_done is not None:
             on_done(record)
         return record
+
+    async def measured(record: RequestRecord, body: bytes) -> None:
+        if activity is None:
+            await send(client, options, body, record)
+            return
+        activity.started(clock())
+        try:
+            await send(client, options, body, record, activity)
+        finally:
+            activity.ended()
 
     tasks: list[asyncio.Task] = []
 

@@ -20,6 +20,7 @@ import asyncio
 import math
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -33,6 +34,7 @@ from .loadworker import read_frame, write_frame
 from .records import RequestRecord
 from .schedule import Schedule, arrival_offsets
 from .slots import close_slots, create_slots
+from .stall import Activity, StallWatch
 
 Progress = Callable[[int, int, int], None]  # (finished, failed, total)
 
@@ -60,6 +62,26 @@ class LoadResult:
     client_cpu_seconds: float  # CPU used by the client process(es) in the measured phase
     processes: int
     errors: list[str] = field(default_factory=list)
+    stopped: str | None = None  # why the run was cut short (a dead server, a stall); None: it ran to the end
+
+
+@dataclass
+class Stop:
+    """Whether to cut a run short: a dead server (``abort``) or a stall. The first reason sticks."""
+
+    abort: Abort | None = None
+    stall: StallWatch | None = None
+    reason: str | None = None
+
+    @property
+    def watching(self) -> bool:
+        return self.abort is not None or self.stall is not None
+
+    def check(self, last_byte: float, in_flight: int) -> str | None:
+        if self.reason is None:
+            self.reason = (self.abort() if self.abort else None) or (
+                self.stall.check(last_byte, in_flight) if self.stall else None)
+        return self.reason
 
 
 async def _warmup(plan: LoadPlan, headers: dict[str, str]) -> list[RequestRecord]:
@@ -90,30 +112,34 @@ def run_load(
     before_measure: Callable[[], None] | None = None,
     after_measure: Callable[[], None] | None = None,
     abort: Abort | None = None,
+    stall: StallWatch | None = None,
 ) -> LoadResult:
     """Warm up, then send the plan's prompts on schedule. Blocking.
 
     ``before_measure``/``after_measure`` run right after the warmup and right after
     the measured phase (profilers hook in there, so warmup is not traced).
-    ``abort`` stops the run early when it returns a reason (see ``drive.drive``).
+    ``abort`` stops the run early when it returns a reason (see ``drive.drive``), and so
+    does ``stall`` when the server stalls; the result's ``stopped`` says why.
     """
     headers = dict(plan.headers)
     warmups = asyncio.run(_warmup(plan, headers))
     offsets = arrival_offsets(len(plan.prompts), plan.schedule)
     if before_measure is not None:
         before_measure()
+    stop = Stop(abort, stall)
     try:
         if plan.processes <= 1:
-            result = _run_single(plan, headers, offsets, warmups, progress, progress_interval, abort)
+            result = _run_single(plan, headers, offsets, warmups, progress, progress_interval, stop)
         else:
-            result = _run_multi(plan, offsets, warmups, progress, progress_interval, abort)
+            result = _run_multi(plan, offsets, warmups, progress, progress_interval, stop)
     finally:
         if after_measure is not None:
             after_measure()
+    result.stopped = stop.reason
     return result
 
 
-def _run_single(plan, headers, offsets, warmups, progress, interval, abort=None) -> LoadResult:
+def _run_single(plan, headers, offsets, warmups, progress, interval, stop: Stop) -> LoadResult:
     counts = {"finished": 0, "failed": 0}
 
     def on_done(record: RequestRecord) -> None:
@@ -133,9 +159,11 @@ def _run_single(plan, headers, offsets, warmups, progress, interval, abort=None)
             task = asyncio.create_task(reporter(len(jobs))) if progress else None
             cpu0 = time.process_time()
             t0 = time.perf_counter()
+            activity = Activity(last_byte=t0)
+            watch = (lambda: stop.check(activity.last_byte, activity.in_flight)) if stop.watching else None
             try:
                 records = await drive(client, plan.options, jobs, t0, asyncio.Semaphore(cap) if cap else None,
-                                      on_done, abort)
+                                      on_done, watch, activity)
             finally:
                 if task:
                     task.cancel()
@@ -145,7 +173,7 @@ def _run_single(plan, headers, offsets, warmups, progress, interval, abort=None)
     return LoadResult(records, warmups, t0, run_duration(records, t0), offsets, cpu, 1)
 
 
-def _run_multi(plan, offsets, warmups, progress, interval, abort=None) -> LoadResult:
+def _run_multi(plan, offsets, warmups, progress, interval, stop: Stop) -> LoadResult:
     """Deal the jobs round-robin to worker subprocesses that share one t0 and one cap.
 
     The cap is one pipe of free slots that every worker inherits (``slots.py``), so a
@@ -170,13 +198,45 @@ def _run_multi(plan, offsets, warmups, progress, interval, abort=None) -> LoadRe
             close_slots(pipe)
         raise
     try:
-        return _gather_workers(plan, jobs, offsets, warmups, workers, pipe, progress, interval, abort)
+        return _gather_workers(plan, jobs, offsets, warmups, workers, pipe, progress, interval, stop)
     finally:
         if pipe:
             close_slots(pipe)
 
 
-def _gather_workers(plan, jobs, offsets, warmups, workers, pipe, progress, interval, abort) -> LoadResult:
+def _stop_workers(workers, frames, jobs, gathered, done, reason, t0, grace: float = 5.0) -> list[RequestRecord]:
+    """Ask every worker to stop (SIGUSR1) and keep what they measured; the requests of a
+    worker that does not answer within ``grace`` count as aborted."""
+    for rank, worker in enumerate(workers):
+        if rank not in done:
+            try:
+                worker.send_signal(signal.SIGUSR1)
+            except OSError:
+                pass
+    deadline = time.monotonic() + grace
+    while len(done) < len(workers) and time.monotonic() < deadline:
+        try:
+            rank, frame = frames.get(timeout=0.2)
+        except queue.Empty:
+            continue
+        if frame[0] == "done":
+            gathered += frame[1]
+        if frame[0] in ("done", "error", "eof"):
+            done.add(rank)
+    for worker in workers:
+        if worker.poll() is None:
+            worker.kill()
+    have = {r.index for r in gathered}
+    lost = [not_sent(i, p, t0 + o, reason) for i, p, o in jobs if i not in have]
+    for record in [*gathered, *lost]:
+        if record.error and record.error.startswith(("aborted: ", "not sent: ")):
+            record.error = f"{record.error.split(':', 1)[0]}: {reason}"
+    for record in lost:
+        record.error = f"aborted: {reason}"
+    return sorted([*gathered, *lost], key=lambda r: r.index)
+
+
+def _gather_workers(plan, jobs, offsets, warmups, workers, pipe, progress, interval, stop: Stop) -> LoadResult:
     frames: "queue.Queue[tuple[int, object]]" = queue.Queue()
 
     def pump(rank: int, stream) -> None:
@@ -205,6 +265,7 @@ def _gather_workers(plan, jobs, offsets, warmups, workers, pipe, progress, inter
         cpu = 0.0
         done: set[int] = set()
         status = [(0, 0)] * len(workers)
+        activity = [(t0, 0)] * len(workers)  # (last byte, in flight) per worker
         last = time.monotonic()
         while len(done) < len(workers):
             try:
@@ -214,6 +275,7 @@ def _gather_workers(plan, jobs, offsets, warmups, workers, pipe, progress, inter
             kind = frame[0]
             if kind == "progress":
                 status[rank] = (frame[1], frame[2])
+                activity[rank] = (frame[3], frame[4])
             elif kind == "done":
                 gathered += frame[1]
                 cpu += frame[2]
@@ -224,14 +286,11 @@ def _gather_workers(plan, jobs, offsets, warmups, workers, pipe, progress, inter
             if progress and time.monotonic() - last >= interval:
                 progress(sum(s[0] for s in status), sum(s[1] for s in status), len(plan.prompts))
                 last = time.monotonic()
-            reason = abort() if abort is not None else None
-            if reason:  # the server died: stop the workers; their requests count as aborted
-                for worker in workers:
-                    worker.kill()
-                gathered = [not_sent(i, p, t0 + o, reason) for i, p, o in jobs]
-                for record in gathered:
-                    record.error = f"aborted: {reason}"
-                return LoadResult(gathered, warmups, t0, time.perf_counter() - t0, offsets, cpu, plan.processes,
+            busy = [a for rank_, a in enumerate(activity) if rank_ not in done]
+            reason = stop.check(max((a[0] for a in busy), default=t0), sum(a[1] for a in busy)) if stop.watching else None
+            if reason:  # the server died or stalled: stop the workers, keep what they measured
+                records = _stop_workers(workers, frames, jobs, gathered, done, reason, t0)
+                return LoadResult(records, warmups, t0, run_duration(records, t0), offsets, cpu, plan.processes,
                                   errors=[reason])
     finally:
         for worker in workers:

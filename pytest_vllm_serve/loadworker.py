@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import pickle
+import signal
 import struct
 import sys
 import time
@@ -44,11 +45,14 @@ def read_frame(stream: BinaryIO) -> Any:
 def main() -> int:
     from .drive import drive, make_client, open_connections, opening_burst, prepare  # keeps the parent's import light
     from .slots import SharedSlots
+    from .stall import Activity
 
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     try:
         _, plan, pipe, jobs = read_frame(stdin)
         counts = {"finished": 0, "failed": 0}
+        activity = Activity()
+        stopped: list[str] = []  # set by SIGUSR1: the parent saw the server die or stall
 
         def on_done(record) -> None:
             counts["finished"] += 1
@@ -57,7 +61,8 @@ def main() -> int:
         async def reporter() -> None:
             while True:
                 await asyncio.sleep(1.0)
-                write_frame(stdout, ("progress", counts["finished"], counts["failed"]))
+                write_frame(stdout, ("progress", counts["finished"], counts["failed"], activity.last_byte,
+                                     activity.in_flight))
 
         async def run():
             prepared = prepare(plan.options, jobs)
@@ -67,11 +72,13 @@ def main() -> int:
                 await open_connections(client, opening_burst(prepared, cap))
                 write_frame(stdout, ("ready",))
                 _, t0 = read_frame(stdin)  # blocks this loop on purpose: nothing else runs yet
+                activity.last_byte = t0
+                asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, stopped.append, "stopped by the parent")
                 task = asyncio.create_task(reporter())
                 cpu0 = time.process_time()
                 try:
                     records = await drive(client, plan.options, prepared, t0, SharedSlots(pipe) if pipe else None,
-                                          on_done)
+                                          on_done, lambda: stopped[0] if stopped else None, activity)
                 finally:
                     task.cancel()
                 return records, time.process_time() - cpu0

@@ -142,6 +142,9 @@ OPTIONS: tuple[Opt, ...] = (
         "--vllm-goodput \"ttft:500,tpot:50,e2el:2000\"", metavar="SLOS"),
     Opt("vllm-request-timeout", "Seconds one request may take before it is counted failed. Default: none.",
         metavar="SECONDS"),
+    Opt("vllm-stall-timeout", "Fail a benchmark point (keeping what it measured) when requests are in flight, no byte "
+        "has arrived on any stream for this many seconds, and /health does not answer. 0 turns it off. Default 30.",
+        default="30", metavar="SECONDS"),
     Opt("vllm-respect-eos", "Stop outputs at EOS. By default benchmarks send ignore_eos so every "
         "output has exactly the asked length.", flag=True),
     Opt("vllm-token-ids", "Ask the server for the token ids of every streamed chunk (return_token_ids), for "
@@ -340,6 +343,7 @@ class BenchSettings:
     percentiles: tuple[float, ...] = (50, 90, 95, 99)
     goodput: dict[str, float] | None = None
     request_timeout: float | None = None
+    stall_timeout: float = 30.0  # 0: off
     ignore_eos: bool = True
     token_ids: bool = False  # return_token_ids: off, as vllm bench serve sends
     tokenizer: Path | None = None
@@ -396,6 +400,7 @@ class BenchSettings:
             ),
             goodput=parse_goodput(goodput) if goodput else None,
             request_timeout=_number("vllm_request_timeout", timeout, float) if timeout else None,
+            stall_timeout=_not_negative("vllm_stall_timeout", get("vllm_stall_timeout")),
             ignore_eos=not get("vllm_respect_eos"),
             token_ids=_token_ids(get("vllm_token_ids"), get("vllm_no_token_ids")),
             tokenizer=Path(tokenizer) if tokenizer else None,
@@ -407,6 +412,13 @@ class BenchSettings:
             progress_interval=_number("vllm_progress_interval", get("vllm_progress_interval"), float),
             given=given,
         )
+
+
+def _not_negative(dest: str, value: Any) -> float:
+    number = _number(dest, value, float, positive=False)
+    if number < 0:
+        raise ConfigError(f"--{BY_DEST[dest].name} must be 0 (off) or positive, got {value!r}")
+    return number
 
 
 def _token_ids(on: Any, off: Any) -> bool:

@@ -73,6 +73,22 @@ def _label(stat: str, line: tuple[tuple[str, str], ...]) -> str:
     return stat + (" (" + ", ".join(f"{name}={value}" for name, value in line) + ")" if line else "")
 
 
+PARTIAL_LABEL = "partial (cut short: server died or stalled)"
+
+
+def _mark_partial(axes, members: list[PointRecord], xs: list[float]) -> None:
+    """A hollow ring around each point that was cut short, with one legend entry per panel."""
+    cut = [(x, p) for x, p in zip(xs, members) if p.partial]
+    if not cut:
+        return
+    for axis, (_, series) in zip(axes, (*PANELS, ("", "output_throughput"))):
+        key = f"median_{series}_ms" if series != "output_throughput" else series
+        at = [(x, p.metrics.get(key)) for x, p in cut if p.metrics.get(key) is not None]
+        if at:
+            axis.plot([x for x, _ in at], [y for _, y in at], "o", markersize=13, markerfacecolor="none",
+                      markeredgecolor="red", markeredgewidth=1.5, linestyle="none", label=PARTIAL_LABEL)
+
+
 def draw_suite_plots(store: ResultsStore) -> list[Path]:
     """One PNG per suite with at least two points on a numeric axis. Returns the files."""
     try:
@@ -107,6 +123,7 @@ def draw_suite_plots(store: ResultsStore) -> list[Path]:
                         name = "p50" if stat == "median" else stat
                         axis.plot(xs, [y if y is not None else float("nan") for y in ys], style,
                                   label=_label(name, line), **colour)
+            _mark_partial(axes, members, xs)
             throughput = axes[-1]
             throughput.plot(xs, [p.metrics.get("output_throughput") for p in members], "o-",
                             label=_label("output tok/s", line), **colour)
@@ -116,7 +133,9 @@ def draw_suite_plots(store: ResultsStore) -> list[Path]:
             axis.set_title(title)
             axis.set_xlabel(key)
             if axis.get_lines():
-                axis.legend(fontsize="small")
+                handles, labels = axis.get_legend_handles_labels()
+                unique = dict(zip(labels, handles))  # the partial ring once, however many lines
+                axis.legend(list(unique.values()), list(unique), fontsize="small")
             axis.grid(alpha=0.3)
             axis.set_xscale("log", base=2)
             axis.set_xticks(xs_all, labels)

@@ -62,8 +62,12 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
     return (yield)
 
 
-def pytest_report_header(config: pytest.Config) -> str | None:
-    return config.stash.get(REJOINED_KEY, None)
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    lines = [config.stash.get(REJOINED_KEY, None)]
+    session = config.stash.get(SESSION_KEY, None)
+    if session is not None and session.baseline is not None:
+        lines.append(session.baseline.note())
+    return [line for line in lines if line]
 
 
 def _raise_keyboard_interrupt(signum: int, frame: object) -> None:

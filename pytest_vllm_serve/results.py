@@ -100,10 +100,11 @@ class PointRecord:
     metrics: dict[str, float]
     server: dict[str, Any] = field(default_factory=dict)
     file: str = ""
+    partial: str | None = None  # why the point was cut short (the server died or stalled); None: complete
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "suite": self.suite, "params": self.params, "metrics": self.metrics,
-                "server": self.server, "file": self.file}
+                "server": self.server, "file": self.file, "partial": self.partial}
 
 
 @dataclass
@@ -160,15 +161,41 @@ def summary_csv(points: Iterable[PointRecord]) -> str:
     metrics = sorted({k for p in points for k in p.metrics})
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["id", "suite", *params, *metrics])
+    writer.writerow(["id", "suite", "partial", *params, *metrics])
     for p in points:
-        writer.writerow([p.id, p.suite, *(p.params.get(k, "") for k in params), *(p.metrics.get(k, "") for k in metrics)])
+        writer.writerow([p.id, p.suite, p.partial or "", *(p.params.get(k, "") for k in params),
+                         *(p.metrics.get(k, "") for k in metrics)])
     return out.getvalue()
 
 
-def load_baseline(path: Path) -> dict[str, dict[str, float]]:
-    """Point id -> metrics from a results file: our summary.json, or pytest-benchmark's
-    ``--benchmark-json`` output (our metrics ride in each benchmark's extra_info)."""
+@dataclass
+class Baseline:
+    """An earlier run's points, by id. Partial points (cut short by a dead or stalled server)
+    are kept apart: they are no baseline, and the points they would gate are not gated."""
+
+    points: dict[str, dict[str, float]]
+    partial: dict[str, str] = field(default_factory=dict)  # point id -> why it was cut short
+
+    def get(self, point_id: str) -> dict[str, float] | None:
+        return self.points.get(point_id)
+
+    def note(self) -> str | None:
+        """One line naming the partial points, or None."""
+        if not self.partial:
+            return None
+        names = ", ".join(f"{pid.split('::')[-1]} ({cause})" for pid, cause in sorted(self.partial.items()))
+        return f"vllm: --vllm-baseline: {len(self.partial)} partial point(s) refused as a baseline, not gated: {names}"
+
+
+def load_baseline(path: Path) -> Baseline:
+    """The points of a results file: our summary.json, or pytest-benchmark's ``--benchmark-json``
+    output (our metrics ride in each benchmark's extra_info)."""
+    points = _load_baseline_points(path)
+    partial = {pid: str(metrics.pop("partial")) for pid, metrics in points.items() if metrics.get("partial")}
+    return Baseline({pid: _floats(m) for pid, m in points.items() if pid not in partial}, partial)
+
+
+def _load_baseline_points(path: Path) -> dict[str, dict[str, Any]]:
     if not path.exists():
         raise ConfigError(f"--vllm-baseline {path} does not exist.\n  fix: give the summary.json of an earlier run")
     try:
@@ -176,10 +203,11 @@ def load_baseline(path: Path) -> dict[str, dict[str, float]]:
     except (OSError, ValueError) as exc:
         raise ConfigError(f"--vllm-baseline {path} is not a results file: not valid JSON ({exc})") from None
     if isinstance(data, dict) and data.get("format") == FORMAT:
-        return {p["id"]: _floats(p["metrics"]) for p in data.get("points", [])}
+        return {p["id"]: {**p["metrics"], "partial": p.get("partial")} for p in data.get("points", [])}
     if isinstance(data, dict) and isinstance(data.get("benchmarks"), list):
         found = {
-            b["extra_info"].get("point_id") or b["fullname"]: _floats(b["extra_info"]["metrics"])
+            b["extra_info"].get("point_id") or b["fullname"]: {**b["extra_info"]["metrics"],
+                                                                "partial": b["extra_info"].get("partial")}
             for b in data["benchmarks"]
             if isinstance(b.get("extra_info"), dict) and isinstance(b["extra_info"].get("metrics"), dict)
         }

@@ -24,7 +24,7 @@ from .options import BenchSettings, Settings
 from .placement import GpuLedger
 from .pool import RegistryPool, ServerPool
 from .registry import ServerRegistry, attach_state
-from .results import PointRecord, ResultsStore, load_baseline
+from .results import Baseline, PointRecord, ResultsStore, load_baseline
 from .server import resolve_layout, serve, start_server
 from .spec import MARKER_KEYS, ServerSpec
 
@@ -92,7 +92,7 @@ class VllmSession:
     settings: Settings
     results_dir: Path
     bench: BenchSettings = field(default_factory=BenchSettings)
-    baseline: dict[str, dict[str, float]] | None = None
+    baseline: Baseline | None = None
     points: list[PointRecord] = field(default_factory=list)  # measured in this process
     plot_files: list[Path] = field(default_factory=list)
     launched: int = 0  # servers this session started (attempts, including failed ones)

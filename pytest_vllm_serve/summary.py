@@ -33,11 +33,16 @@ def _cell(metrics: dict[str, float], key: str, fmt: str) -> str:
         return str(value)
 
 
+PARTIAL_MARK = " (partial)"
+
+
 def points_table(points: Iterable[PointRecord]) -> list[str]:
-    """Rows of a fixed-width table; latencies in ms."""
+    """Rows of a fixed-width table; latencies in ms. A point cut short is marked, and a line
+    under the table says why."""
+    points = list(points)
     rows = [["point", *(title for title, _, _ in COLUMNS)]]
     for point in points:
-        name = point.id.split("::")[-1]
+        name = point.id.split("::")[-1] + (PARTIAL_MARK if point.partial else "")
         rows.append([name, *(_cell(point.metrics, key, fmt) for _, key, fmt in COLUMNS)])
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = []
@@ -45,4 +50,7 @@ def points_table(points: Iterable[PointRecord]) -> list[str]:
         lines.append("  ".join(cell.ljust(widths[0]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row)))
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
+    for point in points:
+        if point.partial:
+            lines.append(f"partial: {point.id.split('::')[-1]} was cut short: {point.partial}")
     return lines

@@ -13,6 +13,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from pytest_vllm_serve.server import serve
 from pytest_vllm_serve.spec import ServerSpec
 
 from .fault_proxy import FaultProxy
-from .helpers import describe, inner_pytest, results_dir, wait_until
+from .helpers import describe, inner_pytest, popen_pytest, results_dir, wait_until
 
 POINT = """
 import math
@@ -281,3 +282,64 @@ def test_a_full_disk_fails_clearly_and_leaves_no_garbage(pytester, tiny_disk):
     for path in written:
         json.loads(path.read_text())  # each one complete
     assert not list(tiny_disk.rglob("*.tmp")), "no half-written temporary file is left"
+
+
+STALL_POINT = """
+import os
+from pytest_vllm_serve.schedule import Schedule
+from pytest_vllm_serve.workloads import RandomWorkload
+
+def test_point(vllm_bench):
+    vllm_bench.run(RandomWorkload(16, 20, 60), Schedule(rate=10), suite="stall")
+"""
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_stalled_server_fails_the_point_fast_and_keeps_what_was_measured(pytester, tmp_path, processes):
+    """The latency server SIGSTOPped 2 s into a point: requests in flight, no byte, no /health.
+    The point fails naming the stall within --vllm-stall-timeout plus the /health probe, and
+    the requests answered before the freeze are in its results, marked partial."""
+    pytester.makepyfile(STALL_POINT)
+    server = subprocess.Popen([sys.executable, "-m", "pytest_vllm_serve.latency_server", "--port", "0",
+                               "--itl-ms", "20"], stdout=subprocess.PIPE, text=True)
+    try:
+        url = "http://" + re.search(r"listening on (\S+)", server.stdout.readline()).group(1)
+        inner = popen_pytest(pytester, "-p", "no:cacheprovider", f"--vllm-url={url}", "--vllm-warmup=0",
+                             f"--vllm-results-dir={tmp_path / 'results'}", "--vllm-stall-timeout=3",
+                             f"--vllm-client-processes={processes}", "--vllm-no-plots", stderr=subprocess.STDOUT)
+        points = tmp_path / "results"
+        time.sleep(4.5)  # the run has started its point (pytest and the plugin start in ~2-3 s)
+        server.send_signal(signal.SIGSTOP)
+        frozen = time.monotonic()
+        inner.wait(timeout=120)
+        out = inner.stdout.read().decode()
+        reported = time.monotonic() - frozen
+    finally:
+        server.send_signal(signal.SIGCONT)
+        server.kill()
+        server.wait()
+    assert "1 failed" in out, out[-3000:]
+    assert "the server stalled:" in out and "no byte on any stream for" in out, out[-3000:]
+    assert "/health did not answer within 2 s" in out
+    assert reported < 30, reported
+    print(f"stall reported {reported:.1f} s after SIGSTOP ({processes} client process(es))")
+    point = point_file(points)
+    assert point["partial"].startswith("the server stalled:")
+    assert point["completed"] >= 1, point["completed"]  # answered before the freeze: kept
+    assert point["completed"] + point["failed"] <= 60
+    summary = json.loads(next(points.rglob("summary.json")).read_text())
+    assert summary["points"][0]["partial"] == point["partial"]
+    assert "partial" in next(points.rglob("summary.csv")).read_text().splitlines()[0]
+    assert "test_point (partial)" in out and "partial: test_point was cut short: the server stalled" in out
+
+
+def test_a_slow_server_that_answers_health_is_no_stall(pytester, inner_args):
+    """No byte for 4 s (a long first token), but /health answers: the point runs to the end."""
+    pytester.makepyfile(STALL_POINT.replace("RandomWorkload(16, 20, 60), Schedule(rate=10)",
+                                            "RandomWorkload(16, 2, 3), Schedule(rate=100)"))
+    with running(ttft_ms=4000) as url:
+        result = pytester.runpytest_subprocess(f"--vllm-url={url}", "--vllm-warmup=0", "--vllm-stall-timeout=1",
+                                               *inner_args, timeout=120)
+    result.assert_outcomes(passed=1)
+    point = point_file(results_dir(inner_args))
+    assert point["completed"] == 3 and point["partial"] is None
