@@ -8,6 +8,7 @@ for every test that needs it.
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -103,6 +104,8 @@ class RegistryPool:
     start_detached: Callable[[ServerSpec], RunningServer]
     attach: Callable[["ServerState", ServerSpec], RunningServer]
     name: str = "main"  # who is starting servers (an xdist worker id)
+    api_key: str | None = field(default=None, repr=False)
+    say: Callable[[str], None] = lambda line: None
     launches: int = 0
     history: list[RunningServer] = field(default_factory=list)
     _servers: dict[str, RunningServer] = field(default_factory=dict)
@@ -119,6 +122,8 @@ class RegistryPool:
             if failure is not None:
                 raise ServerStartError(f"(this spec's server already failed to start in this session; not retrying)\n{failure}")
             state = self.registry.read(key)
+            if state is not None:
+                state = self._usable(state)
             if state is None:
                 self.launches += 1
                 try:
@@ -132,6 +137,27 @@ class RegistryPool:
         self._servers[key] = server
         self.history.append(server)
         return server
+
+    def _usable(self, state: "ServerState") -> "ServerState | None":
+        """``state`` if its whole process tree runs and /health answers; else the server is
+        stopped (whatever is left of it) and forgotten, so a new one starts."""
+        from .registry import stop_state
+
+        problem = state.problem(self.api_key)
+        if problem is None:
+            return state
+        started = time.monotonic()
+        try:
+            stop_state(state)
+        except RuntimeError:  # a launcher whose servers this process cannot stop
+            raise ServerDiedError(
+                f"the kept server at {state.url} cannot be reused: {problem}.\n"
+                "  fix: stop it with `python -m pytest_vllm_serve.servers stop`, then run again"
+            ) from None
+        self.registry.remove(state.key)
+        self.say(f"[vllm] the kept server at {state.url} cannot be reused: {problem}; stopped what was left of it "
+                 f"in {time.monotonic() - started:.1f} s, starting a new one")
+        return None
 
     def running(self) -> list[RunningServer]:
         return list(self._servers.values())

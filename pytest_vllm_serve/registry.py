@@ -21,14 +21,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
+import psutil
 from filelock import FileLock
 
 from .launchers.base import RunningServer, read_tail
 from .procs import is_alive, terminate_tree
-from .readiness import LOG_TAIL_LINES
+from .readiness import LOG_TAIL_LINES, auth_headers
 from .redact import redact_argv
 from .results import atomic_write_text
 from .spec import ServerSpec
+
+
+#: How long a kept server's /health may take before it counts as not answering.
+HEALTH_TIMEOUT = 3.0
 
 
 @dataclass
@@ -45,6 +51,7 @@ class ServerState:
     spec: str = ""
     started_at: float = field(default_factory=time.time)
     started_by: str = ""
+    engine: list[list[Any]] = field(default_factory=list)  # [pid, title, create_time] of vLLM's engine processes
 
     @classmethod
     def of(cls, server: RunningServer, started_by: str) -> "ServerState":
@@ -53,10 +60,37 @@ class ServerState:
             key=server.spec.key(), url=server.url, model=server.model, launcher=server.launcher,
             pid=pid, pgid=pid, ids=dict(server.ids), log_path=str(server.log_path) if server.log_path else None,
             command=redact_argv(server.command), spec=server.spec.describe(), started_by=started_by,
+            engine=[[p, title, started] for p, (title, started) in getattr(server.process, "_engine", {}).items()],
         )
 
     def alive(self) -> bool:
         return self.pid is None or is_alive(self.pid)
+
+    def dead_process(self) -> str | None:
+        """The first process of the server's tree that is gone (the API server, or one of
+        vLLM's engine processes), or None while every one of them runs."""
+        if self.pid is not None and not is_alive(self.pid):
+            return f"process {self.pid} (started by {self.started_by}) is gone"
+        for pid, title, started in self.engine:
+            try:
+                proc = psutil.Process(pid)
+                if proc.create_time() == started and proc.status() != psutil.STATUS_ZOMBIE:
+                    continue
+            except psutil.NoSuchProcess:
+                pass
+            return f"the engine process {title} (pid {pid}) is gone"
+        return None
+
+    def problem(self, api_key: str | None = None) -> str | None:
+        """Why this server cannot be attached to: a dead process of its tree, or no /health."""
+        dead = self.dead_process()
+        if dead:
+            return dead
+        try:
+            status = httpx.get(f"{self.url}/health", headers=auth_headers(api_key), timeout=HEALTH_TIMEOUT).status_code
+        except httpx.HTTPError as exc:
+            return f"/health did not answer within {HEALTH_TIMEOUT:g} s ({type(exc).__name__})"
+        return None if status == 200 else f"/health answered HTTP {status}"
 
 
 @dataclass
@@ -82,9 +116,7 @@ class AttachedProcess:
         return self.state.model
 
     def poll(self) -> str | None:
-        if self.state.pid is not None and not is_alive(self.state.pid):
-            return f"process {self.state.pid} (started by {self.state.started_by}) is gone"
-        return None
+        return self.state.dead_process()
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> list[str]:
         return read_tail(self.log_path, lines)

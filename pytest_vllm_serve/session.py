@@ -154,11 +154,19 @@ class VllmSession:
             self._say(f"[vllm] attaching to {state.url} ({spec.short_name}, started by {state.started_by})")
             return attach_state(state, spec, self.settings.api_key)
 
-        return RegistryPool(registry, start_detached, attach_existing, name=self.worker_id or f"pid {os.getpid()}")
+        return RegistryPool(registry, start_detached, attach_existing, name=self.worker_id or f"pid {os.getpid()}",
+                            api_key=self.settings.api_key, say=self._say)
 
     def _say(self, line: str) -> None:
+        """A line on the terminal, also from inside a test's setup (past pytest's capture)."""
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
+        capture = self.config.pluginmanager.get_plugin("capturemanager")
+        if reporter is None:
+            return
+        if capture is not None:
+            with capture.global_and_fixture_disabled():
+                reporter.write_line(line)
+        else:
             reporter.write_line(line)
 
     def free_devices(self) -> None:

@@ -8,9 +8,11 @@ import os
 import re
 import subprocess
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
 import pytest
 
 from pytest_vllm_serve.errors import ConfigError, ServerStartError
@@ -201,3 +203,46 @@ def test_reuse_across_sessions(pytester, inner_args, procs, tmp_path):
     assert wait_until(lambda: not is_alive(state["pid"]), timeout=15)
     assert not state_file.exists()
     assert wait_until(lambda: not procs.alive(), timeout=15), describe(procs.alive())
+
+
+def _engine_core(pid: int) -> psutil.Process:
+    [core] = [p for p in psutil.Process(pid).children(recursive=True) if "EngineCore" in " ".join(p.cmdline()) + p.name()]
+    return core
+
+
+def test_reuse_relaunches_a_kept_server_whose_engine_died(pytester, inner_args, procs):
+    """SIGKILL only the kept server's EngineCore (its API process lives on): the next session
+    says so, naming the dead process, stops what is left, and launches a new server."""
+    pytester.makepyfile(
+        """
+        def test_x(vllm_server):
+            assert vllm_server.client.get("/health").status_code == 200
+        """
+    )
+    first = pytester.runpytest_subprocess("--vllm-reuse", *inner_args, timeout=600)
+    first.assert_outcomes(passed=1)
+    results = results_dir(inner_args)
+    [state_file] = list((results / "reusable-servers").glob("*.json"))
+    state = json.loads(state_file.read_text())
+    assert any("EngineCore" in title for _, title, _ in state["engine"]), state["engine"]
+    core = _engine_core(state["pid"])
+    core.kill()
+    core.wait(10)
+    assert is_alive(state["pid"]), "the API process outlives its engine for a while"
+    start = time.monotonic()
+    second = pytester.runpytest_subprocess("--vllm-reuse", *inner_args, timeout=600)
+    took = time.monotonic() - start
+    second.assert_outcomes(passed=1)
+    out = second.stdout.str()
+    match = re.search(r"the kept server at (\S+) cannot be reused: the engine process (\S+) \(pid (\d+)\) is gone; "
+                      r"stopped what was left of it in ([\d.]+) s, starting a new one", out)
+    assert match, out[-3000:]
+    assert match.group(1) == state["url"] and "EngineCore" in match.group(2) and int(match.group(3)) == core.pid
+    assert "server launches this session: 1, attached: 0" in out
+    assert not is_alive(state["pid"]), "what was left of the old server is stopped"
+    print(f"dead engine found and its server stopped in {match.group(4)} s; second session {took:.1f} s")
+    new = json.loads(next((results / "reusable-servers").glob("*.json")).read_text())
+    assert new["pid"] != state["pid"]
+    subprocess.run([sys.executable, "-m", "pytest_vllm_serve.servers", "stop", "--results-dir", str(results)],
+                   capture_output=True, text=True, timeout=60)
+    assert wait_until(lambda: not procs.alive(), timeout=20), describe(procs.alive())
