@@ -133,8 +133,8 @@ def draw_suite_plots(store: ResultsStore) -> list[Path]:
             axis.set_title(title)
             axis.set_xlabel(key)
             if axis.get_lines():
-                handles, labels = axis.get_legend_handles_labels()
-                unique = dict(zip(labels, handles))  # the partial ring once, however many lines
+                handles, names = axis.get_legend_handles_labels()
+                unique = dict(zip(names, handles))  # the partial ring once, however many lines
                 axis.legend(list(unique.values()), list(unique), fontsize="small")
             axis.grid(alpha=0.3)
             axis.set_xscale("log", base=2)

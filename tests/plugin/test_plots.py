@@ -36,3 +36,25 @@ def test_the_plot_is_drawn_with_one_line_per_series(tmp_path):
         store.save_point(p, {})
     (path,) = draw_suite_plots(store)
     assert path.name == "rate.png" and path.stat().st_size > 10_000
+
+
+def test_a_partial_point_gets_a_hollow_ring_and_one_legend_entry(tmp_path):
+    from pytest_vllm_serve.plots import PARTIAL_LABEL, _mark_partial
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cut = point(4)
+    cut.partial = "the server stalled: ..."
+    fig, axes = plt.subplots(1, 4)
+    _mark_partial(axes, [point(1), cut], [1.0, 4.0])
+    rings = [line for axis in axes for line in axis.get_lines() if line.get_label() == PARTIAL_LABEL]
+    assert rings and all(r.get_markerfacecolor() == "none" and list(r.get_xdata()) == [4.0] for r in rings)
+    plt.close(fig)
+    store = ResultsStore(tmp_path)
+    for p in [point(1), cut]:
+        store.save_point(p, {})
+    (path,) = draw_suite_plots(store)
+    assert path.stat().st_size > 10_000
