@@ -210,3 +210,23 @@ def thresholds(draw):
 @given(st.lists(thresholds(), min_size=1, max_size=5))
 def test_valid_specs_round_trip(ts):
     assert parse_fail_on(format_fail_on(ts)) == ts
+
+
+def test_a_partial_point_is_refused_as_a_baseline(tmp_path):
+    """A point cut short by a dead or stalled server is no baseline: it is kept apart, and named."""
+    import json
+
+    from pytest_vllm_serve.results import load_baseline
+
+    metrics = {"completed": 18.0, "failed": 182.0, "p99_ttft_ms": 5.0}
+    path = tmp_path / "summary.json"
+    path.write_text(json.dumps({"format": "pytest-vllm-serve/results-v1", "points": [
+        {"id": "t.py::test_rate[rate=4]", "metrics": metrics, "partial": "the server died: process 1 exited"},
+        {"id": "t.py::test_rate[rate=8]", "metrics": metrics, "partial": None},
+    ]}))
+    baseline = load_baseline(path)
+    assert baseline.get("t.py::test_rate[rate=4]") is None
+    assert baseline.get("t.py::test_rate[rate=8]")["p99_ttft_ms"] == 5.0
+    assert baseline.partial == {"t.py::test_rate[rate=4]": "the server died: process 1 exited"}
+    note = baseline.note()
+    assert "1 partial point(s) refused as a baseline, not gated: test_rate[rate=4] (the server died" in note
