@@ -18,8 +18,6 @@ usage error that names the exact fix.
 from __future__ import annotations
 
 import os
-import re
-import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,44 +169,15 @@ def rejoined_note(environ: dict[str, str] | None = None) -> str | None:
 
 # -- a value that starts with "-" -----------------------------------------------------------------
 
-_MISSING_VALUE = re.compile(r"argument (--[\w-]+): expected one argument")
 
-
-def missing_value_fix(message: str, argv: Sequence[str], value_options: Collection[str]) -> str | None:
-    """The fix for argparse's bare "expected one argument" on one of our options.
-
-    argparse reads ``--vllm-serve-args --enforce-eager`` as two options, the second one
-    unknown, and the first left without its value; the ``=`` form keeps them together.
-    ``argv`` is the command line, to quote the value that was meant (when it is there).
-    """
-    match = _MISSING_VALUE.search(message)
-    if not match or match.group(1) not in value_options:
-        return None
-    option = match.group(1)
-    words = list(argv)
+def missing_value_fix(option: str, args: Sequence[str]) -> str:
+    """The usage error for a value option given without its value, e.g. ``--vllm-serve-args
+    --enforce-eager``: argparse reads a value that starts with '-' as another option."""
+    words = list(args)
     following = words[words.index(option) + 1] if option in words[:-1] else None
-    value = shlex.quote(following) if following and following.startswith("-") else "VALUE"
-    return (f"  fix: {option} takes a value, and argparse reads a value that starts with '-' as another option; "
-            f"write it joined with '=': {option}={value}")
+    if following and following.startswith("-"):
+        import shlex
 
-
-def explain_missing_values(optparser: object, value_options: Collection[str]) -> None:
-    """Make pytest's argument parser add :func:`missing_value_fix` to its usage error.
-
-    pytest parses the command line (and raises this usage error) before any plugin hook
-    sees the arguments, so the fix rides on the parser's own ``error``."""
-    error = getattr(optparser, "error", None)
-    if error is None or getattr(error, "_pvs_wrapped", False):
-        return
-
-    def error_with_fix(message: str):
-        addopts = os.environ.get("PYTEST_ADDOPTS", "")
-        try:
-            argv = [*shlex.split(addopts), *sys.argv[1:]]
-        except ValueError:
-            argv = list(sys.argv[1:])
-        fix = missing_value_fix(message, argv, value_options)
-        return error(f"{message}\n{fix}" if fix else message)
-
-    error_with_fix._pvs_wrapped = True  # type: ignore[attr-defined]
-    optparser.error = error_with_fix  # type: ignore[attr-defined]
+        return (f"{option} {following}: {option} takes a value, and a value that starts with '-' after a space "
+                f"reads as another option.\n  fix: write it joined with '=': {option}={shlex.quote(following)}")
+    return f"{option} was given without a value.\n  fix: write {option}=VALUE"

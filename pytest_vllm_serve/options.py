@@ -174,15 +174,21 @@ BY_DEST = {opt.dest: opt for opt in OPTIONS}
 VALUE_OPTIONS = tuple(f"--{opt.name}" for opt in OPTIONS if not opt.flag)
 
 
+#: What a value option holds when it was given without a value (see add_options).
+NO_VALUE = "\x00no value"
+
+
 def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("vllm", "pytest-vllm-serve: vLLM servers as fixtures, smoke tests and benchmarks")
     for opt in OPTIONS:
         cli_help = opt.help.replace("%", "%%")  # argparse %-formats help text
         if opt.flag:
             group.addoption(f"--{opt.name}", action="store_true", default=None, dest=opt.dest, help=cli_help)
-        else:
-            group.addoption(f"--{opt.name}", action="store", default=None, dest=opt.dest,
-                            metavar=opt.metavar, help=cli_help)
+        else:  # nargs="?": a value that starts with "-" after a space leaves NO_VALUE, which
+            # plugin.py turns into a usage error naming the '=' form (argparse alone says only
+            # "expected one argument")
+            group.addoption(f"--{opt.name}", action="store", nargs="?", const=NO_VALUE, default=None,
+                            dest=opt.dest, metavar=opt.metavar, help=cli_help)
         if opt.ini:
             parser.addini(opt.dest, help=opt.help, type="bool" if opt.flag else "string", default=None)
 

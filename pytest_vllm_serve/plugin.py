@@ -24,12 +24,7 @@ PROFILE_KEY = pytest.StashKey[list]()  # profiling artifacts of a test, for its 
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    from . import cmdline
-
     options.add_options(parser)
-    # pytest's own parser; "--vllm-serve-args --enforce-eager" then says how to write it
-    cmdline.explain_missing_values(getattr(parser, "optparser", None),
-                                   (*options.VALUE_OPTIONS, *cmdline.BENCHMARK_VALUE_OPTIONS))
 
 
 REJOINED_KEY = pytest.StashKey[str | None]()
@@ -53,7 +48,11 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
     if problem:
         raise pytest.UsageError(problem)
     early_config.stash[REJOINED_KEY] = cmdline.rejoined_note()
-    suite = parser.parse_known_args(args).vllm_suite or early_config.getini("vllm_suite")
+    known = parser.parse_known_args(args)
+    for opt in options.OPTIONS:
+        if getattr(known, opt.dest, None) == options.NO_VALUE:
+            raise pytest.UsageError(cmdline.missing_value_fix(f"--{opt.name}", args))
+    suite = known.vllm_suite or early_config.getini("vllm_suite")
     if suite:
         try:
             args.extend(str(path) for path in suite_paths(suite))

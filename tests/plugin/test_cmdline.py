@@ -197,14 +197,18 @@ def test_a_dash_value_after_a_space_is_refused_with_the_equals_form(pytester):
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--vllm-serve-args", "--enforce-eager", timeout=60)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     err = result.stderr.str()
-    assert "argument --vllm-serve-args: expected one argument" in err, err
-    assert "fix: --vllm-serve-args takes a value" in err and "--vllm-serve-args=--enforce-eager" in err, err
+    assert "--vllm-serve-args --enforce-eager: --vllm-serve-args takes a value" in err, err
+    assert "fix: write it joined with '=': --vllm-serve-args=--enforce-eager" in err, err
     assert time.monotonic() - start < 15
 
 
-def test_the_dash_value_fix_names_only_our_options():
-    fix = cmdline.missing_value_fix("argument --vllm-fail-on: expected one argument", ["--vllm-fail-on", "-x"], VALUES)
-    assert fix is not None and "--vllm-fail-on=-x" in fix
-    assert cmdline.missing_value_fix("argument --vllm-url: expected one argument", ["--vllm-url"], VALUES).endswith(
-        "--vllm-url=VALUE")
-    assert cmdline.missing_value_fix("argument -k: expected one argument", ["-k", "-x"], VALUES) is None
+def test_a_value_option_left_without_a_value_says_so(pytester):
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--vllm-url", timeout=60)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--vllm-url was given without a value" in result.stderr.str()
+    assert "fix: write --vllm-url=VALUE" in result.stderr.str()
+
+
+def test_the_dash_value_fix_quotes_the_value_meant():
+    assert "--vllm-fail-on='-x y'" in cmdline.missing_value_fix("--vllm-fail-on", ["--vllm-fail-on", "-x y"])
+    assert cmdline.missing_value_fix("--vllm-url", ["-q", "--vllm-url"]).endswith("--vllm-url=VALUE")
