@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from typing import Iterator
 
 WORD = "tok"
+#: What ``--bad-utf8`` sends instead of the answer's first WORD: 0xFF is never valid in UTF-8.
+BAD_UTF8_WORD = b"t\xffk"
 
 
 @dataclass
@@ -45,6 +47,7 @@ class Timing:
     error_after: int = 0  # after N tokens, an {"error": ...} event and then [DONE], as vLLM's server on an error
     stall_every: int = 0  # hold back the first token of every Nth generation request ...
     stall_ms: float = 0.0  # ... by this much more than the TTFT
+    bad_utf8: bool = False  # answers whose first token is not UTF-8: in the JSON body, and in a stream's first token chunk
     # Trace, for measuring a client against what the server actually did: each
     # streamed answer's first token is its request tag (``req-N``), and when its
     # connection was accepted, when the request arrived and when every chunk was
@@ -117,8 +120,10 @@ class LatencyServer:
                 pass
 
     @staticmethod
-    def _json(writer: asyncio.StreamWriter, status: int, payload: object) -> None:
+    def _json(writer: asyncio.StreamWriter, status: int, payload: object, bad_utf8: bool = False) -> None:
         data = json.dumps(payload).encode()
+        if bad_utf8:
+            data = data.replace(WORD.encode(), BAD_UTF8_WORD, 1)
         reason = {200: "OK", 400: "Bad Request", 404: "Not Found"}.get(status, "OK")
         writer.write(
             f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n".encode()
@@ -178,7 +183,7 @@ class LatencyServer:
             "id": f"cmpl-{self.counter}", "object": "chat.completion" if chat else "text_completion",
             "model": self.timing.model, "choices": [choice],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": n, "total_tokens": prompt_tokens + n},
-        })
+        }, bad_utf8=self.timing.bad_utf8)
 
     async def stream(self, request: dict, chat: bool, arrived: float, writer, accepted: float = 0.0) -> None:
         rid = f"cmpl-{self.counter}"
@@ -189,8 +194,10 @@ class LatencyServer:
         writes: list[float] = []
         tag = f"req-{self.counter}" if self.trace else None
 
-        def event(payload: object) -> None:
+        def event(payload: object, bad_utf8: bool = False) -> None:
             data = b"data: " + (payload if isinstance(payload, bytes) else json.dumps(payload).encode()) + b"\n\n"
+            if bad_utf8:
+                data = data.replace(WORD.encode(), BAD_UTF8_WORD, 1)
             if isinstance(payload, dict) and payload.get("choices"):
                 writes.append(time.perf_counter())  # before the write: the client may read it at once
             writer.write(b"%x\r\n%s\r\n" % (len(data), data))
@@ -219,7 +226,7 @@ class LatencyServer:
         if chat:  # vLLM sends the role first, with the first token
             event({"id": rid, "object": "chat.completion.chunk", "model": self.timing.model,
                    "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]})
-        event(chunk(1, n == 1))
+        event(chunk(1, n == 1), bad_utf8=self.timing.bad_utf8)
         sent = 1
         await writer.drain()
         while sent < n:
@@ -273,12 +280,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--error-after", type=int, default=0, help="after N tokens, an error event and then [DONE]")
     parser.add_argument("--stall-every", type=int, default=0, help="hold back every Nth generation request's first token")
     parser.add_argument("--stall-ms", type=float, default=0.0, help="by this many ms (with --stall-every)")
+    parser.add_argument("--bad-utf8", action="store_true", help="send each answer's first token as bytes that "
+                        "are not UTF-8 (in the JSON body, or in a stream's first token chunk)")
     parser.add_argument("--trace", metavar="FILE", help="tag each stream's first token with its request id and "
                         "append the times its events were written to FILE (JSON lines)")
     args = parser.parse_args(argv)
     timing = Timing(args.ttft_ms / 1000, args.itl_ms / 1000, args.tokens_per_chunk, args.model, args.max_model_len,
                     args.fail_every, args.cut_after, args.no_done, args.empty_stream, args.error_after,
-                    args.stall_every, args.stall_ms, args.trace)
+                    args.stall_every, args.stall_ms, bad_utf8=args.bad_utf8, trace=args.trace)
     try:
         import uvloop
 
