@@ -10,6 +10,7 @@ The numbered checks are the ten of the reference ``test.sh``.
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -18,10 +19,48 @@ from pytest_vllm_serve.sse import SSEParser
 pytestmark = pytest.mark.smoke
 
 
+#: The first answer that was not UTF-8, per server URL: "test (endpoint)". Later tests that
+#: meet the same fault point back to that report instead of repeating it.
+NOT_UTF8: dict[str, str] = {}
+
+
+def utf8_text(server, response, body: bytes) -> str:
+    """``body`` as text. A body that is not UTF-8 fails the test, in full the first time per server."""
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        error = exc  # fail outside the except block, so the report is not chained to a raw traceback
+    fail_not_utf8(server, response, body, error)
+
+
+def fail_not_utf8(server, response, body: bytes, error: UnicodeDecodeError) -> None:
+    endpoint = f"{response.request.method} {response.request.url.path}"
+    content_type = response.headers.get("content-type", "no content-type")
+    first = NOT_UTF8.get(server.url)
+    if first is not None:
+        pytest.fail(f"{endpoint} ({content_type}) answered bytes that are not UTF-8 too, at byte {error.start}: "
+                    f"the same fault as in {first}, reported above", pytrace=False)
+    # PYTEST_CURRENT_TEST is "path::test_name (call)".
+    test = os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0].rpartition("::")[2] or "an earlier test"
+    NOT_UTF8[server.url] = f"{test} ({endpoint})"
+    excerpt = body[max(0, error.start - 32):error.end + 16]
+    pytest.fail(
+        f"{endpoint} answered {response.status_code} ({content_type}) with bytes that are not UTF-8: "
+        f"{error.reason} at byte {error.start} of {len(body)}, in {excerpt!r}\n"
+        f"  fix: the server at {server.url} is not speaking OpenAI's API as UTF-8 JSON/SSE; check what answers "
+        "there (a server that is not OpenAI-compatible, or a proxy in between that rewrites its answers)",
+        pytrace=False,
+    )
+
+
+def json_body(server, response) -> object:
+    return json.loads(utf8_text(server, response, response.content))
+
+
 def post(server, path: str, body: dict) -> dict:
     response = server.client.post(path, json={"model": server.model, **body})
     assert response.status_code == 200, f"{path} answered {response.status_code}: {response.text[:500]}"
-    return response.json()
+    return json_body(server, response)
 
 
 def assert_usage(usage: dict, max_tokens: int | None = None) -> None:
@@ -42,7 +81,7 @@ def test_health(vllm_server):
 def test_models_lists_served_model(vllm_server):
     response = vllm_server.client.get("/v1/models")
     assert response.status_code == 200
-    ids = [m["id"] for m in response.json()["data"]]
+    ids = [m["id"] for m in json_body(vllm_server, response)["data"]]
     assert vllm_server.model in ids
 
 
@@ -105,12 +144,16 @@ def test_05_streaming_sse_in_order_ending_in_done(vllm_server):
     }
     parser = SSEParser()
     events = []
+    received = bytearray()
     with vllm_server.client.stream("POST", "/v1/completions", json=payload) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         for chunk in response.iter_raw():
+            received += chunk
             events += parser.feed(chunk)
     events += parser.close()
+    # The parser turns bytes that are not UTF-8 into U+FFFD, as the SSE format says; a server must not send them.
+    utf8_text(vllm_server, response, bytes(received))
     assert not parser.has_partial
     assert events, "no SSE events"
     assert events[-1].data == "[DONE]", "the stream must end in data: [DONE]"
