@@ -28,6 +28,7 @@ class Opt:
     metavar: str | None = None
     flag: bool = False  # store_true
     ini: bool = True  # also readable from [tool.pytest.ini_options]
+    dash_value: bool = False  # its value usually starts with "-" (see add_options)
 
     @property
     def dest(self) -> str:
@@ -44,7 +45,8 @@ OPTIONS: tuple[Opt, ...] = (
     Opt("vllm-api-key", "API key: passed to the launched server and sent with every request. "
         "Default: $VLLM_API_KEY. Never written to logs or reports.", metavar="KEY", ini=False),
     Opt("vllm-serve-args", "Extra arguments for `vllm serve`, as one shell-quoted string. "
-        "Example: --vllm-serve-args \"--max-model-len 8192 --enable-prefix-caching\"", metavar="ARGS"),
+        "Example: --vllm-serve-args=\"--max-model-len 8192 --enable-prefix-caching\" (with '=': the value "
+        "starts with '-')", metavar="ARGS", dash_value=True),
     Opt("vllm-host", "Address launched servers bind to. Default 127.0.0.1 (loopback only); "
         "use 0.0.0.0 to expose them.", default="127.0.0.1", metavar="ADDR"),
     Opt("vllm-startup-timeout", "Seconds to wait for a launched server to become ready. Default 600.",
@@ -83,7 +85,7 @@ OPTIONS: tuple[Opt, ...] = (
     Opt("vllm-slurm-opt", "sbatch options for each server's job, one shell-quoted string, passed through "
         "(inside an allocation: to srun). --nodes, --gpus-per-node (or --gres/--gpus) and --partition also "
         "size the layout. Example: --vllm-slurm-opt \"--partition=gpu --time=02:00:00 --nodes=2 "
-        "--gpus-per-node=8\"", metavar="OPTS"),
+        "--gpus-per-node=8\"", metavar="OPTS", dash_value=True),
     Opt("vllm-slurm-dry-run", "Print each server's batch script and per-node commands, save the scripts "
         "in the results dir, submit nothing and stop. Implies --vllm-slurm.", flag=True),
     Opt("vllm-slurm-pending-timeout", "Seconds a submitted job may stay pending before it is cancelled and "
@@ -184,11 +186,14 @@ def add_options(parser: pytest.Parser) -> None:
         cli_help = opt.help.replace("%", "%%")  # argparse %-formats help text
         if opt.flag:
             group.addoption(f"--{opt.name}", action="store_true", default=None, dest=opt.dest, help=cli_help)
-        else:  # nargs="?": a value that starts with "-" after a space leaves NO_VALUE, which
+        elif opt.dash_value:  # nargs="?": "--vllm-serve-args --enforce-eager" leaves NO_VALUE, which
             # plugin.py turns into a usage error naming the '=' form (argparse alone says only
             # "expected one argument")
             group.addoption(f"--{opt.name}", action="store", nargs="?", const=NO_VALUE, default=None,
                             dest=opt.dest, metavar=opt.metavar, help=cli_help)
+        else:
+            group.addoption(f"--{opt.name}", action="store", default=None, dest=opt.dest,
+                            metavar=opt.metavar, help=cli_help)
         if opt.ini:
             parser.addini(opt.dest, help=opt.help, type="bool" if opt.flag else "string", default=None)
 

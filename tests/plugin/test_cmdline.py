@@ -202,13 +202,20 @@ def test_a_dash_value_after_a_space_is_refused_with_the_equals_form(pytester):
     assert time.monotonic() - start < 15
 
 
-def test_a_value_option_left_without_a_value_says_so(pytester):
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--vllm-url", timeout=60)
+def test_the_same_for_the_sbatch_options(pytester):
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--vllm-slurm-opt", "--nodes=2", timeout=60)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    assert "--vllm-url was given without a value" in result.stderr.str()
-    assert "fix: write --vllm-url=VALUE" in result.stderr.str()
+    assert "fix: write it joined with '=': --vllm-slurm-opt=--nodes=2" in result.stderr.str()
+
+
+def test_a_dash_value_option_left_without_a_value_says_so(pytester):
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--vllm-serve-args", timeout=60)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--vllm-serve-args was given without a value" in result.stderr.str()
+    assert "fix: write --vllm-serve-args=VALUE" in result.stderr.str()
 
 
 def test_the_dash_value_fix_quotes_the_value_meant():
-    assert "--vllm-fail-on='-x y'" in cmdline.missing_value_fix("--vllm-fail-on", ["--vllm-fail-on", "-x y"])
-    assert cmdline.missing_value_fix("--vllm-url", ["-q", "--vllm-url"]).endswith("--vllm-url=VALUE")
+    assert "--vllm-serve-args='-x y'" in cmdline.missing_value_fix("--vllm-serve-args", ["--vllm-serve-args", "-x y"])
+    assert cmdline.missing_value_fix("--vllm-serve-args", ["-q", "--vllm-serve-args"]).endswith(
+        "--vllm-serve-args=VALUE")
