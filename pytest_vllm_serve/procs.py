@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Iterable
 
 import psutil
 
@@ -122,6 +123,20 @@ def start_reaper(watch_pid: int, target_pid: int, pgid: int, state_file: Path | 
         start_new_session=True,
         close_fds=True,
     )
+
+
+def first_gone(processes: Iterable[tuple[int, str, float]]) -> str | None:
+    """The first of ``(pid, name, create_time)`` that no longer runs (a pid reused by another
+    process counts as gone), as "the engine process NAME (pid N) is gone"; None if all run."""
+    for pid, name, started in processes:
+        try:
+            proc = psutil.Process(pid)
+            if proc.create_time() == started and proc.status() != psutil.STATUS_ZOMBIE:
+                continue
+        except psutil.NoSuchProcess:
+            pass
+        return f"the engine process {name} (pid {pid}) is gone"
+    return None
 
 
 def is_alive(pid: int) -> bool:

@@ -22,11 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
 from filelock import FileLock
 
 from .launchers.base import RunningServer, read_tail
-from .procs import is_alive, terminate_tree
+from .procs import first_gone, is_alive, terminate_tree
 from .readiness import LOG_TAIL_LINES, auth_headers
 from .redact import redact_argv
 from .results import atomic_write_text
@@ -71,15 +70,7 @@ class ServerState:
         vLLM's engine processes), or None while every one of them runs."""
         if self.pid is not None and not is_alive(self.pid):
             return f"process {self.pid} (started by {self.started_by}) is gone"
-        for pid, title, started in self.engine:
-            try:
-                proc = psutil.Process(pid)
-                if proc.create_time() == started and proc.status() != psutil.STATUS_ZOMBIE:
-                    continue
-            except psutil.NoSuchProcess:
-                pass
-            return f"the engine process {title} (pid {pid}) is gone"
-        return None
+        return first_gone(self.engine)
 
     def problem(self, api_key: str | None = None) -> str | None:
         """Why this server cannot be attached to: a dead process of its tree, or no /health."""

@@ -163,6 +163,20 @@ GAP_COLUMNS = (("req/s", "request_throughput", 1), ("TPOT p50", "median_tpot_ms"
                ("TTFT p50", "median_ttft_ms", 1), ("ITL p50", "median_itl_ms", 2))
 
 
+def metric_cells(by_round: dict[int, tuple[dict, dict]], rounds: list[int], columns) -> list[str]:
+    """One cell per column: the point's value in each round, "a / b / c"."""
+    return [" / ".join(f"{by_round[r][0][key]:.{digits}f}" for r in rounds if r in by_round)
+            for _, key, digits in columns]
+
+
+def server_cpu(procs: dict[str, float]) -> str:
+    """"API/engine" CPU seconds from a run's per-process CPU ("PID:NAME" -> s; vLLM names its
+    engine processes VLLM::...)."""
+    api = sum(v for k, v in procs.items() if not k.split(":", 1)[1].startswith("VLLM"))
+    engine = sum(v for k, v in procs.items() if k.split(":", 1)[1].startswith("VLLM"))
+    return f"{api:.1f}/{engine:.1f}"
+
+
 def gap_table(out: Path) -> None:
     """test_gap_c64 (part g): each variant in each round, with what the server did meanwhile."""
     runs: dict[str, dict[int, tuple[dict, dict]]] = {}
@@ -184,19 +198,12 @@ def gap_table(out: Path) -> None:
     print("|---|" + "---|" * (len(GAP_COLUMNS) + 3))
     for variant in sorted(runs, key=lambda v: GAP_VARIANTS.index(v) if v in GAP_VARIANTS else 99):
         by_round = runs[variant]
-        cells = [" / ".join(f"{by_round[r][0][key]:.{digits}f}" for r in rounds if r in by_round)
-                 for _, key, digits in GAP_COLUMNS]
+        cells = metric_cells(by_round, rounds, GAP_COLUMNS)
         places = [[v for r2, v in GAP if r2 == r].index(variant) + 1 for r in rounds if r in by_round]
         cells[0] += " (" + ", ".join(map(str, places)) + ")"
         steps = [by_round[r][1]["vllm:iteration_tokens_total_count"] for r in rounds if r in by_round]
         tokens = [by_round[r][1]["vllm:iteration_tokens_total_sum"] for r in rounds if r in by_round]
-        cpu = []
-        for r in rounds:
-            if r in by_round:
-                procs = by_round[r][1]["cpu"]
-                api = sum(v for k, v in procs.items() if not k.split(":", 1)[1].startswith("VLLM"))
-                engine = sum(v for k, v in procs.items() if k.split(":", 1)[1].startswith("VLLM"))
-                cpu.append(f"{api:.1f}/{engine:.1f}")
+        cpu = [server_cpu(by_round[r][1]["cpu"]) for r in rounds if r in by_round]
         cells += [" / ".join(f"{v:.0f}" for v in steps), " / ".join(f"{t / n:.0f}" for t, n in zip(tokens, steps)),
                   " / ".join(cpu)]
         print(f"| {variant} | " + " | ".join(cells) + " |")
@@ -229,19 +236,12 @@ def ab_table(out: Path) -> None:
     print("|---|" + "---|" * (len(GAP_COLUMNS) + 3))
     for variant in sorted(runs, key=lambda v: AB_VARIANTS.index(v) if v in AB_VARIANTS else 99):
         by_round = runs[variant]
-        cells = [" / ".join(f"{by_round[r][0][key]:.{digits}f}" for r in rounds if r in by_round)
-                 for _, key, digits in GAP_COLUMNS]
+        cells = metric_cells(by_round, rounds, GAP_COLUMNS)
         order = [v for v in AB_VARIANTS if v in runs]  # the run's variants, in run_ab.sh's order
         places = [(order.index(variant) - r) % len(order) + 1 for r in rounds if r in by_round]
         cells[0] += " (" + ", ".join(map(str, places)) + ")"
         steps = " / ".join(f"{by_round[r][1]['vllm:iteration_tokens_total_count']:.0f}" for r in rounds if r in by_round)
-        cpu = []
-        for r in rounds:
-            if r in by_round:
-                procs = by_round[r][1]["cpu"]
-                api = sum(v for k, v in procs.items() if not k.split(":", 1)[1].startswith("VLLM"))
-                engine = sum(v for k, v in procs.items() if k.split(":", 1)[1].startswith("VLLM"))
-                cpu.append(f"{api:.1f}/{engine:.1f}")
+        cpu = [server_cpu(by_round[r][1]["cpu"]) for r in rounds if r in by_round]
         trees = sorted({Path(by_round[r][1].get("client_package", "?")).parent.name for r in rounds if r in by_round})
         print(f"| {variant} | " + " | ".join(cells) + f" | {steps} | {' / '.join(cpu)} | {', '.join(trees)} |")
 

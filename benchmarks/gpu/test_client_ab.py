@@ -17,42 +17,22 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-import psutil
 import pytest
 
 import pytest_vllm_serve
-
 from pytest_vllm_serve.schedule import Schedule
 from pytest_vllm_serve.workloads import RandomWorkload
+from test_h200 import counter_delta, run_peer, server_counters  # noqa: E402  (benchmarks/gpu is on sys.path)
 
 PROMPTS = int(os.environ.get("AB_PROMPTS", "512"))  # fewer to try the part on a CPU
-NAMES = ("vllm:iteration_tokens_total_count", "vllm:iteration_tokens_total_sum", "vllm:generation_tokens_total",
-         "vllm:prompt_tokens_total", "vllm:request_success_total")
 
 
 def counters(server) -> dict:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    found: dict = {}
-    for family in text_string_to_metric_families(server.client.get("/metrics").text):
-        for sample in family.samples:
-            if sample.name in NAMES:
-                found[sample.name] = found.get(sample.name, 0.0) + sample.value
-    root = psutil.Process(int(os.environ["SERVER_PID"]))
-    cpu = {}
-    for proc in [root, *root.children(recursive=True)]:
-        try:
-            times = proc.cpu_times()
-            cpu[f"{proc.pid}:{proc.name()}"] = times.user + times.system
-        except psutil.Error:
-            continue
-    found["cpu"] = cpu
-    return found
+    return server_counters(server, int(os.environ["SERVER_PID"]))
 
 
 def save(name: str, before: dict, after: dict) -> None:
-    delta = {key: after[key] - before.get(key, 0.0) for key in after if key != "cpu"}
-    delta["cpu"] = {key: round(after["cpu"][key] - before["cpu"].get(key, 0.0), 3) for key in after["cpu"]}
+    delta = counter_delta(before, after)
     delta["client_package"] = str(Path(pytest_vllm_serve.__file__).parent)  # which tree measured
     out = Path(os.environ["AB_OUT"])
     out.mkdir(parents=True, exist_ok=True)
@@ -72,8 +52,6 @@ def test_ab_point(vllm_bench, vllm_server):
 
 @pytest.mark.benchmark
 def test_ab_peer(vllm_server):
-    from test_h200 import run_peer
-
     name = os.environ["AB_NAME"]
     before = counters(vllm_server)
     run_peer(vllm_server, "gap", 64, PROMPTS, Path(os.environ["AB_OUT"]), os.environ["PEER_TOKENIZER"], name=name)

@@ -282,20 +282,23 @@ GAP = [(r, v) for r in range(3) for v in GAP_VARIANTS[r:] + GAP_VARIANTS[:r]]
 GAP_PROMPTS = int(os.environ.get("GAP_PROMPTS", "512"))  # fewer to try the part on a CPU
 
 
-def server_counters(server) -> dict:
+COUNTERS = ("vllm:iteration_tokens_total_count", "vllm:iteration_tokens_total_sum", "vllm:generation_tokens_total",
+            "vllm:prompt_tokens_total", "vllm:num_preemptions_total", "vllm:request_success_total")
+
+
+def server_counters(server, pid: int | None = None) -> dict:
     """What the server has done so far: engine steps and tokens from /metrics, and the CPU seconds
-    of each of its processes (the API server, the engine core...)."""
+    of each process of its tree (the API server, the engine core...), from ``pid`` or the
+    process the plugin launched."""
     from prometheus_client.parser import text_string_to_metric_families
 
     counters: dict = {}
     for family in text_string_to_metric_families(server.client.get("/metrics").text):
         for sample in family.samples:
-            if sample.name in ("vllm:iteration_tokens_total_count", "vllm:iteration_tokens_total_sum",
-                               "vllm:generation_tokens_total", "vllm:prompt_tokens_total",
-                               "vllm:num_preemptions_total", "vllm:request_success_total"):
+            if sample.name in COUNTERS:
                 counters[sample.name] = counters.get(sample.name, 0.0) + sample.value
     cpu = {}
-    root = psutil.Process(server.process.popen.pid)
+    root = psutil.Process(pid if pid is not None else server.process.popen.pid)
     for proc in [root, *root.children(recursive=True)]:
         try:
             times = proc.cpu_times()

@@ -16,7 +16,7 @@ from ..command import ModelRef, ServeCommand
 from ..hardware import VllmInstall, has_cuda, require_vllm, visible_gpus
 from ..known_causes import PORT_IN_USE
 from ..placement import GpuLedger
-from ..procs import descendants, start_reaper, terminate_tree
+from ..procs import descendants, first_gone, start_reaper, terminate_tree
 from ..ports import free_port
 from ..readiness import LOG_TAIL_LINES
 from ..redact import redact_argv
@@ -54,15 +54,7 @@ class LocalProcess:
                 continue
 
     def _dead_engine_process(self) -> str | None:
-        for pid, (name, started) in self._engine.items():
-            try:
-                proc = psutil.Process(pid)
-                if proc.create_time() == started and proc.status() != psutil.STATUS_ZOMBIE:
-                    continue
-            except psutil.NoSuchProcess:
-                pass
-            return f"the engine process {name} (pid {pid}) is gone"
-        return None
+        return first_gone((pid, name, started) for pid, (name, started) in self._engine.items())
 
     def poll(self) -> str | None:
         code = self.popen.poll()
