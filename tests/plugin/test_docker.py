@@ -176,9 +176,9 @@ def test_sigkilled_pytest_leaves_no_container(pytester, inner_args, docker_clien
     pytester.makepyfile(USES_SERVER)
     proc = popen_pytest(pytester, *inner_args, f"--vllm-docker={cpu_image}")
 
-    def its_containers():
+    def its_containers():  # sparse: one list call, no inspect of a container the reaper may remove meanwhile
         return docker_client.containers.list(
-            all=True, filters={"label": f"{containers.LABEL_OWNER_PID}={proc.pid}"}
+            all=True, sparse=True, filters={"label": f"{containers.LABEL_OWNER_PID}={proc.pid}"}
         )
 
     try:
@@ -187,7 +187,7 @@ def test_sigkilled_pytest_leaves_no_container(pytester, inner_args, docker_clien
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
         gone = wait_until(lambda: not its_containers(), timeout=30)
-        assert gone, f"containers outlived their SIGKILLed pytest: {[c.name for c in its_containers()]}"
+        assert gone, f"containers outlived their SIGKILLed pytest: {[c.id[:12] for c in its_containers()]}"
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -236,7 +236,7 @@ def test_more_than_a_hundred_requests_are_in_flight_at_once():
 @pytest.mark.parametrize("processes", [1, 2])
 def test_an_abort_fails_in_flight_requests_and_marks_the_rest_not_sent(processes):
     """When the server dies mid-point, the run stops at once and every request is accounted for."""
-    with running(ttft_ms=20, itl_ms=200) as url:  # each request streams for ~1.6 s
+    with running(ttft_ms=20, itl_ms=500) as url:  # each request streams for ~4 s, well past the abort
         calls = {"n": 0}
 
         def abort():

@@ -34,7 +34,8 @@ POINTER = re.compile(
 
 def smoke(pytester, url, *args):
     result = pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider", "--vllm-suite", "smoke", f"--vllm-url={url}",
+        # -rN: no short summary, which repeats each message in full when CI is set (as in CI)
+        "-p", "no:cacheprovider", "-rN", "--vllm-suite", "smoke", f"--vllm-url={url}",
         f"--vllm-results-dir={pytester.path / 'results'}", *args, timeout=120,
     )
     return result, result.stdout.str() + "\n" + result.stderr.str()

