@@ -42,7 +42,7 @@ def soak(url: str, model: str, seconds: float, prompts: int) -> dict:
     plan = LoadPlan(url, RequestOptions(model=model), prompt_list, Schedule(rate=math.inf), warmup=0)
     me = psutil.Process()
     stop = threading.Event()
-    smoke = {"runs": 0, "failed_runs": 0}
+    smoke: dict = {"runs": 0, "failed_runs": 0, "first_failure": None}
 
     def smoke_loop() -> None:
         with tempfile.TemporaryDirectory() as results:
@@ -53,11 +53,22 @@ def soak(url: str, model: str, seconds: float, prompts: int) -> dict:
                     capture_output=True, text=True, cwd=ROOT,
                 )
                 smoke["runs"] += 1
-                smoke["failed_runs"] += done.returncode != 0
+                if done.returncode != 0:
+                    smoke["failed_runs"] += 1
+                    smoke["first_failure"] = smoke["first_failure"] or done.stdout[-1500:]
 
     rounds, sent, failed = 0, 0, 0
+    errors: dict[str, int] = {}  # each distinct failure, counted, so a failed soak says why
+
+    def count(records) -> int:
+        bad = [r for r in records if not r.success]
+        for r in bad:
+            reason = f"HTTP {r.status}: {r.error}" if r.status and r.status != 200 else str(r.error)
+            errors[reason[:300]] = errors.get(reason[:300], 0) + 1
+        return len(bad)
+
     first = run_load(plan)  # warm: imports, pools and buffers settle
-    sent, failed = len(first.records), sum(not r.success for r in first.records)
+    sent, failed = len(first.records), count(first.records)
     rss_before, fds_before = me.memory_info().rss, me.num_fds()
     thread = threading.Thread(target=smoke_loop, daemon=True)
     thread.start()
@@ -66,7 +77,7 @@ def soak(url: str, model: str, seconds: float, prompts: int) -> dict:
         result = run_load(plan)
         rounds += 1
         sent += len(result.records)
-        failed += sum(not r.success for r in result.records)
+        failed += count(result.records)
     stop.set()
     thread.join()
     rss_after, fds_after = me.memory_info().rss, me.num_fds()
@@ -75,8 +86,10 @@ def soak(url: str, model: str, seconds: float, prompts: int) -> dict:
         "load_rounds": rounds + 1,
         "requests_sent": sent,
         "requests_failed": failed,
+        "request_errors": errors,
         "smoke_runs": smoke["runs"],
         "smoke_runs_failed": smoke["failed_runs"],
+        "smoke_first_failure": smoke["first_failure"],
         "client_rss_mb_before": round(rss_before / 2**20, 1),
         "client_rss_mb_after": round(rss_after / 2**20, 1),
         "client_rss_growth_mb": round((rss_after - rss_before) / 2**20, 1),

@@ -51,7 +51,8 @@ KNOWN_CAUSES: tuple[KnownCause, ...] = (
         r"KV cache is needed, which is larger than the available KV cache memory"
         r"|No available memory for the cache blocks",
         "out of memory for the KV cache: one request at the model's max length does not fit",
-        "lower --max-model-len, or raise --gpu-memory-utilization, in --vllm-serve-args",
+        "lower --max-model-len, or give the KV cache more memory (raise --gpu-memory-utilization, or "
+        "--kv-cache-memory-bytes where it is set), in --vllm-serve-args",
     ),
     KnownCause(
         "cpu-kv-cache-memory",
