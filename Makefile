@@ -30,7 +30,7 @@ load:
 	$(GZIP) -dc $(TARBALL) | docker load
 
 cpu-image:
-	$(PYTHON) -m pytest_vllm_serve.images build-cpu
+	$(PYTHON) -m pytest_vllm_serve.serving.launchers.docker.images build-cpu
 
 lint:
 	$(HADOLINT) Dockerfile

@@ -33,11 +33,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytest_vllm_serve.client import Prompt, RequestOptions
-from pytest_vllm_serve.latency_server import running
-from pytest_vllm_serve.loadgen import LoadPlan, run_load
-from pytest_vllm_serve.models import ensure_tiny_model
-from pytest_vllm_serve.schedule import Schedule
+from pytest_vllm_serve.bench.client import Prompt, RequestOptions
+from pytest_vllm_serve.bench.loadgen.generator import LoadPlan, run_load
+from pytest_vllm_serve.bench.schedule import Schedule
+from pytest_vllm_serve.serving.models import ensure_tiny_model
+from pytest_vllm_serve.tools.latency_server import running
 
 HERE = Path(__file__).resolve().parent
 
@@ -58,33 +58,73 @@ def _tag(text: str) -> str:
 
 def ours(url: str, concurrency: int, n: int, tokens: int) -> Run:
     prompts = tuple(Prompt("alpha beta gamma delta", 4, tokens) for _ in range(n))
-    plan = LoadPlan(url, RequestOptions(model="latency-server", endpoint="completions"), prompts,
-                    Schedule(rate=math.inf, max_concurrency=concurrency), warmup=2, processes=1)
+    plan = LoadPlan(
+        url,
+        RequestOptions(model="latency-server", endpoint="completions"),
+        prompts,
+        Schedule(rate=math.inf, max_concurrency=concurrency),
+        warmup=2,
+        processes=1,
+    )
     result = run_load(plan)
     ok = [r for r in result.records if r.success]
     assert len(ok) == n, [r.error for r in result.records if not r.success][:3]
-    return Run([_tag("".join(r.text_parts)) for r in ok], [r.send_time for r in ok], [r.ttft for r in ok],
-               [r.itl for r in ok])
+    return Run(
+        [_tag("".join(r.text_parts)) for r in ok], [r.send_time for r in ok], [r.ttft for r in ok], [r.itl for r in ok]
+    )
 
 
 def theirs(url: str, concurrency: int, n: int, tokens: int, tokenizer: str) -> Run:
     with tempfile.TemporaryDirectory() as out:
         proc = subprocess.run(
-            [sys.executable, str(HERE / "vllm_bench.py"), "bench", "serve", "--backend", "openai",
-             "--endpoint", "/v1/completions", "--base-url", url, "--model", "latency-server",
-             "--tokenizer", tokenizer, "--dataset-name", "random", "--random-input-len", "4",
-             "--random-output-len", str(tokens), "--num-prompts", str(n), "--max-concurrency", str(concurrency),
-             "--ignore-eos", "--num-warmups", "2", "--save-result", "--save-detailed", "--result-dir", out,
-             "--disable-tqdm"],
-            capture_output=True, text=True,
+            [
+                sys.executable,
+                str(HERE / "vllm_bench.py"),
+                "bench",
+                "serve",
+                "--backend",
+                "openai",
+                "--endpoint",
+                "/v1/completions",
+                "--base-url",
+                url,
+                "--model",
+                "latency-server",
+                "--tokenizer",
+                tokenizer,
+                "--dataset-name",
+                "random",
+                "--random-input-len",
+                "4",
+                "--random-output-len",
+                str(tokens),
+                "--num-prompts",
+                str(n),
+                "--max-concurrency",
+                str(concurrency),
+                "--ignore-eos",
+                "--num-warmups",
+                "2",
+                "--save-result",
+                "--save-detailed",
+                "--result-dir",
+                out,
+                "--disable-tqdm",
+            ],
+            capture_output=True,
+            text=True,
         )
         if proc.returncode != 0:
             raise RuntimeError(proc.stdout[-2000:] + proc.stderr[-2000:])
         data = json.loads(next(Path(out).glob("*.json")).read_text())
     ok = [i for i, e in enumerate(data["errors"]) if not e]
     assert len(ok) == n
-    return Run([_tag(data["generated_texts"][i]) for i in ok], [data["start_times"][i] for i in ok],
-               [data["ttfts"][i] for i in ok], [data["itls"][i] for i in ok])
+    return Run(
+        [_tag(data["generated_texts"][i]) for i in ok],
+        [data["start_times"][i] for i in ok],
+        [data["ttfts"][i] for i in ok],
+        [data["itls"][i] for i in ok],
+    )
 
 
 def served(trace: Path, offset: int) -> tuple[dict[str, dict], int]:
@@ -121,7 +161,11 @@ def main() -> None:
                 for repeat in range(args.repeats):
                     order = ("ours", "vllm") if repeat % 2 == 0 else ("vllm", "ours")
                     for who in order:
-                        run = ours(url, concurrency, n, args.tokens) if who == "ours" else theirs(url, concurrency, n, args.tokens, tokenizer)
+                        run = (
+                            ours(url, concurrency, n, args.tokens)
+                            if who == "ours"
+                            else theirs(url, concurrency, n, args.tokens, tokenizer)
+                        )
                         lines, offset = served(trace, offset)
                         arrivals = sorted(lines[t]["arrived"] for t in run.tags)[:concurrency]
                         f = figures[who]
@@ -129,14 +173,22 @@ def main() -> None:
                         f["itl"].append(median_error([g for gaps in run.itls for g in gaps], itl))
                         f["lag"].append(statistics.median(lines[t]["arrived"] - s for t, s in zip(run.tags, run.sends)))
                         f["spread"].append(arrivals[-1] - arrivals[0])
-                        print(f"concurrency {concurrency} repeat {repeat + 1} {who}: TTFT err {f['ttft'][-1] * 1000:.3f} ms, "
-                              f"ITL err {f['itl'][-1] * 1000:.3f} ms, send-to-server lag {f['lag'][-1] * 1000:.3f} ms, "
-                              f"burst arrival spread {f['spread'][-1] * 1000:.1f} ms", file=sys.stderr, flush=True)
+                        print(
+                            f"concurrency {concurrency} repeat {repeat + 1} {who}: TTFT err {f['ttft'][-1] * 1000:.3f} ms, "
+                            f"ITL err {f['itl'][-1] * 1000:.3f} ms, send-to-server lag {f['lag'][-1] * 1000:.3f} ms, "
+                            f"burst arrival spread {f['spread'][-1] * 1000:.1f} ms",
+                            file=sys.stderr,
+                            flush=True,
+                        )
                 for who in ("ours", "vllm"):
                     rows.append((concurrency, n, who, *(statistics.median(figures[who][c]) * 1000 for c in columns)))
-    print(f"Set TTFT {args.ttft_ms:g} ms, ITL {args.itl_ms:g} ms, {args.tokens} tokens per request; "
-          f"median |measured - set| per run, median of {args.repeats} runs.\n")
-    print("| concurrency | prompts | client | TTFT error (ms) | ITL error (ms) | send-to-server lag (ms) | burst arrival spread (ms) |")
+    print(
+        f"Set TTFT {args.ttft_ms:g} ms, ITL {args.itl_ms:g} ms, {args.tokens} tokens per request; "
+        f"median |measured - set| per run, median of {args.repeats} runs.\n"
+    )
+    print(
+        "| concurrency | prompts | client | TTFT error (ms) | ITL error (ms) | send-to-server lag (ms) | burst arrival spread (ms) |"
+    )
     print("|---|---|---|---|---|---|---|")
     for concurrency, n, who, t, i, lag, spread in rows:
         name = "pytest-vllm-serve" if who == "ours" else "vllm bench serve"

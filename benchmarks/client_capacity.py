@@ -29,11 +29,11 @@ from pathlib import Path
 
 import psutil
 
-from pytest_vllm_serve.client import Prompt, RequestOptions
-from pytest_vllm_serve.latency_server import running
-from pytest_vllm_serve.loadgen import LoadPlan, run_load
-from pytest_vllm_serve.models import ensure_tiny_model
-from pytest_vllm_serve.schedule import Schedule
+from pytest_vllm_serve.bench.client import Prompt, RequestOptions
+from pytest_vllm_serve.bench.loadgen.generator import LoadPlan, run_load
+from pytest_vllm_serve.bench.schedule import Schedule
+from pytest_vllm_serve.serving.models import ensure_tiny_model
+from pytest_vllm_serve.tools.latency_server import running
 
 HERE = Path(__file__).resolve().parent
 
@@ -48,8 +48,14 @@ def judge(send_times: list[float], rate: float) -> tuple[float, float]:
 
 def ours(url: str, rate: float, n: int, processes: int) -> tuple[list[float], float, int]:
     prompts = tuple(Prompt("a b c d", 4, 1) for _ in range(n))
-    plan = LoadPlan(url, RequestOptions(model="latency-server", endpoint="completions"), prompts,
-                    Schedule(rate=rate, burstiness=math.inf), warmup=2, processes=processes)
+    plan = LoadPlan(
+        url,
+        RequestOptions(model="latency-server", endpoint="completions"),
+        prompts,
+        Schedule(rate=rate, burstiness=math.inf),
+        warmup=2,
+        processes=processes,
+    )
     result = run_load(plan)
     failed = sum(1 for r in result.records if not r.success)
     return [r.dispatch_time for r in result.records], result.client_cpu_seconds, failed
@@ -57,12 +63,40 @@ def ours(url: str, rate: float, n: int, processes: int) -> tuple[list[float], fl
 
 def theirs(url: str, rate: float, n: int, tokenizer: str) -> tuple[list[float], float, int]:
     with tempfile.TemporaryDirectory() as out:
-        argv = [sys.executable, str(HERE / "vllm_bench.py"), "bench", "serve", "--backend", "openai",
-                "--endpoint", "/v1/completions", "--base-url", url, "--model", "latency-server",
-                "--tokenizer", tokenizer, "--dataset-name", "random", "--random-input-len", "4",
-                "--random-output-len", "1", "--num-prompts", str(n), "--request-rate", str(rate),
-                "--burstiness", "inf", "--ignore-eos", "--save-result", "--save-detailed", "--result-dir", out,
-                "--disable-tqdm"]
+        argv = [
+            sys.executable,
+            str(HERE / "vllm_bench.py"),
+            "bench",
+            "serve",
+            "--backend",
+            "openai",
+            "--endpoint",
+            "/v1/completions",
+            "--base-url",
+            url,
+            "--model",
+            "latency-server",
+            "--tokenizer",
+            tokenizer,
+            "--dataset-name",
+            "random",
+            "--random-input-len",
+            "4",
+            "--random-output-len",
+            "1",
+            "--num-prompts",
+            str(n),
+            "--request-rate",
+            str(rate),
+            "--burstiness",
+            "inf",
+            "--ignore-eos",
+            "--save-result",
+            "--save-detailed",
+            "--result-dir",
+            out,
+            "--disable-tqdm",
+        ]
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         ps = psutil.Process(proc.pid)
         cpu_start = None
@@ -90,8 +124,11 @@ def main() -> None:
     args = parser.parse_args()
     tokenizer = str(ensure_tiny_model())
     rates = [float(r) for r in args.rates.split(",")]
-    clients = {"vllm bench serve": None, "pytest-vllm-serve, 1 process": 1,
-               f"pytest-vllm-serve, {args.processes} processes": args.processes}
+    clients = {
+        "vllm bench serve": None,
+        "pytest-vllm-serve, 1 process": 1,
+        f"pytest-vllm-serve, {args.processes} processes": args.processes,
+    }
     rows = []
     best = {name: 0.0 for name in clients}
     with running() as url:
@@ -108,10 +145,15 @@ def main() -> None:
                 if ok:
                     best[name] = max(best[name], rate)
                 rows.append((rate, name, achieved, lag, 1000 * cpu / n, failed, ok))
-                print(f"{rate:>6g} req/s {name:<34} achieved {achieved:8.1f}  lag {lag:7.3f} ms  "
-                      f"cpu {1000 * cpu / n:.3f} ms/req  failed {failed}  {'ok' if ok else 'NOT SUSTAINED'} "
-                      f"({time.monotonic() - started:.0f} s)", file=sys.stderr)
-    print("| target req/s | client | achieved req/s | median send lag (ms) | client CPU per request (ms) | failed | sustained |")
+                print(
+                    f"{rate:>6g} req/s {name:<34} achieved {achieved:8.1f}  lag {lag:7.3f} ms  "
+                    f"cpu {1000 * cpu / n:.3f} ms/req  failed {failed}  {'ok' if ok else 'NOT SUSTAINED'} "
+                    f"({time.monotonic() - started:.0f} s)",
+                    file=sys.stderr,
+                )
+    print(
+        "| target req/s | client | achieved req/s | median send lag (ms) | client CPU per request (ms) | failed | sustained |"
+    )
     print("|---|---|---|---|---|---|---|")
     for rate, name, achieved, lag, cpu, failed, ok in rows:
         print(f"| {rate:g} | {name} | {achieved:.1f} | {lag:.3f} | {cpu:.3f} | {failed} | {'yes' if ok else 'no'} |")

@@ -14,7 +14,7 @@ import sys
 import atheris
 
 with atheris.instrument_imports():
-    from pytest_vllm_serve.sse import SSEParser, parse_all
+    from pytest_vllm_serve.bench.sse import SSEParser, parse_all
 
 
 def one_input(data: bytes) -> None:

@@ -25,13 +25,13 @@ from pathlib import Path
 import httpx
 import psutil
 
-from pytest_vllm_serve.client import RequestOptions
-from pytest_vllm_serve.launchers.local import LocalLauncher
-from pytest_vllm_serve.loadgen import LoadPlan, run_load
-from pytest_vllm_serve.schedule import Schedule
-from pytest_vllm_serve.server import serve
-from pytest_vllm_serve.spec import ServerSpec
-from pytest_vllm_serve.workloads import RandomWorkload, server_tokenizer
+from pytest_vllm_serve.bench.client import RequestOptions
+from pytest_vllm_serve.bench.loadgen.generator import LoadPlan, run_load
+from pytest_vllm_serve.bench.schedule import Schedule
+from pytest_vllm_serve.bench.workloads import RandomWorkload, server_tokenizer
+from pytest_vllm_serve.serving.launchers.local import LocalLauncher
+from pytest_vllm_serve.serving.server import serve
+from pytest_vllm_serve.serving.spec import ServerSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,9 +48,20 @@ def soak(url: str, model: str, seconds: float, prompts: int) -> dict:
         with tempfile.TemporaryDirectory() as results:
             while not stop.is_set():
                 done = subprocess.run(
-                    [sys.executable, "-m", "pytest", str(ROOT / "tests" / "smoke"), "-q", "-p", "no:cacheprovider",
-                     f"--vllm-url={url}", f"--vllm-results-dir={results}"],
-                    capture_output=True, text=True, cwd=ROOT,
+                    [
+                        sys.executable,
+                        "-m",
+                        "pytest",
+                        str(ROOT / "tests" / "smoke"),
+                        "-q",
+                        "-p",
+                        "no:cacheprovider",
+                        f"--vllm-url={url}",
+                        f"--vllm-results-dir={results}",
+                    ],
+                    capture_output=True,
+                    text=True,
+                    cwd=ROOT,
                 )
                 smoke["runs"] += 1
                 if done.returncode != 0:

@@ -24,11 +24,11 @@ from pathlib import Path
 
 import httpx
 
-from pytest_vllm_serve.launchers.local import LocalLauncher
-from pytest_vllm_serve.ports import free_port
-from pytest_vllm_serve.procs import terminate_tree
-from pytest_vllm_serve.server import serve
-from pytest_vllm_serve.spec import ServerSpec
+from pytest_vllm_serve.serving.launchers.local import LocalLauncher
+from pytest_vllm_serve.serving.ports import free_port
+from pytest_vllm_serve.serving.procs import terminate_tree
+from pytest_vllm_serve.serving.server import serve
+from pytest_vllm_serve.serving.spec import ServerSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,8 +66,20 @@ def plain_start(command: list[str], logs: Path) -> float:
 def smoke_run(results: Path) -> tuple[float, float, str]:
     start = time.perf_counter()
     out = subprocess.run(
-        [sys.executable, "-m", "pytest", "-m", "smoke", "-q", "-p", "no:cacheprovider", f"--vllm-results-dir={results}"],
-        cwd=ROOT, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-m",
+            "smoke",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            f"--vllm-results-dir={results}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     wall = time.perf_counter() - start
     startup = float(re.search(r"startup ([\d.]+) s", out.stdout).group(1))

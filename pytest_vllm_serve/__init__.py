@@ -2,10 +2,10 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .errors import ConfigError, ServerDiedError, ServerStartError, VllmServeError
-from .launchers.base import RunningServer
-from .server import serve
-from .spec import Layout, ServerSpec
+from pytest_vllm_serve.errors import ConfigError, ServerDiedError, ServerStartError, VllmServeError
+from pytest_vllm_serve.serving.running import RunningServer
+from pytest_vllm_serve.serving.server import serve
+from pytest_vllm_serve.serving.spec import Layout, ServerSpec
 
 __all__ = [
     "ConfigError",

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Collection, Sequence
 
 #: Set in the environment of the re-run, to the options that were joined (for the report header).
 REJOINED_VAR = "PYTEST_VLLM_SERVE_REJOINED"
@@ -100,7 +100,7 @@ def rerun_argv(orig_argv: Sequence[str], argv: Sequence[str], args: Sequence[str
     given = list(argv[1:])
     if not orig_argv or len(orig_argv) < len(given) + 1:
         return None
-    if given and list(orig_argv[-len(given):]) != given:
+    if given and list(orig_argv[-len(given) :]) != given:
         return None
     head = list(orig_argv[: len(orig_argv) - len(given)])
     return [*head, *args]
@@ -178,6 +178,8 @@ def missing_value_fix(option: str, args: Sequence[str]) -> str:
     if following and following.startswith("-"):
         import shlex
 
-        return (f"{option} {following}: {option} takes a value, and a value that starts with '-' after a space "
-                f"reads as another option.\n  fix: write it joined with '=': {option}={shlex.quote(following)}")
+        return (
+            f"{option} {following}: {option} takes a value, and a value that starts with '-' after a space "
+            f"reads as another option.\n  fix: write it joined with '=': {option}={shlex.quote(following)}"
+        )
     return f"{option} was given without a value.\n  fix: write {option}=VALUE"

@@ -8,15 +8,15 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
-from . import options
-from .errors import ConfigError, VllmServeError
-from .launchers.base import RunningServer
-from .session import MARKER, VllmSession, new_session_dir
-from .spec import ServerSpec
+from pytest_vllm_serve import config as options
+from pytest_vllm_serve.errors import ConfigError, VllmServeError
+from pytest_vllm_serve.serving.running import RunningServer
+from pytest_vllm_serve.serving.spec import ServerSpec
+from pytest_vllm_serve.session import MARKER, VllmSession, new_session_dir
 
 SESSION_KEY = pytest.StashKey[VllmSession]()
 SERVER_KEY = pytest.StashKey[RunningServer]()
@@ -37,8 +37,7 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
 
     The outermost wrapper, so this runs before pytest's capture plugin takes over the
     terminal's file descriptors (a restarted run must write to the real ones)."""
-    from . import cmdline
-    from .suites import suite_paths
+    from pytest_vllm_serve import cmdline
 
     problem = cmdline.restart_joined(
         early_config.invocation_params.args,
@@ -55,7 +54,7 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
     suite = known.vllm_suite or early_config.getini("vllm_suite")
     if suite:
         try:
-            args.extend(str(path) for path in suite_paths(suite))
+            args.extend(str(path) for path in options.suite_paths(suite))
         except ValueError as exc:
             raise pytest.UsageError(str(exc)) from None
     return (yield)
@@ -91,7 +90,7 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     try:
         settings = options.Settings.from_config(config)
-        bench = options.BenchSettings.from_config(config)
+        bench = options.bench_settings(config)
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
     workerinput = getattr(config, "workerinput", None)
@@ -207,10 +206,14 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     vsession = session.config.stash.get(SESSION_KEY, None)
     if vsession is None or not vsession.settings.slurm_dry_run:
         return
-    from .slurm.dryrun import dry_run
+    from pytest_vllm_serve.dryrun import dry_run
 
     try:
-        text = dry_run(vsession, session.items)
+        specs = [
+            vsession.spec_for(item) for item in session.items if "vllm_server" in getattr(item, "fixturenames", ())
+        ]
+        launcher = vsession.launcher()  # checks no SLURM command in a dry run
+        text = dry_run(specs, launcher, vsession.settings.cache_dir)
     except VllmServeError as exc:
         raise pytest.UsageError(str(exc)) from None
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
@@ -294,7 +297,7 @@ def vllm_bench(request: pytest.FixtureRequest, vllm_server: RunningServer, vllm_
     Results go to the session's results dir at once, into pytest-benchmark's JSON
     (``extra_info`` plus the recorded latency series), and through ``--vllm-fail-on``.
     """
-    from .bench import VllmBench
+    from pytest_vllm_serve.bench.point import VllmBench
 
     benchmark = _benchmark_fixture(request)
     return VllmBench(
@@ -314,7 +317,7 @@ class _ServerProfileHook:
     """Torch or CUDA profiler of the server around a measured phase."""
 
     def __init__(self, request: pytest.FixtureRequest, server: RunningServer, session: VllmSession):
-        from .profiling import ServerProfiler, test_profile_dir
+        from pytest_vllm_serve.bench.profiling import ServerProfiler, test_profile_dir
 
         trace_dir = None if server.launcher == "external" else session.server_trace_dir
         self.profiler = ServerProfiler(server.client, server.url, trace_dir)
@@ -332,9 +335,11 @@ class _ClientTraceHook:
     in_process = True  # the traced client must run in this process
 
     def __init__(self, request: pytest.FixtureRequest, session: VllmSession):
-        from .profiling import ClientTracer, test_profile_dir
+        from pytest_vllm_serve.bench.profiling import ClientTracer, test_profile_dir
 
-        self.tracer = ClientTracer(test_profile_dir(session.results_dir, point_id(request.node)) / session.settings.viztracer)
+        self.tracer = ClientTracer(
+            test_profile_dir(session.results_dir, point_id(request.node)) / session.settings.viztracer
+        )
         self.files = request.node.stash.setdefault(PROFILE_KEY, [])
 
     def before_measure(self) -> None:
@@ -360,16 +365,18 @@ def vllm_offline(request: pytest.FixtureRequest, vllm_session: VllmSession, vllm
     Model and TP/PP/DP/EP come from the vllm marker and options, like a server's.
     Running servers of the session are stopped first, so the engine gets the devices.
     """
-    from .offline_bench import OfflineBench
+    from pytest_vllm_serve.bench.offline.point import OfflineBench
+    from pytest_vllm_serve.serving.offline import offline_engine, run_engine
 
     benchmark = _benchmark_fixture(request)
+    cache_dir = vllm_session.settings.cache_dir
     bench = OfflineBench(
-        spec=vllm_spec,
+        resolve_engine=lambda: offline_engine(vllm_spec, cache_dir),
+        run_engine=run_engine,
         settings=vllm_session.bench,
         store=vllm_session.store,
         node_id=point_id(request.node),
         logs_dir=vllm_session.logs_dir,
-        cache_dir=vllm_session.settings.cache_dir,
         benchmark=benchmark,
         viztracer=vllm_session.settings.viztracer,
         before_run=vllm_session.free_devices,
@@ -391,7 +398,7 @@ def vllm_profile(request: pytest.FixtureRequest, vllm_server: RunningServer, vll
     """
     from contextlib import contextmanager
 
-    from .profiling import ProfileError
+    from pytest_vllm_serve.bench.profiling import ProfileError
 
     @contextmanager
     def profile():
@@ -416,7 +423,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = yield
     files = item.stash.get(PROFILE_KEY, None)
     if files and report.when == "call":
-        from .profiling import PERFETTO_HINT
+        from pytest_vllm_serve.bench.profiling import PERFETTO_HINT
 
         report.sections.append(("vllm profile", "\n".join([*map(str, files), PERFETTO_HINT])))
     server = item.stash.get(SERVER_KEY, None)
@@ -424,7 +431,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         report.sections.append(("vllm server", server.report_text()))
         died = server.death() if report.failed else None
         if died:
-            from .errors import format_log_tail
+            from pytest_vllm_serve.errors import format_log_tail
 
             tail = server.process.log_tail() if server.process else []
             report.sections.append(("vllm server died", f"{died}\n{format_log_tail(tail, str(server.log_path))}"))
@@ -432,7 +439,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         if server.command:
             from shlex import join
 
-            from .redact import redact_argv
+            from pytest_vllm_serve.redact import redact_argv
 
             props.append(("vllm_command", join(redact_argv(server.command))))
         props += [(f"vllm_{key}", value) for key, value in server.ids.items()]  # pid, SLURM job id...
@@ -446,7 +453,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if vsession is None or hasattr(session.config, "workerinput"):
         return  # xdist workers leave the plots to the controller
     if vsession.bench.plots and any(vsession.store.points_dir.glob("*.json")):
-        from .plots import draw_suite_plots
+        from pytest_vllm_serve.bench.sinks.plots import draw_suite_plots
 
         vsession.plot_files = draw_suite_plots(vsession.store)
 
@@ -457,7 +464,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         return
     points = session.store.load_points() if session.store.points_dir.exists() else []
     if points:
-        from .summary import points_table
+        from pytest_vllm_serve.bench.sinks.summary import points_table
 
         terminalreporter.section("vllm benchmark results")
         for line in points_table(points):
@@ -470,12 +477,16 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         return
     terminalreporter.section("vllm servers")
     if shared:  # xdist: the workers launched and attached; the registry counts the launches
-        from .registry import ServerRegistry
+        from pytest_vllm_serve.serving.registry import ServerRegistry
 
         registry = ServerRegistry(session.shared_registry_dir)
-        terminalreporter.write_line(f"server launches this session: {registry.launches()} (shared by the xdist workers)")
+        terminalreporter.write_line(
+            f"server launches this session: {registry.launches()} (shared by the xdist workers)"
+        )
         for state in registry.states():
-            terminalreporter.write_line(f"  {state.url}: {state.spec} (started by {state.started_by}, log {state.log_path})")
+            terminalreporter.write_line(
+                f"  {state.url}: {state.spec} (started by {state.started_by}, log {state.log_path})"
+            )
     else:
         terminalreporter.write_line(f"server launches this session: {session.launched}, attached: {session.attached}")
     for server in session.pool.history:

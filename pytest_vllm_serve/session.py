@@ -8,25 +8,27 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
-from .command import check_model, merge_defaults
-from .errors import ConfigError
-from .launchers.base import Launcher, RunningServer
-from .launchers.external import attach
-from .launchers.local import LocalLauncher
-from .options import BenchSettings, Settings
-from .placement import GpuLedger
-from .pool import RegistryPool, ServerPool
-from .registry import ServerRegistry, attach_state
-from .results import Baseline, PointRecord, ResultsStore, load_baseline
-from .server import resolve_layout, serve, start_server
-from .spec import MARKER_KEYS, ServerSpec
+from pytest_vllm_serve.bench.sinks.results import Baseline, PointRecord, ResultsStore, load_baseline
+from pytest_vllm_serve.config import BenchSettings, Settings
+from pytest_vllm_serve.errors import ConfigError
+from pytest_vllm_serve.serving.command import check_model, merge_defaults
+from pytest_vllm_serve.serving.launchers.base import Launcher
+from pytest_vllm_serve.serving.launchers.external import attach
+from pytest_vllm_serve.serving.launchers.local import LocalLauncher
+from pytest_vllm_serve.serving.placement import GpuLedger
+from pytest_vllm_serve.serving.pool import RegistryPool, ServerPool
+from pytest_vllm_serve.serving.registry import ServerRegistry, attach_state
+from pytest_vllm_serve.serving.running import RunningServer
+from pytest_vllm_serve.serving.server import resolve_layout, serve, start_server
+from pytest_vllm_serve.serving.spec import MARKER_KEYS, ServerSpec
 
 MARKER = "vllm"
 
@@ -131,10 +133,11 @@ class VllmSession:
             return self._registry_pool(ServerRegistry(self.reuse_registry_dir), owner_pid=None)
         if self.settings.url is None and self.worker_id and not self.settings.per_worker:
             return self._registry_pool(ServerRegistry(self.shared_registry_dir), owner_pid=self.owner_pid)
-        return ServerPool(start=self.start, max_servers=self.settings.max_servers,
-                          restart_on_crash=self.settings.restart_on_crash)
+        return ServerPool(
+            start=self.start, max_servers=self.settings.max_servers, restart_on_crash=self.settings.restart_on_crash
+        )
 
-    def _registry_pool(self, registry: "ServerRegistry", owner_pid: int | None) -> RegistryPool:
+    def _registry_pool(self, registry: ServerRegistry, owner_pid: int | None) -> RegistryPool:
         def start_detached(spec: ServerSpec) -> RunningServer:
             resolve_layout(spec, self.launcher(owner_pid=owner_pid))  # fails before counting a launch
             self.launched += 1
@@ -154,8 +157,14 @@ class VllmSession:
             self._say(f"[vllm] attaching to {state.url} ({spec.short_name}, started by {state.started_by})")
             return attach_state(state, spec, self.settings.api_key)
 
-        return RegistryPool(registry, start_detached, attach_existing, name=self.worker_id or f"pid {os.getpid()}",
-                            api_key=self.settings.api_key, say=self._say)
+        return RegistryPool(
+            registry,
+            start_detached,
+            attach_existing,
+            name=self.worker_id or f"pid {os.getpid()}",
+            api_key=self.settings.api_key,
+            say=self._say,
+        )
 
     def _say(self, line: str) -> None:
         """A line on the terminal, also from inside a test's setup (past pytest's capture)."""
@@ -177,9 +186,9 @@ class VllmSession:
     def stop_shared_servers(self) -> list[str]:
         """The xdist controller's teardown of the servers its workers shared."""
         if self.settings.docker:
-            from .launchers import docker  # noqa: F401  (registers how to stop its containers)
+            from pytest_vllm_serve.serving.launchers.docker import launcher as docker  # noqa: F401  (registers how to stop its containers)
         if self.settings.slurm:
-            from .launchers import slurm  # noqa: F401  (registers how to stop its jobs)
+            from pytest_vllm_serve.serving.launchers.slurm import launcher as slurm  # noqa: F401  (registers how to stop its jobs)
         if self.worker_id is not None or not self.shared_registry_dir.exists():
             return []
         return ServerRegistry(self.shared_registry_dir).stop_all()
@@ -202,13 +211,18 @@ class VllmSession:
         for servers kept across sessions with --vllm-reuse).
         """
         if self.settings.slurm:  # with --vllm-docker too: the job runs the image on every node
-            from .launchers.slurm import slurm_launcher
+            from pytest_vllm_serve.serving.launchers.slurm.launcher import slurm_launcher
 
             args, env, _ = self.profiling_launch(in_container=bool(self.settings.docker), nsys_here=False)
             return slurm_launcher(
-                self.settings, self.logs_dir, owner_pid=os.getpid() if owner_pid == -1 else owner_pid,
-                extra_args=tuple(args), extra_env=env,
-                nsys_dir=self.results_dir / "profiles" / "nsys" if self.settings.nsys else None,  # per node, on the node
+                self.settings,
+                self.logs_dir,
+                owner_pid=os.getpid() if owner_pid == -1 else owner_pid,
+                extra_args=tuple(args),
+                extra_env=env,
+                nsys_dir=self.results_dir / "profiles" / "nsys"
+                if self.settings.nsys
+                else None,  # per node, on the node
             )
         if self.settings.docker:
             return self.docker_launcher(os.getpid() if owner_pid == -1 else owner_pid)
@@ -234,13 +248,15 @@ class VllmSession:
     def profiling(self) -> bool:
         return self.settings.profile or self.settings.nsys
 
-    def profiling_launch(self, in_container: bool = False, nsys_here: bool = True) -> tuple[list[str], dict[str, str], list[str]]:
+    def profiling_launch(
+        self, in_container: bool = False, nsys_here: bool = True
+    ) -> tuple[list[str], dict[str, str], list[str]]:
         """(serve args, env, command prefix) that the profiling options add to a launch.
         ``nsys_here=False``: the launcher wraps in nsys itself, elsewhere (SLURM nodes)."""
         if not self.profiling:
             return [], {}, []
-        from .hardware import find_vllm
-        from .profiling import nsys_command, profiler_serve_config
+        from pytest_vllm_serve.bench.profiling import nsys_command, profiler_serve_config
+        from pytest_vllm_serve.serving.hardware import find_vllm
 
         install = None if in_container else find_vllm()  # an image's vLLM: assume a current one
         profiler = "torch" if self.settings.profile else "cuda"  # nsys captures between CUDA profiler calls
@@ -256,7 +272,7 @@ class VllmSession:
 
     def check_profiling(self) -> None:
         """Bad profiling setups fail before anything launches."""
-        from .profiling import ClientTracer, check_trace_dir, nsys_command
+        from pytest_vllm_serve.bench.profiling import ClientTracer, check_trace_dir, nsys_command
 
         if self.settings.profile and self.settings.nsys and self.settings.profiler_config is None:
             raise ConfigError(
@@ -274,7 +290,7 @@ class VllmSession:
     def docker_launcher(self, owner_pid: int | None) -> Launcher:
         """One per session and owner: it connects, reaps stale containers and loads the image once."""
         if owner_pid not in self._docker:
-            from .launchers.docker import DockerLauncher
+            from pytest_vllm_serve.serving.launchers.docker.launcher import DockerLauncher
 
             args, env, wrap = self.profiling_launch(in_container=True)
             profiles = self.results_dir.resolve() / "profiles"

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_h200 import CAUSE_VARIANTS, GAP, GAP_VARIANTS, POINTS, point_id  # noqa: E402  (who went first follows from a point's place)
+from test_h200 import CAUSE_VARIANTS, GAP, GAP_VARIANTS, POINTS, point_id
 
 COLUMNS = (
     ("out tok/s", "output_throughput"),
@@ -83,8 +83,9 @@ def cell(ours: float, peer: float) -> str:
 def main() -> None:
     out = Path(sys.argv[1])
     rows = load(out)
-    print("Each cell: pytest-vllm-serve / vllm bench serve (difference). Latencies in ms. "
-          "**Bold**: more than 5% apart.\n")
+    print(
+        "Each cell: pytest-vllm-serve / vllm bench serve (difference). Latencies in ms. **Bold**: more than 5% apart.\n"
+    )
     for suite in ORDER:
         suite_rows = [r for r in rows if r[0] == suite]
         if not suite_rows:
@@ -102,8 +103,10 @@ def main() -> None:
         print("|---|---|---|---|")
     for _, point, ours, peer in rows:
         n = ours["num_prompts"]
-        print(f"| {point} | {1000 * ours['client_cpu_seconds'] / n:.2f} | {1000 * peer['client_cpu_seconds'] / n:.2f} | "
-              f"{ours.get('client_processes', 1)} |")
+        print(
+            f"| {point} | {1000 * ours['client_cpu_seconds'] / n:.2f} | {1000 * peer['client_cpu_seconds'] / n:.2f} | "
+            f"{ours.get('client_processes', 1)} |"
+        )
     passes = {point: (ours, peer) for _, point, ours, peer in rows}
     again = [p for p in passes if p.endswith("-again") and p.removesuffix("-again") in passes]
     if again:
@@ -127,14 +130,22 @@ def main() -> None:
     cause_table(out)
     gap_table(out)
     ab_table(out)
-    failed = [(point, ours["failed"], peer["failed"]) for _, point, ours, peer in rows if ours["failed"] or peer["failed"]]
+    failed = [
+        (point, ours["failed"], peer["failed"]) for _, point, ours, peer in rows if ours["failed"] or peer["failed"]
+    ]
     print("\nfailed requests: " + (", ".join(f"{p}: {a} / {b}" for p, a, b in failed) if failed else "none"))
 
 
 # (title, key, decimals)
-CAUSE_COLUMNS = (("TPOT p50", "median_tpot_ms", 2), ("TPOT mean", "mean_tpot_ms", 2), ("TTFT p50", "median_ttft_ms", 1),
-                 ("TTFT mean", "mean_ttft_ms", 1), ("end-to-end mean", "mean_e2el_ms", 0), ("ITL p99", "p99_itl_ms", 1),
-                 ("out tok/s", "output_throughput", 0))
+CAUSE_COLUMNS = (
+    ("TPOT p50", "median_tpot_ms", 2),
+    ("TPOT mean", "mean_tpot_ms", 2),
+    ("TTFT p50", "median_ttft_ms", 1),
+    ("TTFT mean", "mean_ttft_ms", 1),
+    ("end-to-end mean", "mean_e2el_ms", 0),
+    ("ITL p99", "p99_itl_ms", 1),
+    ("out tok/s", "output_throughput", 0),
+)
 
 
 def cause_table(out: Path) -> None:
@@ -154,23 +165,31 @@ def cause_table(out: Path) -> None:
     print("|---|" + "---|" * len(CAUSE_COLUMNS))
     for variant in sorted(runs, key=lambda v: CAUSE_VARIANTS.index(v) if v in CAUSE_VARIANTS else 99):
         by_round = runs[variant]
-        cells = [" / ".join(f"{by_round[r][key]:.{digits}f}" for r in rounds if r in by_round)
-                 for _, key, digits in CAUSE_COLUMNS]
+        cells = [
+            " / ".join(f"{by_round[r][key]:.{digits}f}" for r in rounds if r in by_round)
+            for _, key, digits in CAUSE_COLUMNS
+        ]
         print(f"| {variant} | " + " | ".join(cells) + " |")
 
 
-GAP_COLUMNS = (("req/s", "request_throughput", 1), ("TPOT p50", "median_tpot_ms", 2), ("TPOT mean", "mean_tpot_ms", 2),
-               ("TTFT p50", "median_ttft_ms", 1), ("ITL p50", "median_itl_ms", 2))
+GAP_COLUMNS = (
+    ("req/s", "request_throughput", 1),
+    ("TPOT p50", "median_tpot_ms", 2),
+    ("TPOT mean", "mean_tpot_ms", 2),
+    ("TTFT p50", "median_ttft_ms", 1),
+    ("ITL p50", "median_itl_ms", 2),
+)
 
 
 def metric_cells(by_round: dict[int, tuple[dict, dict]], rounds: list[int], columns) -> list[str]:
     """One cell per column: the point's value in each round, "a / b / c"."""
-    return [" / ".join(f"{by_round[r][0][key]:.{digits}f}" for r in rounds if r in by_round)
-            for _, key, digits in columns]
+    return [
+        " / ".join(f"{by_round[r][0][key]:.{digits}f}" for r in rounds if r in by_round) for _, key, digits in columns
+    ]
 
 
 def server_cpu(procs: dict[str, float]) -> str:
-    """"API/engine" CPU seconds from a run's per-process CPU ("PID:NAME" -> s; vLLM names its
+    """ "API/engine" CPU seconds from a run's per-process CPU ("PID:NAME" -> s; vLLM names its
     engine processes VLLM::...)."""
     api = sum(v for k, v in procs.items() if not k.split(":", 1)[1].startswith("VLLM"))
     engine = sum(v for k, v in procs.items() if k.split(":", 1)[1].startswith("VLLM"))
@@ -185,15 +204,19 @@ def gap_table(out: Path) -> None:
             match = re.search(r"gap-(.+)-r(\d+)\.json$", path.name)
             server = session / "server" / f"gap-{match[1]}-r{match[2]}.json" if match else None
             if match and server.exists():
-                runs.setdefault(match[1], {})[int(match[2])] = (json.loads(path.read_text()),
-                                                                 json.loads(server.read_text()))
+                runs.setdefault(match[1], {})[int(match[2])] = (
+                    json.loads(path.read_text()),
+                    json.loads(server.read_text()),
+                )
     if not runs:
         return
     rounds = sorted({r for by_round in runs.values() for r in by_round})
     print("\n### concurrency 64 on a small model (part g)\n")
-    print("Each cell: round " + " / ".join(str(r) for r in rounds) + "; in brackets, the run's place in its round "
-          "(1 = first). Latencies in ms. Steps: the engine's iterations (vllm:iteration_tokens_total count) during "
-          "the run, warmups included; CPU: seconds of the server's API process / its engine processes.\n")
+    print(
+        "Each cell: round " + " / ".join(str(r) for r in rounds) + "; in brackets, the run's place in its round "
+        "(1 = first). Latencies in ms. Steps: the engine's iterations (vllm:iteration_tokens_total count) during "
+        "the run, warmups included; CPU: seconds of the server's API process / its engine processes.\n"
+    )
     print("| variant | " + " | ".join(title for title, _, _ in GAP_COLUMNS) + " | steps | tokens/step | server CPU s |")
     print("|---|" + "---|" * (len(GAP_COLUMNS) + 3))
     for variant in sorted(runs, key=lambda v: GAP_VARIANTS.index(v) if v in GAP_VARIANTS else 99):
@@ -204,8 +227,11 @@ def gap_table(out: Path) -> None:
         steps = [by_round[r][1]["vllm:iteration_tokens_total_count"] for r in rounds if r in by_round]
         tokens = [by_round[r][1]["vllm:iteration_tokens_total_sum"] for r in rounds if r in by_round]
         cpu = [server_cpu(by_round[r][1]["cpu"]) for r in rounds if r in by_round]
-        cells += [" / ".join(f"{v:.0f}" for v in steps), " / ".join(f"{t / n:.0f}" for t, n in zip(tokens, steps)),
-                  " / ".join(cpu)]
+        cells += [
+            " / ".join(f"{v:.0f}" for v in steps),
+            " / ".join(f"{t / n:.0f}" for t, n in zip(tokens, steps)),
+            " / ".join(cpu),
+        ]
         print(f"| {variant} | " + " | ".join(cells) + " |")
 
 
@@ -229,10 +255,14 @@ def ab_table(out: Path) -> None:
         return
     rounds = sorted({r for by_round in runs.values() for r in by_round})
     print("\n### the older client, this one and vllm bench serve (part h)\n")
-    print("Each cell: round " + " / ".join(str(r) for r in rounds) + "; in brackets, the run's place in its round. "
-          "old-N: the client before this change with N processes; new-1: this client; server CPU: API process / "
-          "engine processes, seconds.\n")
-    print("| variant | " + " | ".join(title for title, _, _ in GAP_COLUMNS) + " | steps | server CPU s | client package |")
+    print(
+        "Each cell: round " + " / ".join(str(r) for r in rounds) + "; in brackets, the run's place in its round. "
+        "old-N: the client before this change with N processes; new-1: this client; server CPU: API process / "
+        "engine processes, seconds.\n"
+    )
+    print(
+        "| variant | " + " | ".join(title for title, _, _ in GAP_COLUMNS) + " | steps | server CPU s | client package |"
+    )
     print("|---|" + "---|" * (len(GAP_COLUMNS) + 3))
     for variant in sorted(runs, key=lambda v: AB_VARIANTS.index(v) if v in AB_VARIANTS else 99):
         by_round = runs[variant]
@@ -240,7 +270,9 @@ def ab_table(out: Path) -> None:
         order = [v for v in AB_VARIANTS if v in runs]  # the run's variants, in run_ab.sh's order
         places = [(order.index(variant) - r) % len(order) + 1 for r in rounds if r in by_round]
         cells[0] += " (" + ", ".join(map(str, places)) + ")"
-        steps = " / ".join(f"{by_round[r][1]['vllm:iteration_tokens_total_count']:.0f}" for r in rounds if r in by_round)
+        steps = " / ".join(
+            f"{by_round[r][1]['vllm:iteration_tokens_total_count']:.0f}" for r in rounds if r in by_round
+        )
         cpu = [server_cpu(by_round[r][1]["cpu"]) for r in rounds if r in by_round]
         trees = sorted({Path(by_round[r][1].get("client_package", "?")).parent.name for r in rounds if r in by_round})
         print(f"| {variant} | " + " | ".join(cells) + f" | {steps} | {' / '.join(cpu)} | {', '.join(trees)} |")

@@ -18,11 +18,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from test_h200 import counter_delta, run_peer, server_counters
 
 import pytest_vllm_serve
-from pytest_vllm_serve.schedule import Schedule
-from pytest_vllm_serve.workloads import RandomWorkload
-from test_h200 import counter_delta, run_peer, server_counters  # noqa: E402  (benchmarks/gpu is on sys.path)
+from pytest_vllm_serve.bench.schedule import Schedule
+from pytest_vllm_serve.bench.workloads import RandomWorkload
 
 PROMPTS = int(os.environ.get("AB_PROMPTS", "512"))  # fewer to try the part on a CPU
 
@@ -43,10 +43,15 @@ def save(name: str, before: dict, after: dict) -> None:
 def test_ab_point(vllm_bench, vllm_server):
     name = os.environ["AB_NAME"]
     before = counters(vllm_server)
-    vllm_bench.settings = replace(vllm_bench.settings, processes=int(os.environ.get("AB_PROCESSES", "1")),
-                                  token_ids=False)
-    vllm_bench.run(RandomWorkload(512, 128, PROMPTS, seed=42), Schedule(rate=math.inf, max_concurrency=64, seed=42),
-                   suite="ab", params={"name": name})
+    vllm_bench.settings = replace(
+        vllm_bench.settings, processes=int(os.environ.get("AB_PROCESSES", "1")), token_ids=False
+    )
+    vllm_bench.run(
+        RandomWorkload(512, 128, PROMPTS, seed=42),
+        Schedule(rate=math.inf, max_concurrency=64, seed=42),
+        suite="ab",
+        params={"name": name},
+    )
     save(name, before, counters(vllm_server))
 
 

@@ -30,9 +30,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pytest_vllm_serve.client import Prompt
-from pytest_vllm_serve.schedule import Schedule
-from pytest_vllm_serve.workloads import RandomWorkload
+from pytest_vllm_serve.bench.client import Prompt
+from pytest_vllm_serve.bench.schedule import Schedule
+from pytest_vllm_serve.bench.workloads import RandomWorkload
 
 HERE = Path(__file__).resolve().parent
 INF = math.inf
@@ -40,10 +40,20 @@ INF = math.inf
 # (suite, swept value, prompts); rate/concurrency use 512 in / 256 out; input uses output 128;
 # output uses input 512 (the reference sweep.sh's fixed lengths).
 POINTS = [
-    ("rate", 1, 30), ("rate", 4, 100), ("rate", 16, 200), ("rate", INF, 200),
-    ("concurrency", 1, 16), ("concurrency", 8, 64), ("concurrency", 64, 200), ("concurrency", 256, 256),
-    ("input", 128, 200), ("input", 1024, 200), ("input", 4096, 200),
-    ("output", 64, 200), ("output", 256, 200), ("output", 1024, 200),
+    ("rate", 1, 30),
+    ("rate", 4, 100),
+    ("rate", 16, 200),
+    ("rate", INF, 200),
+    ("concurrency", 1, 16),
+    ("concurrency", 8, 64),
+    ("concurrency", 64, 200),
+    ("concurrency", 256, 256),
+    ("input", 128, 200),
+    ("input", 1024, 200),
+    ("input", 4096, 200),
+    ("output", 64, 200),
+    ("output", 256, 200),
+    ("output", 1024, 200),
 ]
 
 
@@ -73,7 +83,11 @@ def point_id(suite: str, value: float) -> str:
 
 def is_burst(suite: str, value: float, prompts: int) -> bool:
     """Every request of the point is due at once (rate inf, no cap below the prompt count)."""
-    return suite in ("input", "output") or (suite == "rate" and value == INF) or (suite == "concurrency" and value >= prompts)
+    return (
+        suite in ("input", "output")
+        or (suite == "rate" and value == INF)
+        or (suite == "concurrency" and value >= prompts)
+    )
 
 
 BURSTS = [p for p in POINTS if is_burst(*p)]
@@ -84,14 +98,46 @@ def run_peer(server, suite: str, value: float, prompts: int, out_dir: Path, toke
     plus the CPU seconds its process used in the measured phase."""
     input_len, output_len = lengths(suite, value)
     name = name or point_id(suite, value)
-    argv = [sys.executable, str(HERE.parent / "vllm_bench.py"), "bench", "serve",
-            "--backend", "openai-chat", "--endpoint", "/v1/chat/completions", "--base-url", server.url,
-            "--model", server.model, "--tokenizer", tokenizer, "--dataset-name", "random",
-            "--random-input-len", str(input_len), "--random-output-len", str(output_len),
-            "--num-prompts", str(prompts), "--ignore-eos", "--seed", "42", "--num-warmups", "2",
-            "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,99",
-            "--save-result", "--save-detailed", "--result-dir", str(out_dir), "--result-filename", f"{name}.json",
-            "--disable-tqdm"]
+    argv = [
+        sys.executable,
+        str(HERE.parent / "vllm_bench.py"),
+        "bench",
+        "serve",
+        "--backend",
+        "openai-chat",
+        "--endpoint",
+        "/v1/chat/completions",
+        "--base-url",
+        server.url,
+        "--model",
+        server.model,
+        "--tokenizer",
+        tokenizer,
+        "--dataset-name",
+        "random",
+        "--random-input-len",
+        str(input_len),
+        "--random-output-len",
+        str(output_len),
+        "--num-prompts",
+        str(prompts),
+        "--ignore-eos",
+        "--seed",
+        "42",
+        "--num-warmups",
+        "2",
+        "--percentile-metrics",
+        "ttft,tpot,itl,e2el",
+        "--metric-percentiles",
+        "50,99",
+        "--save-result",
+        "--save-detailed",
+        "--result-dir",
+        str(out_dir),
+        "--result-filename",
+        f"{name}.json",
+        "--disable-tqdm",
+    ]
     if suite == "rate":
         argv += ["--request-rate", "inf" if value == INF else str(value)]
     elif suite in ("concurrency", "ttft", "gap"):
@@ -117,8 +163,18 @@ def run_peer(server, suite: str, value: float, prompts: int, out_dir: Path, toke
     return result
 
 
-def both_clients(vllm_bench, vllm_server, vllm_session, suite: str, value: float, prompts: int, *,
-                 ours_first: bool, name: str, **params) -> None:
+def both_clients(
+    vllm_bench,
+    vllm_server,
+    vllm_session,
+    suite: str,
+    value: float,
+    prompts: int,
+    *,
+    ours_first: bool,
+    name: str,
+    **params,
+) -> None:
     """Measure one point with the plugin and with `vllm bench serve`, in the order given.
     ``name`` names the peer's result file (the point's test id); ``params`` go into the
     plugin's point next to the swept value."""
@@ -128,21 +184,33 @@ def both_clients(vllm_bench, vllm_server, vllm_session, suite: str, value: float
     input_len, output_len = lengths(suite, value)
 
     def ours():
-        vllm_bench.run(RandomWorkload(input_len, output_len, prompts, seed=42), schedule(suite, value), suite=suite,
-                       params={"swept": value, **params})
+        vllm_bench.run(
+            RandomWorkload(input_len, output_len, prompts, seed=42),
+            schedule(suite, value),
+            suite=suite,
+            params={"swept": value, **params},
+        )
 
     def peer():
         run_peer(vllm_server, suite, value, prompts, out_dir, tokenizer, name=name)
 
-    for measure in ((ours, peer) if ours_first else (peer, ours)):
+    for measure in (ours, peer) if ours_first else (peer, ours):
         measure()
 
 
 @pytest.mark.benchmark
 @pytest.mark.parametrize("suite, value, prompts", POINTS, ids=[point_id(s, v) for s, v, _ in POINTS])
 def test_point(vllm_bench, vllm_server, vllm_session, suite, value, prompts):
-    both_clients(vllm_bench, vllm_server, vllm_session, suite, value, prompts,
-                 ours_first=POINTS.index((suite, value, prompts)) % 2 == 0, name=point_id(suite, value))
+    both_clients(
+        vllm_bench,
+        vllm_server,
+        vllm_session,
+        suite,
+        value,
+        prompts,
+        ours_first=POINTS.index((suite, value, prompts)) % 2 == 0,
+        name=point_id(suite, value),
+    )
 
 
 @pytest.mark.benchmark
@@ -150,9 +218,17 @@ def test_point(vllm_bench, vllm_server, vllm_session, suite, value, prompts):
 def test_burst_again(vllm_bench, vllm_server, vllm_session, suite, value, prompts):
     """Each burst point once more, in the other order: who goes first can change what a
     burst meets on the server (test_point's order, reversed)."""
-    both_clients(vllm_bench, vllm_server, vllm_session, suite, value, prompts,
-                 ours_first=POINTS.index((suite, value, prompts)) % 2 == 1, name=point_id(suite, value) + "-again",
-                 again=True)
+    both_clients(
+        vllm_bench,
+        vllm_server,
+        vllm_session,
+        suite,
+        value,
+        prompts,
+        ours_first=POINTS.index((suite, value, prompts)) % 2 == 1,
+        name=point_id(suite, value) + "-again",
+        again=True,
+    )
 
 
 TTFT_REPEATS = 4
@@ -163,8 +239,17 @@ TTFT_REPEATS = 4
 def test_ttft_repeat(vllm_bench, vllm_server, vllm_session, repeat):
     """TTFT at concurrency 1 (512 in, 16 out, 100 prompts), both clients, alternating who goes
     first: is a low-load TTFT difference between them systematic or noise?"""
-    both_clients(vllm_bench, vllm_server, vllm_session, "ttft", 1, 100, ours_first=repeat % 2 == 0,
-                 name=f"ttft-1-r{repeat}", repeat=repeat)
+    both_clients(
+        vllm_bench,
+        vllm_server,
+        vllm_session,
+        "ttft",
+        1,
+        100,
+        ours_first=repeat % 2 == 0,
+        name=f"ttft-1-r{repeat}",
+        repeat=repeat,
+    )
 
 
 # Points whose difference between the clients needed a repeat to tell from run-to-run noise.
@@ -172,12 +257,22 @@ REPEATS = [("concurrency", 64, 200, r) for r in range(2)] + [("rate", 16, 200, r
 
 
 @pytest.mark.benchmark
-@pytest.mark.parametrize("suite, value, prompts, repeat", REPEATS,
-                         ids=[f"{point_id(s, v)}-r{r}" for s, v, _, r in REPEATS])
+@pytest.mark.parametrize(
+    "suite, value, prompts, repeat", REPEATS, ids=[f"{point_id(s, v)}-r{r}" for s, v, _, r in REPEATS]
+)
 def test_point_repeat(vllm_bench, vllm_server, vllm_session, suite, value, prompts, repeat):
     """A sweep point again, twice per client, the plugin first on even repeats."""
-    both_clients(vllm_bench, vllm_server, vllm_session, suite, value, prompts, ours_first=repeat % 2 == 0,
-                 name=f"{point_id(suite, value)}-r{repeat}", repeat=repeat)
+    both_clients(
+        vllm_bench,
+        vllm_server,
+        vllm_session,
+        suite,
+        value,
+        prompts,
+        ours_first=repeat % 2 == 0,
+        name=f"{point_id(suite, value)}-r{repeat}",
+        repeat=repeat,
+    )
 
 
 @dataclass(frozen=True)
@@ -201,8 +296,10 @@ class ListContent:
         return self.inner.max_total_len
 
     def prompts(self, tokenizer):
-        return [replace(p, messages=({"role": "user", "content": [{"type": "text", "text": p.text}]},))
-                for p in self.inner.prompts(tokenizer)]
+        return [
+            replace(p, messages=({"role": "user", "content": [{"type": "text", "text": p.text}]},))
+            for p in self.inner.prompts(tokenizer)
+        ]
 
 
 @dataclass(frozen=True)
@@ -226,8 +323,11 @@ class PeerPrompts:
         from vllm.tokenizers import get_tokenizer
 
         samples = RandomDataset(random_seed=self.seed).sample(
-            tokenizer=get_tokenizer(self.tokenizer_path), num_requests=self.num_prompts,
-            input_len=self.input_len, output_len=self.output_len)
+            tokenizer=get_tokenizer(self.tokenizer_path),
+            num_requests=self.num_prompts,
+            input_len=self.input_len,
+            output_len=self.output_len,
+        )
         return [Prompt(s.prompt, s.prompt_len, s.expected_output_len) for s in samples]
 
 
@@ -258,16 +358,21 @@ def test_concurrency_64_cause(vllm_bench, vllm_server, vllm_session, round_, var
     else:
         plan = schedule("concurrency", 64)
     vllm_bench.settings = replace(vllm_bench.settings, processes=1)  # as at the sweep point (rate 4000 would mean 16)
-    vllm_bench.run(ListContent(workload) if variant == "list" else workload, plan, suite="cause",
-                   params={"variant": variant, "round": round_})
+    vllm_bench.run(
+        ListContent(workload) if variant == "list" else workload,
+        plan,
+        suite="cause",
+        params={"variant": variant, "round": round_},
+    )
 
 
 @pytest.mark.benchmark
 def test_token_ids_cost(vllm_bench):
     """The rate-inf point again, with token ids per chunk (our default): compare with rate-inf."""
     vllm_bench.settings = replace(vllm_bench.settings, token_ids=True)
-    vllm_bench.run(RandomWorkload(512, 256, 200, seed=42), schedule("rate", INF), suite="token-ids",
-                   params={"token_ids": True})
+    vllm_bench.run(
+        RandomWorkload(512, 256, 200, seed=42), schedule("rate", INF), suite="token-ids", params={"token_ids": True}
+    )
 
 
 # Part g: concurrency 64 on a small model (512 prompts, 512 in / 128 out), where vllm bench serve
@@ -282,8 +387,14 @@ GAP = [(r, v) for r in range(3) for v in GAP_VARIANTS[r:] + GAP_VARIANTS[:r]]
 GAP_PROMPTS = int(os.environ.get("GAP_PROMPTS", "512"))  # fewer to try the part on a CPU
 
 
-COUNTERS = ("vllm:iteration_tokens_total_count", "vllm:iteration_tokens_total_sum", "vllm:generation_tokens_total",
-            "vllm:prompt_tokens_total", "vllm:num_preemptions_total", "vllm:request_success_total")
+COUNTERS = (
+    "vllm:iteration_tokens_total_count",
+    "vllm:iteration_tokens_total_sum",
+    "vllm:generation_tokens_total",
+    "vllm:prompt_tokens_total",
+    "vllm:num_preemptions_total",
+    "vllm:request_success_total",
+)
 
 
 def server_counters(server, pid: int | None = None) -> dict:
@@ -328,8 +439,9 @@ def test_gap_c64(vllm_bench, vllm_server, vllm_session, round_, variant):
         workload = RandomWorkload(512, 128, GAP_PROMPTS, seed=42)
         if variant == "peer-prompts":
             workload = PeerPrompts(tokenizer, 512, 128, GAP_PROMPTS, seed=42)
-        vllm_bench.settings = replace(vllm_bench.settings, processes=3 if variant == "three" else 1,
-                                      token_ids=variant == "token-ids")
+        vllm_bench.settings = replace(
+            vllm_bench.settings, processes=3 if variant == "three" else 1, token_ids=variant == "token-ids"
+        )
         vllm_bench.run(workload, schedule("concurrency", 64), suite="gap", params={"variant": variant, "round": round_})
     after = server_counters(vllm_server)
     server_dir = vllm_session.results_dir / "server"

@@ -1,4 +1,4 @@
 """The shipped benchmark suite's test_sweeps as this repository runs it (the code lives once,
 in pytest_vllm_serve/suites/benchmarks/test_sweeps.py)."""
 
-from pytest_vllm_serve.suites.benchmarks.test_sweeps import *  # noqa: F401,F403
+from pytest_vllm_serve.suites.benchmarks.test_sweeps import *  # noqa: F403

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from pytest_vllm_serve.models import default_cache_dir
+from pytest_vllm_serve.serving.models import default_cache_dir
 
 from .helpers import TAG_VAR, ProcessWatcher
 

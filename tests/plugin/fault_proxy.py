@@ -52,8 +52,10 @@ class FaultProxy:
             if is_post and self.fail_every and number % self.fail_every == 0:
                 self.injected.append(f"500 on request {number}")
                 payload = b'{"object":"error","message":"injected by the fault proxy","type":"InternalServerError","code":500}'
-                writer.write(b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n"
-                             b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(payload), payload))
+                writer.write(
+                    b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(payload), payload)
+                )
                 await writer.drain()
                 return
             cut = is_post and self.cut_every and number % self.cut_every == 0
@@ -85,7 +87,7 @@ class FaultProxy:
             except Exception:
                 pass
 
-    def __enter__(self) -> "FaultProxy":
+    def __enter__(self) -> FaultProxy:
         ready = threading.Event()
 
         def run() -> None:

@@ -11,7 +11,6 @@ let a test prove that none survive.
 from __future__ import annotations
 
 import contextlib
-
 import os
 import sys
 import threading
@@ -54,8 +53,6 @@ def describe(procs: list[psutil.Process]) -> str:
         except psutil.Error:
             out.append(str(proc.pid))
     return "\n".join(out)
-
-
 
 
 def popen_pytest(pytester, *args: str, **kwargs):
@@ -104,7 +101,7 @@ class ProcessWatcher:
             self._sample()
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> "ProcessWatcher":
+    def __enter__(self) -> ProcessWatcher:
         self._thread.start()
         return self
 

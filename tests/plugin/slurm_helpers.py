@@ -35,8 +35,9 @@ def require_two_nodes() -> list[str]:
     require_cluster()
     deadline = time.monotonic() + 30  # a node just resumed shows "idle*" until slurmctld hears from it
     while True:
-        done = subprocess.run(["sinfo", "-h", "-N", "-p", MULTI, "-o", "%N %t"], capture_output=True, text=True,
-                              timeout=30)
+        done = subprocess.run(
+            ["sinfo", "-h", "-N", "-p", MULTI, "-o", "%N %t"], capture_output=True, text=True, timeout=30
+        )
         nodes = [line.split() for line in done.stdout.splitlines() if line.strip()]
         ready = len(nodes) == 2 and all(state in READY for _, state in nodes)
         if ready or time.monotonic() >= deadline:
@@ -79,8 +80,9 @@ def wait_for_job(marker: str, state: str, timeout: float, proc=None) -> int:
     detail = ""
     if proc is not None and proc.poll() is not None:
         detail = "\ninner pytest ended first:\n" + (proc.stdout.read().decode() + proc.stderr.read().decode())[-4000:]
-    cluster = subprocess.run(["bash", "-c", "squeue -o '%i %T %r %j'; sinfo -N -l"], capture_output=True,
-                             text=True, timeout=30).stdout
+    cluster = subprocess.run(
+        ["bash", "-c", "squeue -o '%i %T %r %j'; sinfo -N -l"], capture_output=True, text=True, timeout=30
+    ).stdout
     pytest.fail(f"no job of this test reached {state} (seen: {seen or 'none'})\n{cluster}{detail}", pytrace=False)
 
 

@@ -15,15 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from pytest_vllm_serve.latency_server import running
+from pytest_vllm_serve.tools.latency_server import running
 
 ROOT = Path(__file__).resolve().parents[2]
 
 POINT = """
 import math
 import pytest
-from pytest_vllm_serve.schedule import Schedule
-from pytest_vllm_serve.workloads import RandomWorkload
+from pytest_vllm_serve.bench.schedule import Schedule
+from pytest_vllm_serve.bench.workloads import RandomWorkload
 
 @pytest.mark.benchmark
 def test_point(vllm_bench):
@@ -37,8 +37,13 @@ SMALL = ["--vllm-num-prompts=12", "--vllm-input-len=6", "--vllm-output-len=5", "
 
 def run(pytester, url, *args, timeout=120):
     return pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider", f"--vllm-url={url}", f"--vllm-results-dir={pytester.path / 'results'}",
-        *SMALL, *args, timeout=timeout,
+        "-p",
+        "no:cacheprovider",
+        f"--vllm-url={url}",
+        f"--vllm-results-dir={pytester.path / 'results'}",
+        *SMALL,
+        *args,
+        timeout=timeout,
     )
 
 
@@ -76,20 +81,49 @@ def test_point_results_files_and_benchmark_json(pytester):
 
 def test_result_file_has_every_key_of_vllm_bench_serve(pytester, tmp_path, vllm_session):
     """Run the real `vllm bench serve --save-result` and ours on the same server; compare keys."""
-    from pytest_vllm_serve.models import ensure_tiny_model
+    from pytest_vllm_serve.serving.models import ensure_tiny_model
 
     pytester.makepyfile(POINT)
     with running(ttft_ms=5, itl_ms=1) as url:
         result = run(pytester, url)
         result.assert_outcomes(passed=1)
         peer = subprocess.run(
-            [sys.executable, str(ROOT / "benchmarks" / "vllm_bench.py"), "bench", "serve", "--backend", "openai-chat",
-             "--endpoint", "/v1/chat/completions", "--base-url", url, "--model", "latency-server",
-             "--tokenizer", str(ensure_tiny_model(vllm_session.settings.cache_dir)), "--dataset-name", "random",
-             "--random-input-len", "6", "--random-output-len", "5", "--num-prompts", "8", "--ignore-eos",
-             "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,90,95,99",
-             "--save-result", "--save-detailed", "--result-dir", str(tmp_path)],
-            capture_output=True, text=True, timeout=300,
+            [
+                sys.executable,
+                str(ROOT / "benchmarks" / "vllm_bench.py"),
+                "bench",
+                "serve",
+                "--backend",
+                "openai-chat",
+                "--endpoint",
+                "/v1/chat/completions",
+                "--base-url",
+                url,
+                "--model",
+                "latency-server",
+                "--tokenizer",
+                str(ensure_tiny_model(vllm_session.settings.cache_dir)),
+                "--dataset-name",
+                "random",
+                "--random-input-len",
+                "6",
+                "--random-output-len",
+                "5",
+                "--num-prompts",
+                "8",
+                "--ignore-eos",
+                "--percentile-metrics",
+                "ttft,tpot,itl,e2el",
+                "--metric-percentiles",
+                "50,90,95,99",
+                "--save-result",
+                "--save-detailed",
+                "--result-dir",
+                str(tmp_path),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
     assert peer.returncode == 0, peer.stdout[-2000:] + peer.stderr[-2000:]
     theirs = json.loads(next(tmp_path.glob("*.json")).read_text())
@@ -204,7 +238,10 @@ def test_a_baseline_that_is_not_a_results_file(pytester):
     pytester.makepyfile(POINT)
     (pytester.path / "other.json").write_text(json.dumps({"hello": "world"}))
     result = pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider", "--vllm-url=http://127.0.0.1:9", "--vllm-baseline=other.json",
+        "-p",
+        "no:cacheprovider",
+        "--vllm-url=http://127.0.0.1:9",
+        "--vllm-baseline=other.json",
         "--vllm-fail-on=p99_ttft_ms:+10%",
     )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
@@ -215,7 +252,7 @@ def test_missing_dataset_fails_before_load(pytester):
     pytester.makepyfile(
         """
         import pytest
-        from pytest_vllm_serve.workloads import ShareGPTWorkload
+        from pytest_vllm_serve.bench.workloads import ShareGPTWorkload
 
         def test_sharegpt(vllm_bench):
             vllm_bench.run(ShareGPTWorkload(vllm_bench.settings.dataset_path or "missing.json"))
@@ -245,7 +282,7 @@ def test_point_two(vllm_bench):
 
 
 def test_plot_titles_name_a_local_model_by_its_directory():
-    from pytest_vllm_serve.plots import model_label
+    from pytest_vllm_serve.bench.sinks.plots import model_label
 
     assert model_label("/data/models/llama-8b") == "llama-8b"
     assert model_label("meta-llama/Llama-3.1-8B") == "meta-llama/Llama-3.1-8B"

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from pytest_vllm_serve import cmdline
-from pytest_vllm_serve.options import OPTIONS, VALUE_OPTIONS
+from pytest_vllm_serve.config import OPTIONS, VALUE_OPTIONS
 
 VALUES = (*VALUE_OPTIONS, *cmdline.BENCHMARK_VALUE_OPTIONS)
 
@@ -82,8 +82,21 @@ def outside(tmp_path_factory) -> Path:
 
 def test_split_values_finds_only_existing_paths_after_value_options(tmp_path):
     (tmp_path / "m").mkdir()
-    args = ["-m", "smoke", "--vllm-model", "m", "--vllm-url", "http://x:8000", "--vllm-results-dir", "nope",
-            "--vllm-slurm", "m", "--", "--vllm-model", "m"]
+    args = [
+        "-m",
+        "smoke",
+        "--vllm-model",
+        "m",
+        "--vllm-url",
+        "http://x:8000",
+        "--vllm-results-dir",
+        "nope",
+        "--vllm-slurm",
+        "m",
+        "--",
+        "--vllm-model",
+        "m",
+    ]
     splits = cmdline.split_values(args, VALUES, tmp_path)
     assert splits == [cmdline.SplitValue("--vllm-model", "m", 2)]  # flags, missing paths and after "--" are left
     assert cmdline.join_values(args, splits) == ["-m", "smoke", "--vllm-model=m", *args[4:]]
@@ -97,11 +110,20 @@ def test_split_values_reads_node_ids_as_pytest_does(tmp_path):
 def test_rerun_argv_replaces_only_pytests_arguments():
     orig = ["/venv/bin/python", "-X", "dev", "-m", "pytest", "--vllm-model", "/m"]
     argv = ["/site/pytest/__main__.py", "--vllm-model", "/m"]
-    assert cmdline.rerun_argv(orig, argv, ["--vllm-model=/m"]) == ["/venv/bin/python", "-X", "dev", "-m", "pytest",
-                                                                   "--vllm-model=/m"]
+    assert cmdline.rerun_argv(orig, argv, ["--vllm-model=/m"]) == [
+        "/venv/bin/python",
+        "-X",
+        "dev",
+        "-m",
+        "pytest",
+        "--vllm-model=/m",
+    ]
     script = ["/venv/bin/python", "/venv/bin/pytest", "--vllm-model", "/m"]
     assert cmdline.rerun_argv(script, ["/venv/bin/pytest", "--vllm-model", "/m"], ["--vllm-model=/m"]) == [
-        "/venv/bin/python", "/venv/bin/pytest", "--vllm-model=/m"]
+        "/venv/bin/python",
+        "/venv/bin/pytest",
+        "--vllm-model=/m",
+    ]
     assert cmdline.rerun_argv(["python", "run.py"], ["run.py", "--vllm-model", "/m"], []) is None
 
 
@@ -142,8 +164,12 @@ def test_the_rerun_is_the_same_process_and_its_children_do_not_inherit_the_marke
         f"    assert os.environ.get({cmdline.REJOINED_VAR!r}) is None\n"
         "    print('PID', os.getpid())\n"
     )
-    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-s", "-p", "no:cacheprovider", "--vllm-model", value,
-                             "tests/test_pid.py"], cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-s", "-p", "no:cacheprovider", "--vllm-model", value, "tests/test_pid.py"],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     text = proc.communicate(timeout=120)[0].decode()
     assert proc.returncode == 0, text
     assert f"PID {proc.pid}" in text, text  # execv: the pid the caller waits on is the run's own
@@ -178,12 +204,25 @@ def test_a_value_that_is_not_a_path_changes_nothing(project, pytester):
 
 def test_python_options_survive_the_rerun(project, outside, pytester):
     value = PATH_OPTIONS["--vllm-model"](outside)
-    (project / "tests" / "test_flags.py").write_text(
-        "import sys\ndef test_flags():\n    assert sys.flags.dev_mode\n"
+    (project / "tests" / "test_flags.py").write_text("import sys\ndef test_flags():\n    assert sys.flags.dev_mode\n")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-X",
+            "dev",
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "--vllm-model",
+            value,
+            "tests/test_flags.py",
+        ],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        timeout=120,
     )
-    proc = subprocess.run([sys.executable, "-X", "dev", "-m", "pytest", "-p", "no:cacheprovider", "--vllm-model",
-                           value, "tests/test_flags.py"], cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          timeout=120)
     out = proc.stdout
     assert proc.returncode == 0, out.decode()
     assert b"re-read" in out
@@ -218,4 +257,5 @@ def test_a_dash_value_option_left_without_a_value_says_so(pytester):
 def test_the_dash_value_fix_quotes_the_value_meant():
     assert "--vllm-serve-args='-x y'" in cmdline.missing_value_fix("--vllm-serve-args", ["--vllm-serve-args", "-x y"])
     assert cmdline.missing_value_fix("--vllm-serve-args", ["-q", "--vllm-serve-args"]).endswith(
-        "--vllm-serve-args=VALUE")
+        "--vllm-serve-args=VALUE"
+    )

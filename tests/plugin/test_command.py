@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_vllm_serve.command import (
+from pytest_vllm_serve.errors import ConfigError
+from pytest_vllm_serve.serving.command import (
     BUILTIN_DEFAULTS,
     CPU_DEFAULTS,
     ModelRef,
@@ -13,10 +14,9 @@ from pytest_vllm_serve.command import (
     merge_defaults,
     resolve_model,
 )
-from pytest_vllm_serve.errors import ConfigError
-from pytest_vllm_serve.hardware import VllmInstall
-from pytest_vllm_serve.models import BUILTIN_MODEL_NAME
-from pytest_vllm_serve.spec import ServerSpec
+from pytest_vllm_serve.serving.hardware import VllmInstall
+from pytest_vllm_serve.serving.models import BUILTIN_MODEL_NAME
+from pytest_vllm_serve.serving.spec import ServerSpec
 
 BUILTIN = ModelRef("/cache/tiny", BUILTIN_MODEL_NAME, builtin=True)
 
@@ -26,7 +26,15 @@ def build(spec=ServerSpec(), model=BUILTIN, cpu=True, extra=()):
 
 
 def test_merge_defaults_keeps_defaults_the_user_did_not_set():
-    assert merge_defaults(["--a", "1", "--flag", "--b", "2"], ["--c", "3"]) == ["--a", "1", "--flag", "--b", "2", "--c", "3"]
+    assert merge_defaults(["--a", "1", "--flag", "--b", "2"], ["--c", "3"]) == [
+        "--a",
+        "1",
+        "--flag",
+        "--b",
+        "2",
+        "--c",
+        "3",
+    ]
 
 
 @pytest.mark.parametrize("user", [["--a", "9"], ["--a=9"]])
@@ -93,13 +101,17 @@ def test_hub_ids_are_not_treated_as_paths():
     assert resolve_model("Qwen/Qwen2.5-7B-Instruct") == ModelRef("Qwen/Qwen2.5-7B-Instruct", "Qwen/Qwen2.5-7B-Instruct")
 
 
-@pytest.mark.parametrize("layout, ok", [
-    ({"config.json": "{}"}, True),
-    ({"params.json": "{}", "consolidated.safetensors": ""}, True),
-    ({"model-q4.gguf": ""}, True),
-    ({"model.safetensors": ""}, False),
-    ({}, False),
-], ids=["hf", "mistral", "gguf-dir", "weights-only", "empty"])
+@pytest.mark.parametrize(
+    "layout, ok",
+    [
+        ({"config.json": "{}"}, True),
+        ({"params.json": "{}", "consolidated.safetensors": ""}, True),
+        ({"model-q4.gguf": ""}, True),
+        ({"model.safetensors": ""}, False),
+        ({}, False),
+    ],
+    ids=["hf", "mistral", "gguf-dir", "weights-only", "empty"],
+)
 def test_a_local_model_directory_needs_a_known_layout(tmp_path, layout, ok):
     for name, text in layout.items():
         (tmp_path / name).write_text(text)
@@ -140,4 +152,8 @@ def test_gpu_vllm_uses_vllm_serve(tmp_path):
     script.chmod(0o755)
     assert VllmInstall("vllm", "0.26.0", str(python)).serve_command("M") == [str(script), "serve", "M"]
     script.unlink()
-    assert VllmInstall("vllm", "0.26.0", str(python)).serve_command("M")[1:4] == ["-m", "vllm.entrypoints.cli.main", "serve"]
+    assert VllmInstall("vllm", "0.26.0", str(python)).serve_command("M")[1:4] == [
+        "-m",
+        "vllm.entrypoints.cli.main",
+        "serve",
+    ]

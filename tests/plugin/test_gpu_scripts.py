@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pytest_vllm_serve.client import RequestOptions
-from pytest_vllm_serve.models import ensure_tiny_model
-from pytest_vllm_serve.workloads import LocalTokenizer, RandomWorkload
+from pytest_vllm_serve.bench.client import RequestOptions
+from pytest_vllm_serve.bench.workloads import LocalTokenizer, RandomWorkload
+from pytest_vllm_serve.serving.models import ensure_tiny_model
 
 GPU = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu"
 
@@ -69,8 +69,9 @@ def test_list_content_sends_one_text_part(h200, vllm_session):
         list_body = json.loads(options.encode(b))
         assert string_body["messages"] == [{"role": "user", "content": a.text}]
         assert list_body["messages"] == [{"role": "user", "content": [{"type": "text", "text": a.text}]}]
-        assert {k: v for k, v in list_body.items() if k != "messages"} == \
-               {k: v for k, v in string_body.items() if k != "messages"}
+        assert {k: v for k, v in list_body.items() if k != "messages"} == {
+            k: v for k, v in string_body.items() if k != "messages"
+        }
     assert listed.max_total_len == plain.max_total_len
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from pytest_vllm_serve.errors import ServerStartError
-from pytest_vllm_serve.known_causes import KNOWN_CAUSES, describe_cause, find_known_cause
-from pytest_vllm_serve.readiness import ReadinessProbe
+from pytest_vllm_serve.serving.known_causes import KNOWN_CAUSES, describe_cause, find_known_cause
+from pytest_vllm_serve.serving.readiness import ReadinessProbe
 
 from .test_errors import USES_SERVER, output, run_timed
 
@@ -54,8 +54,11 @@ def test_the_line_that_shows_the_cause_is_quoted():
 def test_cause_and_fix_are_one_line_before_the_log_tail():
     lines = log_lines(LOGS / "torchvision-mismatch.log")
     probe = ReadinessProbe(
-        "http://127.0.0.1:9", "m", is_dead=lambda: "process 7 exited with code 1",
-        log_tail=lambda n: lines[-n:], log_name="server.log",
+        "http://127.0.0.1:9",
+        "m",
+        is_dead=lambda: "process 7 exited with code 1",
+        log_tail=lambda n: lines[-n:],
+        log_name="server.log",
     )
     with pytest.raises(ServerStartError) as info:
         probe.wait()

@@ -13,11 +13,11 @@ import statistics
 
 import pytest
 
-from pytest_vllm_serve.client import Prompt, RequestOptions
-from pytest_vllm_serve.latency_server import running
-from pytest_vllm_serve.loadgen import LoadPlan, auto_processes, run_load
-from pytest_vllm_serve.metrics import compute_metrics, per_token_itl, to_vllm_result
-from pytest_vllm_serve.schedule import Schedule
+from pytest_vllm_serve.bench.client import Prompt, RequestOptions
+from pytest_vllm_serve.bench.loadgen.generator import LoadPlan, auto_processes, run_load
+from pytest_vllm_serve.bench.metrics import compute_metrics, per_token_itl, to_vllm_result
+from pytest_vllm_serve.bench.schedule import Schedule
+from pytest_vllm_serve.tools.latency_server import running
 
 PROMPTS = tuple(Prompt("one two three four", 4, 8) for _ in range(24))
 
@@ -88,8 +88,15 @@ def test_several_client_processes_share_one_schedule(timed_server):
 def test_multi_token_chunks_keep_per_token_itl_honest():
     """With --vllm-token-ids each chunk's tokens are known, so per-token ITL stays exact."""
     with running(ttft_ms=10, itl_ms=4, tokens_per_chunk=4) as url:
-        result = run_load(plan(url, prompts=tuple(Prompt("a b", 2, 16) for _ in range(4)), warmup=0,
-                               endpoint="completions", token_ids=True))
+        result = run_load(
+            plan(
+                url,
+                prompts=tuple(Prompt("a b", 2, 16) for _ in range(4)),
+                warmup=0,
+                endpoint="completions",
+                token_ids=True,
+            )
+        )
     record = result.records[0]
     assert record.chunk_tokens == [1, 4, 4, 4, 3]
     assert statistics.median(record.itl) == pytest.approx(0.016, abs=0.002)  # chunk gaps: 4 tokens each
@@ -102,8 +109,9 @@ def test_by_default_the_request_is_vllm_bench_serves_and_counts_come_from_usage(
     body = RequestOptions(model="m", endpoint="completions").payload(Prompt("a b", 2, 16))
     assert "return_token_ids" not in body
     with running(ttft_ms=10, itl_ms=4, tokens_per_chunk=4) as url:
-        result = run_load(plan(url, prompts=tuple(Prompt("a b", 2, 16) for _ in range(2)), warmup=0,
-                               endpoint="completions"))
+        result = run_load(
+            plan(url, prompts=tuple(Prompt("a b", 2, 16) for _ in range(2)), warmup=0, endpoint="completions")
+        )
     record = result.records[0]
     assert record.chunk_tokens == [1, 1, 1, 1, 1]
     assert record.output_tokens == 16
@@ -245,8 +253,9 @@ def test_an_abort_fails_in_flight_requests_and_marks_the_rest_not_sent(processes
 
         prompts = tuple(Prompt("one two three four", 4, 8) for _ in range(20))
         # 10 req/s over 2 s: some are in flight, some not yet sent, when the abort comes.
-        result = run_load(plan(url, Schedule(rate=10, burstiness=math.inf), prompts, warmup=0, processes=processes),
-                          abort=abort)
+        result = run_load(
+            plan(url, Schedule(rate=10, burstiness=math.inf), prompts, warmup=0, processes=processes), abort=abort
+        )
     assert len(result.records) == 20
     errors = [r.error or "" for r in result.records]
     assert all(not r.success for r in result.records), errors

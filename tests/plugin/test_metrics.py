@@ -16,8 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_vllm_serve.errors import ConfigError
-from pytest_vllm_serve.metrics import (
+from pytest_vllm_serve.bench.metrics import (
     DEFAULT_PERCENTILES,
     DETAILED_KEYS,
     GOODPUT_METRICS,
@@ -33,12 +32,13 @@ from pytest_vllm_serve.metrics import (
     metric_direction,
     metric_values,
     parse_goodput,
-    percentile_label,
     per_token_itl,
+    percentile_label,
     series_samples,
     to_vllm_result,
 )
-from pytest_vllm_serve.records import RequestRecord
+from pytest_vllm_serve.bench.records import RequestRecord
+from pytest_vllm_serve.errors import ConfigError
 
 
 def rec(
@@ -97,12 +97,36 @@ def rec(
 #   queue = send - dispatch          0.125    0          0.25
 def records() -> list[RequestRecord]:
     return [
-        rec(0, scheduled=9.75, dispatch=9.875, send=10.0, chunks=[10.5, 10.75, 11.0, 11.25], completion=4, prompt_tokens=8),
+        rec(
+            0,
+            scheduled=9.75,
+            dispatch=9.875,
+            send=10.0,
+            chunks=[10.5, 10.75, 11.0, 11.25],
+            completion=4,
+            prompt_tokens=8,
+        ),
         rec(1, scheduled=10.0, dispatch=10.25, send=10.25, chunks=[11.25, 12.25], tokens=[1, 3], prompt_len=100),
-        rec(2, scheduled=10.25, dispatch=10.25, send=10.5, chunks=[10.75, 11.0], tokens=[0, 1], completion=1, prompt_tokens=4),
+        rec(
+            2,
+            scheduled=10.25,
+            dispatch=10.25,
+            send=10.5,
+            chunks=[10.75, 11.0],
+            tokens=[0, 1],
+            completion=1,
+            prompt_tokens=4,
+        ),
         rec(3, scheduled=10.5, dispatch=10.75, send=10.75, error="HTTP 500: boom"),
         rec(4, scheduled=10.75, dispatch=11.0, send=11.0, error="HTTP 500: boom"),
-        rec(5, scheduled=11.0, dispatch=11.5, send=11.5, chunks=[11.75], error="ClientPayloadError: Response payload is not completed"),
+        rec(
+            5,
+            scheduled=11.0,
+            dispatch=11.5,
+            send=11.5,
+            chunks=[11.75],
+            error="ClientPayloadError: Response payload is not completed",
+        ),
         rec(99, scheduled=0.0, dispatch=3.0, send=3.0, chunks=[3.5, 9.0], completion=2, prompt_tokens=7, warmup=True),
     ]
 
@@ -112,7 +136,9 @@ DURATION = 4.0
 
 @pytest.fixture
 def m():
-    return compute_metrics(records(), DURATION, goodput_slos={"ttft": 600, "tpot": 300, "e2el": 1500}, target_request_rate=4.0)
+    return compute_metrics(
+        records(), DURATION, goodput_slos={"ttft": 600, "tpot": 300, "e2el": 1500}, target_request_rate=4.0
+    )
 
 
 # --------------------------------------------------------------------------- statistics
@@ -141,7 +167,9 @@ def test_stats_default_percentiles_and_bad_input():
         compute_stats([1.0], percentiles=(101,))
 
 
-@pytest.mark.parametrize(("p", "label"), [(99, "99"), (99.0, "99"), (99.9, "99.9"), (0.5, "0.5"), (100, "100"), (50.0, "50")])
+@pytest.mark.parametrize(
+    ("p", "label"), [(99, "99"), (99.0, "99"), (99.9, "99.9"), (0.5, "0.5"), (100, "100"), (50.0, "50")]
+)
 def test_percentile_label_is_vllms(p, label):
     # vLLM: str(int(p)) if int(p) == p else str(p)
     assert percentile_label(p) == label
@@ -167,13 +195,16 @@ def test_a_stream_error_is_completed_as_in_vllm_and_counted_beside():
     clean, marked = compute_metrics(base, DURATION), compute_metrics(flagged, DURATION)
     assert marked.completed == 3 and marked.completed_strict == 2 and marked.stream_errors == 1
     assert marked.stream_error_reasons == {"error event in stream: boom": 1}
-    assert marked == dataclasses.replace(clean, completed_strict=2, stream_errors=1,
-                                         stream_error_reasons={"error event in stream: boom": 1})
+    assert marked == dataclasses.replace(
+        clean, completed_strict=2, stream_errors=1, stream_error_reasons={"error event in stream: boom": 1}
+    )
     result = to_vllm_result(marked, flagged)
     assert result["errors"][1] == ""  # vLLM's key: a success
     assert (result["completed_strict"], result["stream_errors"]) == (2, 1)
     assert result["stream_error_per_request"] == ["", "error event in stream: boom", "", "", "", ""]
-    assert metric_values(marked)["stream_errors"] == 1 and metric_direction("stream_errors") is Direction.LOWER_IS_BETTER
+    assert (
+        metric_values(marked)["stream_errors"] == 1 and metric_direction("stream_errors") is Direction.LOWER_IS_BETTER
+    )
 
 
 def test_output_tokens_without_usage_are_counted_from_the_text_when_a_tokenizer_is_given():
@@ -206,8 +237,10 @@ def test_series_samples_are_what_the_metrics_summarize():
 
 
 def test_a_failed_requests_text_is_empty_as_in_vllm():
-    rs = [rec(0, scheduled=0, dispatch=0, send=0.0, chunks=[0.5], text=["kept"]),
-          rec(1, scheduled=0, dispatch=0, send=0.0, chunks=[0.5], text=["lost"], error="ClientPayloadError: cut")]
+    rs = [
+        rec(0, scheduled=0, dispatch=0, send=0.0, chunks=[0.5], text=["kept"]),
+        rec(1, scheduled=0, dispatch=0, send=0.0, chunks=[0.5], text=["lost"], error="ClientPayloadError: cut"),
+    ]
     result = to_vllm_result(compute_metrics(rs, 1.0), rs)
     assert result["generated_texts"] == ["kept", ""]
     assert result["errors"] == ["", "ClientPayloadError: cut"]
@@ -532,7 +565,14 @@ def test_vllm_result_keys_and_values(m):
     assert result["itls"] == [[0.25, 0.25, 0.25], [1.0], [0.25], [], [], []]
     assert result["start_times"] == [10.0, 10.25, 10.5, 10.75, 11.0, 11.5]
     assert result["queue_times"] == [0.125, 0.0, 0.25, 0.0, 0.0, 0.0]
-    assert result["errors"] == ["", "", "", "HTTP 500: boom", "HTTP 500: boom", "ClientPayloadError: Response payload is not completed"]
+    assert result["errors"] == [
+        "",
+        "",
+        "",
+        "HTTP 500: boom",
+        "HTTP 500: boom",
+        "ClientPayloadError: Response payload is not completed",
+    ]
     assert result["scheduled_times"] == [9.75, 10.0, 10.25, 10.5, 10.75, 11.0]
     assert result["request_goodput"] == 0.5
     assert result["failure_reasons"] == m.failure_reasons
@@ -633,8 +673,17 @@ def _synthetic_records(rng: random.Random, n: int = 60) -> list[RequestRecord]:
         if i == 3 or rng.random() < 0.5:  # without token_ids the client counts 1 per chunk with text
             tokens = [1 if k else 0 for k in tokens]
         completion = None if usage < 0.15 else 0 if usage < 0.2 else sum(tokens)
-        record = rec(i, scheduled=t, dispatch=dispatch, send=send, chunks=chunks, tokens=tokens, text=text,
-                     completion=completion, prompt_tokens=None if usage < 0.15 else rng.randint(10, 500))
+        record = rec(
+            i,
+            scheduled=t,
+            dispatch=dispatch,
+            send=send,
+            chunks=chunks,
+            tokens=tokens,
+            text=text,
+            completion=completion,
+            prompt_tokens=None if usage < 0.15 else rng.randint(10, 500),
+        )
         if 0.08 <= kind < 0.14:
             record.error = "ClientPayloadError: Response payload is not completed"  # cut after some chunks
         elif 0.14 <= kind < 0.2:

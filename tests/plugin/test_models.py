@@ -10,7 +10,7 @@ from dataclasses import replace
 from safetensors.numpy import load_file
 from tokenizers import Tokenizer
 
-from pytest_vllm_serve.models import (
+from pytest_vllm_serve.serving.models import (
     CHAT_TEMPLATE,
     TinyModelRecipe,
     default_cache_dir,
@@ -24,13 +24,15 @@ def refuse(*a, **k):
     raise RuntimeError("network access attempted")
 socket.socket.connect = refuse
 socket.create_connection = refuse
-from pytest_vllm_serve.models import ensure_tiny_model
+from pytest_vllm_serve.serving.models import ensure_tiny_model
 print(ensure_tiny_model(sys.argv[1]))
 """
 
 
 def test_generation_needs_no_network(tmp_path):
-    result = subprocess.run([sys.executable, "-c", NO_NETWORK, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", NO_NETWORK, str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     model = tmp_path / result.stdout.strip().split("/")[-1]
     assert (model / "model.safetensors").exists()
@@ -83,8 +85,11 @@ def test_recipe_hash_keys_the_cache():
 
 
 def test_concurrent_makers_produce_one_model(tmp_path):
-    code = "import sys; from pytest_vllm_serve.models import ensure_tiny_model; print(ensure_tiny_model(sys.argv[1]))"
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    code = "import sys; from pytest_vllm_serve.serving.models import ensure_tiny_model; print(ensure_tiny_model(sys.argv[1]))"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
     outputs = {p.communicate(timeout=120)[0].strip() for p in procs}
     assert all(p.returncode == 0 for p in procs)
     assert len(outputs) == 1

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
+from pytest_vllm_serve.bench.offline.engine import RankResult, combine
 from pytest_vllm_serve.errors import ConfigError
-from pytest_vllm_serve.offline import RankResult, combine
-from pytest_vllm_serve.offline_bench import engine_kwargs
+from pytest_vllm_serve.serving.offline import engine_kwargs
 
 from .helpers import results_dir
 

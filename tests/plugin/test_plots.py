@@ -4,16 +4,30 @@ from __future__ import annotations
 
 import math
 
-from pytest_vllm_serve.plots import draw_suite_plots, split_series
-from pytest_vllm_serve.results import PointRecord, ResultsStore
+from pytest_vllm_serve.bench.sinks.plots import draw_suite_plots, split_series
+from pytest_vllm_serve.bench.sinks.results import PointRecord, ResultsStore
 
-METRICS = {"completed": 10.0, "median_ttft_ms": 5.0, "p99_ttft_ms": 9.0, "median_tpot_ms": 1.0, "p99_tpot_ms": 2.0,
-           "median_e2el_ms": 20.0, "p99_e2el_ms": 30.0, "output_throughput": 100.0, "total_token_throughput": 300.0}
+METRICS = {
+    "completed": 10.0,
+    "median_ttft_ms": 5.0,
+    "p99_ttft_ms": 9.0,
+    "median_tpot_ms": 1.0,
+    "p99_tpot_ms": 2.0,
+    "median_e2el_ms": 20.0,
+    "p99_e2el_ms": 30.0,
+    "output_throughput": 100.0,
+    "total_token_throughput": 300.0,
+}
 
 
 def point(rate: float, **params) -> PointRecord:
-    return PointRecord(id=f"t[{rate}-{params}]", suite="rate", params={"request_rate": rate, **params},
-                       metrics=dict(METRICS), server={"model": "/models/llama-8b"})
+    return PointRecord(
+        id=f"t[{rate}-{params}]",
+        suite="rate",
+        params={"request_rate": rate, **params},
+        metrics=dict(METRICS),
+        server={"model": "/models/llama-8b"},
+    )
 
 
 def test_a_plain_sweep_is_one_line_even_when_other_params_change_with_the_swept_value():
@@ -39,9 +53,9 @@ def test_the_plot_is_drawn_with_one_line_per_series(tmp_path):
 
 
 def test_a_partial_point_gets_a_hollow_ring_and_one_legend_entry(tmp_path):
-    from pytest_vllm_serve.plots import PARTIAL_LABEL, _mark_partial
-
     import matplotlib
+
+    from pytest_vllm_serve.bench.sinks.plots import PARTIAL_LABEL, _mark_partial
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

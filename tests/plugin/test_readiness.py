@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from pytest_vllm_serve.errors import ServerStartError
-from pytest_vllm_serve.readiness import ReadinessProbe, served_models
+from pytest_vllm_serve.serving.readiness import ReadinessProbe, served_models
 
 
 class FakeClock:
@@ -49,7 +49,14 @@ def scripted(polls):
 
 def make_probe(polls, clock, model="m", timeout=10.0, **kw):
     return ReadinessProbe(
-        "http://x", model, timeout=timeout, interval=0.5, clock=clock, sleep=clock.sleep, transport=scripted(polls), **kw
+        "http://x",
+        model,
+        timeout=timeout,
+        interval=0.5,
+        clock=clock,
+        sleep=clock.sleep,
+        transport=scripted(polls),
+        **kw,
     )
 
 

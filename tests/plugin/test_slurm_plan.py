@@ -8,10 +8,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pytest_vllm_serve.errors import ConfigError
-from pytest_vllm_serve.slurm import cli
-from pytest_vllm_serve.slurm.options import gpus_per_node_from, parse_gres_gpus, parse_requested
-from pytest_vllm_serve.slurm.topology import Allocation, job_ports, plan
-from pytest_vllm_serve.spec import RuleError, ServerSpec
+from pytest_vllm_serve.serving.launchers.slurm import cli
+from pytest_vllm_serve.serving.launchers.slurm.options import gpus_per_node_from, parse_gres_gpus, parse_requested
+from pytest_vllm_serve.serving.launchers.slurm.topology import Allocation, job_ports, plan
+from pytest_vllm_serve.serving.spec import RuleError, ServerSpec
 
 # -- topology: the reference's rules ---------------------------------------------------------
 
@@ -166,7 +166,9 @@ def test_total_gpus_spread_over_nodes():
         gpus_per_node_from(parse_requested(("--nodes=3", "--gpus=16")), 3)
 
 
-@pytest.mark.parametrize("words", [["--output=x.log"], ["-o", "x"], ["--error=e"], ["--wrap=hostname"], ["--ntasks-per-node=8"]])
+@pytest.mark.parametrize(
+    "words", [["--output=x.log"], ["-o", "x"], ["--error=e"], ["--wrap=hostname"], ["--ntasks-per-node=8"]]
+)
 def test_options_the_plugin_sets_itself_are_refused(words):
     with pytest.raises(ConfigError) as info:
         parse_requested(tuple(words))
@@ -202,7 +204,12 @@ def test_scontrol_job_line_is_parsed():
         "ExitCode=2:0 NodeList=node[01-02] AllocNode:Sid=localhost:11 Command=/tmp/a b/serve.sbatch WorkDir=/tmp"
     )
     status = cli.parse_scontrol_job(7, line)
-    assert (status.state, status.reason, status.exit_code, status.nodes) == ("FAILED", "NonZeroExitCode", "2:0", "node[01-02]")
+    assert (status.state, status.reason, status.exit_code, status.nodes) == (
+        "FAILED",
+        "NonZeroExitCode",
+        "2:0",
+        "node[01-02]",
+    )
     assert cli.parse_key_values(line)["Command"] == "/tmp/a b/serve.sbatch"
     assert status.describe() == "SLURM job 7 is FAILED (reason NonZeroExitCode, exit code 2:0, nodes node[01-02])"
     assert not status.active and not status.serving

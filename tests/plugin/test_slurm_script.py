@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_vllm_serve.command import ModelRef, ServeCommand
-from pytest_vllm_serve.slurm.script import (
+from pytest_vllm_serve.serving.command import ModelRef, ServeCommand
+from pytest_vllm_serve.serving.launchers.slurm.script import (
     Container,
     Expanded,
     JobScript,
@@ -29,18 +29,24 @@ from pytest_vllm_serve.slurm.script import (
     render_script,
     shell_join,
 )
-from pytest_vllm_serve.slurm.topology import Allocation, plan
-from pytest_vllm_serve.spec import ServerSpec
+from pytest_vllm_serve.serving.launchers.slurm.topology import Allocation, plan
+from pytest_vllm_serve.serving.spec import ServerSpec
 
 HEAD = "${HEAD_IP}"
 
 
 def make_job(spec: ServerSpec, nodes: int, gpus: int | None = 8, backend: str | None = None, **kwargs) -> JobScript:
     topo = plan(spec, Allocation(nodes, gpus), backend)
-    serve = ServeCommand.build(spec, topo.layout(), ModelRef("org/model", "org/model"), host="0.0.0.0", port=0,
-                               cpu=gpus is None)
-    fields = dict(topology=topo, entry=("vllm", "serve", "org/model"), serve_args=tuple(serve.args),
-                  job_name="pvs-test", job_dir="/shared/logs/pvs-test")
+    serve = ServeCommand.build(
+        spec, topo.layout(), ModelRef("org/model", "org/model"), host="0.0.0.0", port=0, cpu=gpus is None
+    )
+    fields = dict(
+        topology=topo,
+        entry=("vllm", "serve", "org/model"),
+        serve_args=tuple(serve.args),
+        job_name="pvs-test",
+        job_dir="/shared/logs/pvs-test",
+    )
     fields.update(kwargs)
     return JobScript(**fields)
 
@@ -100,7 +106,15 @@ def test_a_single_replica_on_one_node_gets_no_dp_flags():
 def test_ray_head_starts_the_cluster_and_serves_workers_only_join(nodes):
     job = make_job(ServerSpec(tp=8), nodes, backend="ray")
     head, *workers = node_commands(job)
-    assert head.ray == ("ray", "start", "--head", "--port=${RAY_PORT}", "--num-gpus=8", "--disable-usage-stats", "--block")
+    assert head.ray == (
+        "ray",
+        "start",
+        "--head",
+        "--port=${RAY_PORT}",
+        "--num-gpus=8",
+        "--disable-usage-stats",
+        "--block",
+    )
     assert flag(head.serve, "--data-parallel-backend") == "ray"
     assert flag(head.serve, "--data-parallel-address") == HEAD
     assert flag(head.serve, "--data-parallel-size") == str(nodes)
@@ -108,8 +122,14 @@ def test_ray_head_starts_the_cluster_and_serves_workers_only_join(nodes):
     assert len(workers) == nodes - 1
     for worker in workers:
         assert worker.serve is None
-        assert worker.ray == ("ray", "start", "--address=${HEAD_IP}:${RAY_PORT}", "--num-gpus=8",
-                              "--disable-usage-stats", "--block")
+        assert worker.ray == (
+            "ray",
+            "start",
+            "--address=${HEAD_IP}:${RAY_PORT}",
+            "--num-gpus=8",
+            "--disable-usage-stats",
+            "--block",
+        )
     script = node_script(job)
     # The head waits until the cluster has every GPU of the job before it serves.
     assert f"waiting for the ray cluster to reach {nodes * 8} GPU(s)" in script
@@ -155,11 +175,23 @@ VARIANTS = {
     "ray-4-cpu": dict(spec=ServerSpec(), nodes=4, gpus=None, backend="ray"),
     "mp-2": dict(spec=ServerSpec(tp=8, pp=2), nodes=2),
     "mp-4-nsys": dict(spec=ServerSpec(tp=8, pp=4), nodes=4, nsys_dir="/shared/profiles/nsys/pvs-test"),
-    "rpc-2-docker": dict(spec=ServerSpec(tp=4), nodes=2, nsys_dir="/shared/profiles/nsys/pvs-test",
-                         container=Container(image="vllm-serve:latest", tarball="/shared/img.tar.gz",
-                                             volumes=("/shared:/shared",), env_names=("VLLM_API_KEY",))),
-    "ray-2-docker": dict(spec=ServerSpec(tp=8), nodes=2, backend="ray",
-                         container=Container(image="registry.example/vllm:1", volumes=("/shared:/shared",))),
+    "rpc-2-docker": dict(
+        spec=ServerSpec(tp=4),
+        nodes=2,
+        nsys_dir="/shared/profiles/nsys/pvs-test",
+        container=Container(
+            image="vllm-serve:latest",
+            tarball="/shared/img.tar.gz",
+            volumes=("/shared:/shared",),
+            env_names=("VLLM_API_KEY",),
+        ),
+    ),
+    "ray-2-docker": dict(
+        spec=ServerSpec(tp=8),
+        nodes=2,
+        backend="ray",
+        container=Container(image="registry.example/vllm:1", volumes=("/shared:/shared",)),
+    ),
 }
 
 
@@ -189,8 +221,12 @@ def test_every_script_is_valid_bash(name, tmp_path):
 def test_the_batch_script_derives_every_port_from_the_job_id():
     text = render_script(make_job(ServerSpec(tp=4), 2))
     assert "OFFSET=$(((SLURM_JOB_ID + PORT_SEQUENCE) % 1000))" in text
-    for line in ("API_PORT=$((8000 + OFFSET))", "RPC_PORT=$((13345 + OFFSET))", "RAY_PORT=$((6379 + OFFSET))",
-                 "MASTER_PORT=$((29500 + OFFSET))"):
+    for line in (
+        "API_PORT=$((8000 + OFFSET))",
+        "RPC_PORT=$((13345 + OFFSET))",
+        "RAY_PORT=$((6379 + OFFSET))",
+        "MASTER_PORT=$((29500 + OFFSET))",
+    ):
         assert line in text
 
 
@@ -276,8 +312,14 @@ def run_node(job: JobScript, node: int, bin_dir: Path, extra_env: dict[str, str]
         "JOB_DIR": job.job_dir,
         **(extra_env or {}),
     }
-    proc = subprocess.Popen(["bash", "-c", node_script(job)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        ["bash", "-c", node_script(job)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     if wait:
         out, _ = proc.communicate(timeout=60)
         return proc.returncode, out
@@ -287,8 +329,9 @@ def run_node(job: JobScript, node: int, bin_dir: Path, extra_env: dict[str, str]
 def fake_job(tmp_path, server: Path, **variant) -> JobScript:
     job = make_job(**variant)
     fields = {f: getattr(job, f) for f in job.__dataclass_fields__}
-    fields.update(entry=(sys.executable, str(server), "org/model"), job_dir=str(tmp_path),
-                  ray="ray", python="fake-python")
+    fields.update(
+        entry=(sys.executable, str(server), "org/model"), job_dir=str(tmp_path), ray="ray", python="fake-python"
+    )
     return JobScript(**fields)
 
 
@@ -336,7 +379,9 @@ def test_ray_head_waits_for_the_cluster_then_serves(tmp_path, stand_ins):
     assert flag(argv, "--data-parallel-backend") == "ray"
     code, out = run_node(job, 3, bin_dir)
     assert (tmp_path / "ray-node3").read_text().splitlines() == [
-        "start --address=10.1.2.3:6502 --num-gpus=8 --disable-usage-stats --block", "stop --force"]
+        "start --address=10.1.2.3:6502 --num-gpus=8 --disable-usage-stats --block",
+        "stop --force",
+    ]
     assert not (tmp_path / "argv-node3.json").exists()
 
 
@@ -356,8 +401,11 @@ def test_sigterm_stops_the_server_and_its_process_group(tmp_path, stand_ins):
     while not started.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert started.exists()
-    pid = next(int(p) for p in os.listdir("/proc") if p.isdigit() and _cmdline(p).endswith("--headless")
-               and str(server) in _cmdline(p))
+    pid = next(
+        int(p)
+        for p in os.listdir("/proc")
+        if p.isdigit() and _cmdline(p).endswith("--headless") and str(server) in _cmdline(p)
+    )
     start = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=30)
@@ -383,8 +431,12 @@ def _state(pid) -> str:
 
 def test_in_a_container_each_node_loads_the_image_once_and_removes_only_its_container(tmp_path, stand_ins):
     bin_dir, server = stand_ins
-    container = Container(image="vllm-serve:latest", tarball=str(tmp_path / "img.tar"), volumes=(f"{tmp_path}:{tmp_path}",),
-                          env_names=("VLLM_API_KEY",))
+    container = Container(
+        image="vllm-serve:latest",
+        tarball=str(tmp_path / "img.tar"),
+        volumes=(f"{tmp_path}:{tmp_path}",),
+        env_names=("VLLM_API_KEY",),
+    )
     (tmp_path / "img.tar").write_text("not really an image")
     job = fake_job(tmp_path, server, spec=ServerSpec(tp=4), nodes=2, container=container)
     for node in (0, 1):
@@ -395,8 +447,10 @@ def test_in_a_container_each_node_loads_the_image_once_and_removes_only_its_cont
     assert calls.count("load -i " + str(tmp_path / "img.tar")) == 1  # the second node found it loaded
     runs = [c for c in calls if c.startswith("run ")]
     assert [r.split()[3] for r in runs] == ["pvs-123-node0", "pvs-123-node1"]
-    assert all("--net=host" in r and "--gpus all" in r and "-e VLLM_API_KEY" in r and "--label pytest-vllm-serve.job=123" in r
-               for r in runs)
+    assert all(
+        "--net=host" in r and "--gpus all" in r and "-e VLLM_API_KEY" in r and "--label pytest-vllm-serve.job=123" in r
+        for r in runs
+    )
     removed = sorted({c.split()[-1] for c in calls if c.startswith(("rm ", "stop "))})
     assert removed == ["pvs-123-node0", "pvs-123-node1"]
     assert not any(c.startswith(("ps", "rmi", "kill", "container prune")) for c in calls)

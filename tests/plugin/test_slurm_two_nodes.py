@@ -34,12 +34,12 @@ def test_uses_server(vllm_server):
 """
 
 # Runs after the smoke suite and the benchmark point, in the same session (same server).
-ON_THE_SERVER = r'''
+ON_THE_SERVER = r"""
 import os, re, signal, subprocess, threading, time
 from pathlib import Path
 import pytest
-from pytest_vllm_serve.schedule import Schedule
-from pytest_vllm_serve.workloads import RandomWorkload
+from pytest_vllm_serve.bench.schedule import Schedule
+from pytest_vllm_serve.bench.workloads import RandomWorkload
 
 
 def node_addr(node):
@@ -89,7 +89,7 @@ def test_worker_engine_killed_mid_point(vllm_bench):
     pid = engine_pid(Path(vllm_bench.server.ids["slurm_job_dir"]) / "node1.log", 1)
     vllm_bench.hooks.append(KillWorkerEngine(pid))
     vllm_bench.run(RandomWorkload(16, 64, 400), Schedule(rate=8), suite="crash", params={"n": 1})
-'''
+"""
 
 
 @pytest.fixture
@@ -139,8 +139,13 @@ def test_one_server_across_two_nodes_smoke_bench_and_a_killed_worker(pytester, i
         str(ROOT / "tests" / "benchmarks" / "test_sweeps.py") + "::test_concurrency",
         "test_on_the_server.py",
         *TWO_NODES,
-        "--vllm-sweep-concurrency=4", "--vllm-num-prompts=8", "--vllm-input-len=32", "--vllm-output-len=16",
-        "--vllm-warmup=1", "--durations=0", *inner_args,
+        "--vllm-sweep-concurrency=4",
+        "--vllm-num-prompts=8",
+        "--vllm-input-len=32",
+        "--vllm-output-len=16",
+        "--vllm-warmup=1",
+        "--durations=0",
+        *inner_args,
         timeout=420,
     )
     out = result.stdout.str() + result.stderr.str()
@@ -153,15 +158,21 @@ def test_one_server_across_two_nodes_smoke_bench_and_a_killed_worker(pytester, i
     points = {p.name: json.loads(p.read_text()) for p in results_dir(inner_args).rglob("points/*.json")}
     [concurrency] = [v for k, v in points.items() if "test_concurrency" in k]
     text = json.dumps(concurrency)
-    for key, value in (("slurm_num_nodes", 2), ("slurm_dp_per_node", 1), ("slurm_backend", "rpc"),
-                       ("slurm_nodes", ",".join(nodes))):
+    for key, value in (
+        ("slurm_num_nodes", 2),
+        ("slurm_dp_per_node", 1),
+        ("slurm_backend", "rpc"),
+        ("slurm_nodes", ",".join(nodes)),
+    ):
         assert f'"{key}": {json.dumps(value)}' in text, (key, text[:2000])
     assert concurrency["completed"] == 8 and concurrency["failed"] == 0
     # The killed worker engine fails its point within 30 s, naming the node and the process.
     assert "the server died during this point; what was measured is saved" in out
     assert re.search(rf"node 1 \({nodes[1]}\) ended first: its vLLM server exited with status \d+", out), out[-4000:]
-    assert re.search(r"the engine process EngineCore_DP1 \(pid \d+\) died on this node: killed by SIGKILL",
-                     out.split("ended first", 1)[1][:3000]), out[-4000:]
+    assert re.search(
+        r"the engine process EngineCore_DP1 \(pid \d+\) died on this node: killed by SIGKILL",
+        out.split("ended first", 1)[1][:3000],
+    ), out[-4000:]
     [killed] = re.findall(r"^([\d.]+)s call\s+\S*test_worker_engine_killed_mid_point", out, re.MULTILINE)
     assert float(killed) < 30, killed
     assert time.monotonic() - started < 400
@@ -173,8 +184,12 @@ def test_a_drained_node_keeps_the_job_pending_and_the_timeout_quotes_squeue(pyte
     nodes, marker = two_nodes
     pytester.makepyfile(USES_SERVER)
     drained = nodes[1]
-    subprocess.run(["scontrol", "update", f"nodename={drained}", "state=drain", "reason=pvs test: drained"],
-                   check=True, capture_output=True, timeout=30)
+    subprocess.run(
+        ["scontrol", "update", f"nodename={drained}", "state=drain", "reason=pvs test: drained"],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
     try:
         started = time.monotonic()
         result = pytester.runpytest_subprocess(*TWO_NODES, "--vllm-slurm-pending-timeout=5", *inner_args, timeout=120)
@@ -187,7 +202,9 @@ def test_a_drained_node_keeps_the_job_pending_and_the_timeout_quotes_squeue(pyte
     match = re.search(r"SLURM job \d+ is still PENDING after \d+ s \(squeue reason: ([^)]+)\); it was cancelled", out)
     assert match, out[-3000:]
     # squeue's own words (%r) for a job whose nodes are drained.
-    assert match.group(1) == "Nodes required for job are DOWN, DRAINED or reserved for jobs in higher priority partitions"
+    assert (
+        match.group(1) == "Nodes required for job are DOWN, DRAINED or reserved for jobs in higher priority partitions"
+    )
     assert "fix: raise --vllm-slurm-pending-timeout" in out
     assert seconds < 40
     assert not our_jobs(marker), "the pending job was not cancelled"

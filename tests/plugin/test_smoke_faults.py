@@ -11,14 +11,18 @@ from __future__ import annotations
 import ast
 import re
 
-from pytest_vllm_serve.latency_server import running
+from pytest_vllm_serve.tools.latency_server import running
 
 #: The smoke tests that meet a completion: all but test_health and test_models_lists_served_model.
 GENERATING = 11
 
 #: What the latency server does not implement: batched prompts, logprobs, echo, n > 1.
-UNSUPPORTED = ("test_02_batch_of_two_prompts", "test_06_logprobs_five_alternatives_per_token", "test_08_echo",
-               "test_09_n_equals_two")
+UNSUPPORTED = (
+    "test_02_batch_of_two_prompts",
+    "test_06_logprobs_five_alternatives_per_token",
+    "test_08_echo",
+    "test_09_n_equals_two",
+)
 
 FULL = re.compile(
     r"^(?P<endpoint>POST /v1/\S+) answered (?P<status>\d+) \((?P<type>[^)]+)\) with bytes that are not UTF-8: "
@@ -35,8 +39,15 @@ POINTER = re.compile(
 def smoke(pytester, url, *args):
     result = pytester.runpytest_subprocess(
         # -rN: no short summary, which repeats each message in full when CI is set (as in CI)
-        "-p", "no:cacheprovider", "-rN", "--vllm-suite", "smoke", f"--vllm-url={url}",
-        f"--vllm-results-dir={pytester.path / 'results'}", *args, timeout=120,
+        "-p",
+        "no:cacheprovider",
+        "-rN",
+        "--vllm-suite",
+        "smoke",
+        f"--vllm-url={url}",
+        f"--vllm-results-dir={pytester.path / 'results'}",
+        *args,
+        timeout=120,
     )
     return result, result.stdout.str() + "\n" + result.stderr.str()
 

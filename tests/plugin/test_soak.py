@@ -18,9 +18,17 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_smoke_under_saturating_load_leaks_nothing(vllm_server, tmp_path):
     out = tmp_path / "soak.json"
     done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "soak.py"), f"--url={vllm_server.url}", "--seconds=60",
-         "--prompts=48", f"--json={out}"],
-        capture_output=True, text=True, timeout=400,
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "soak.py"),
+            f"--url={vllm_server.url}",
+            "--seconds=60",
+            "--prompts=48",
+            f"--json={out}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=400,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     figures = json.loads(out.read_text())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pytest_vllm_serve.errors import ConfigError
-from pytest_vllm_serve.spec import RuleError, ServerSpec, extract_parallel_flags
+from pytest_vllm_serve.serving.spec import RuleError, ServerSpec, extract_parallel_flags
 
 
 def test_equal_specs_share_a_key_and_different_ones_do_not():
@@ -40,7 +40,11 @@ def test_spec_is_immutable_and_hashable():
         (["--tensor-parallel-size=2"], {"tp": "2"}, ()),
         (["--pipeline-parallel-size", "2", "--data-parallel-size=4"], {"pp": "2", "dp": "4"}, ()),
         (["--enable-expert-parallel"], {"ep": True}, ()),
-        (["--distributed-executor-backend=ray", "--max-model-len", "10"], {"backend": "ray"}, ("--max-model-len", "10")),
+        (
+            ["--distributed-executor-backend=ray", "--max-model-len", "10"],
+            {"backend": "ray"},
+            ("--max-model-len", "10"),
+        ),
     ],
 )
 def test_parallel_flags_are_lifted_out_of_args_in_both_spellings(args, found, rest):
@@ -131,10 +135,14 @@ def test_cpu_launchers_skip_gpu_rules_but_keep_static_ones():
 def test_exact_serve_args_for_a_full_layout():
     spec = ServerSpec(tp=4, pp=2, backend="mp", args=("--max-model-len", "4096"))
     assert spec.serve_args(spec.resolve(8)) == [
-        "--tensor-parallel-size", "4",
-        "--pipeline-parallel-size", "2",
-        "--distributed-executor-backend", "mp",
-        "--max-model-len", "4096",
+        "--tensor-parallel-size",
+        "4",
+        "--pipeline-parallel-size",
+        "2",
+        "--distributed-executor-backend",
+        "mp",
+        "--max-model-len",
+        "4096",
     ]
 
 
@@ -152,9 +160,14 @@ sizes = st.one_of(st.integers(min_value=-3, max_value=17), st.sampled_from(["2",
 
 
 @settings(max_examples=500, deadline=None)
-@given(tp=sizes, pp=sizes, dp=sizes, ep=st.one_of(st.booleans(), st.sampled_from(["yes", "no", "maybe", None])),
-       backend=st.sampled_from([None, "mp", "ray", "slurm", ""]),
-       visible=st.one_of(st.none(), st.integers(min_value=0, max_value=16)))
+@given(
+    tp=sizes,
+    pp=sizes,
+    dp=sizes,
+    ep=st.one_of(st.booleans(), st.sampled_from(["yes", "no", "maybe", None])),
+    backend=st.sampled_from([None, "mp", "ray", "slurm", ""]),
+    visible=st.one_of(st.none(), st.integers(min_value=0, max_value=16)),
+)
 def test_any_layout_is_valid_or_a_clear_error(tp, pp, dp, ep, backend, visible):
     kwargs = {k: v for k, v in {"tp": tp, "pp": pp, "dp": dp, "ep": ep, "backend": backend}.items() if v is not None}
     try:

@@ -7,7 +7,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_vllm_serve.sse import SSEEvent, SSEParser, parse_all
+from pytest_vllm_serve.bench.sse import SSEEvent, SSEParser, parse_all
 
 
 def feed_in_pieces(payload: bytes, cuts: list[int]) -> list[SSEEvent]:
@@ -78,7 +78,11 @@ def test_a_short_fuzzing_run_finds_nothing(tmp_path):
     seed = tmp_path / "corpus"
     seed.mkdir()
     (seed / "stream").write_bytes(b'\x05data: {"choices":[{"text":"a"}]}\r\n\r\ndata: [DONE]\n\n')
-    done = subprocess.run([sys.executable, str(script), "-max_total_time=15", "-seed=1", str(seed)],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, str(script), "-max_total_time=15", "-seed=1", str(seed)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Done" in done.stderr and "runs in" in done.stderr

@@ -19,10 +19,10 @@ class Collect(Reporter):
     def __init__(self) -> None:
         self.found: list[str] = []
 
-    def unexpectedError(self, filename, msg):  # noqa: N802 (pyflakes' API)
+    def unexpectedError(self, filename, msg):
         self.found.append(f"{filename}: {msg}")
 
-    def syntaxError(self, filename, msg, lineno, offset, text):  # noqa: N802
+    def syntaxError(self, filename, msg, lineno, offset, text):
         self.found.append(f"{filename}:{lineno}: {msg}")
 
     def flake(self, message):

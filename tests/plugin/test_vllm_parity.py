@@ -12,11 +12,11 @@ import types
 
 import pytest
 
-from pytest_vllm_serve.client import ENDPOINTS, Prompt, RequestOptions
-from pytest_vllm_serve.latency_server import WORD, running
-from pytest_vllm_serve.loadgen import LoadPlan, run_load
-from pytest_vllm_serve.metrics import compute_metrics, to_vllm_result
-from pytest_vllm_serve.schedule import Schedule
+from pytest_vllm_serve.bench.client import ENDPOINTS, Prompt, RequestOptions
+from pytest_vllm_serve.bench.loadgen.generator import LoadPlan, run_load
+from pytest_vllm_serve.bench.metrics import compute_metrics, to_vllm_result
+from pytest_vllm_serve.bench.schedule import Schedule
+from pytest_vllm_serve.tools.latency_server import WORD, running
 
 rf = pytest.importorskip("vllm.benchmarks.lib.endpoint_request_func")
 serve = pytest.importorskip("vllm.benchmarks.serve")
@@ -66,7 +66,9 @@ def test_the_same_requests_succeed_as_under_vllm_bench_serve(fault, endpoint):
         load = run_load(LoadPlan(url, options, (PROMPT,) * N, Schedule(max_concurrency=1), warmup=0))
     ours = compute_metrics(load.records, 1.0, count_tokens=count_tokens) if any(o.success for o in theirs) else None
     assert [r.success and bool(r.chunk_times) for r in load.records] == [o.success for o in theirs], (
-        [r.error for r in load.records], [o.error for o in theirs])
+        [r.error for r in load.records],
+        [o.error for o in theirs],
+    )
     if ours is None:
         return
     metrics, output_lens = serve.calculate_metrics(

@@ -33,7 +33,11 @@ def python_without_vllm(tmp_path_factory) -> str:
 
 def run(python, *args, cwd, timeout=300):
     return subprocess.run(
-        [python, "-m", "pytest", "-p", "no:cacheprovider", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout
+        [python, "-m", "pytest", "-p", "no:cacheprovider", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
     )
 
 

@@ -7,10 +7,7 @@ import json
 import httpx
 import pytest
 
-from pytest_vllm_serve.errors import ConfigError
-from pytest_vllm_serve.latency_server import running
-from pytest_vllm_serve.models import ensure_tiny_model
-from pytest_vllm_serve.workloads import (
+from pytest_vllm_serve.bench.workloads import (
     LocalTokenizer,
     RandomWorkload,
     ShareGPTWorkload,
@@ -18,6 +15,9 @@ from pytest_vllm_serve.workloads import (
     server_tokenizer,
     synthetic_sharegpt,
 )
+from pytest_vllm_serve.errors import ConfigError
+from pytest_vllm_serve.serving.models import ensure_tiny_model
+from pytest_vllm_serve.tools.latency_server import running
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,9 @@ def test_sharegpt_sampling(local_tokenizer, tmp_path):
     prompts = workload.prompts(local_tokenizer)
     assert len(prompts) == 10
     assert all(4 <= p.prompt_len <= 100 and p.prompt_len + p.output_len <= 250 for p in prompts)
-    assert prompts == ShareGPTWorkload(path, num_prompts=10, seed=5, max_input_len=100, max_total_len=250).prompts(local_tokenizer)
+    assert prompts == ShareGPTWorkload(path, num_prompts=10, seed=5, max_input_len=100, max_total_len=250).prompts(
+        local_tokenizer
+    )
     fixed = ShareGPTWorkload(path, num_prompts=3, output_len=7).prompts(local_tokenizer)
     assert [p.output_len for p in fixed] == [7, 7, 7]
 
@@ -92,7 +94,11 @@ def test_sharegpt_missing_file(tmp_path):
 
 @pytest.mark.parametrize(
     "content, message",
-    [("{not json", "not readable JSON"), ('{"a": 1}', "expected a JSON list"), ('[{"x": 1}]', "holds no ShareGPT conversations")],
+    [
+        ("{not json", "not readable JSON"),
+        ('{"a": 1}', "expected a JSON list"),
+        ('[{"x": 1}]', "holds no ShareGPT conversations"),
+    ],
 )
 def test_sharegpt_bad_files(tmp_path, content, message):
     path = tmp_path / "bad.json"
@@ -101,8 +107,14 @@ def test_sharegpt_bad_files(tmp_path, content, message):
         ShareGPTWorkload(path)
 
 
-@pytest.mark.parametrize("kwargs", [{"input_len": 0, "output_len": 1}, {"input_len": 5, "output_len": -2},
-                                    {"input_len": 5, "output_len": 5, "num_prompts": 0}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"input_len": 0, "output_len": 1},
+        {"input_len": 5, "output_len": -2},
+        {"input_len": 5, "output_len": 5, "num_prompts": 0},
+    ],
+)
 def test_non_positive_lengths_are_rejected(kwargs):
     with pytest.raises(ConfigError, match="must be a positive integer"):
         RandomWorkload(**kwargs)

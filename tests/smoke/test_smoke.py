@@ -5,4 +5,4 @@ installed plugin can run it from any directory (--vllm-suite smoke, or
 --pyargs pytest_vllm_serve.suites).
 """
 
-from pytest_vllm_serve.suites.smoke.test_smoke import *  # noqa: F401,F403
+from pytest_vllm_serve.suites.smoke.test_smoke import *  # noqa: F403

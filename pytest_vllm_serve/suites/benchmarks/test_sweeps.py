@@ -13,8 +13,8 @@ import math
 
 import pytest
 
-from pytest_vllm_serve.schedule import Schedule
-from pytest_vllm_serve.workloads import RandomWorkload
+from pytest_vllm_serve.bench.schedule import Schedule
+from pytest_vllm_serve.bench.workloads import RandomWorkload
 
 pytestmark = pytest.mark.benchmark
 

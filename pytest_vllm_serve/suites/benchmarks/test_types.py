@@ -21,8 +21,8 @@ import math
 
 import pytest
 
-from pytest_vllm_serve.schedule import Schedule
-from pytest_vllm_serve.workloads import RandomWorkload, ShareGPTWorkload, SonnetWorkload
+from pytest_vllm_serve.bench.schedule import Schedule
+from pytest_vllm_serve.bench.workloads import RandomWorkload, ShareGPTWorkload, SonnetWorkload
 
 pytestmark = pytest.mark.benchmark
 
@@ -32,7 +32,6 @@ LATENCY_PAIRS = ((128, 128), (512, 256), (4096, 512))
 CONCURRENCY = (1, 4, 16, 64, 256)
 LONGCTX_INPUTS = (4096, 16384, 32000)
 RATES_INF_THEN_4 = (math.inf, 4.0)
-
 
 
 def ids(name, values):
@@ -58,41 +57,51 @@ def pytest_generate_tests(metafunc):
 
 def test_throughput(vllm_bench):
     s = vllm_bench.settings
-    vllm_bench.run(RandomWorkload(s.input_len, s.output_len, s.num_prompts, s.seed), Schedule(seed=s.seed),
-                   suite="throughput")
+    vllm_bench.run(
+        RandomWorkload(s.input_len, s.output_len, s.num_prompts, s.seed), Schedule(seed=s.seed), suite="throughput"
+    )
 
 
 def test_prefill(vllm_bench, prefill_input):
     s = vllm_bench.settings
-    vllm_bench.run(RandomWorkload(prefill_input, 1, s.num_prompts, s.seed), Schedule(rate=4, seed=s.seed),
-                   suite="prefill")
+    vllm_bench.run(
+        RandomWorkload(prefill_input, 1, s.num_prompts, s.seed), Schedule(rate=4, seed=s.seed), suite="prefill"
+    )
 
 
 def test_decode(vllm_bench, decode_output):
     s = vllm_bench.settings
-    vllm_bench.run(RandomWorkload(128, decode_output, s.num_prompts, s.seed), Schedule(rate=4, seed=s.seed),
-                   suite="decode")
+    vllm_bench.run(
+        RandomWorkload(128, decode_output, s.num_prompts, s.seed), Schedule(rate=4, seed=s.seed), suite="decode"
+    )
 
 
 @pytest.mark.parametrize("pair", LATENCY_PAIRS, ids=[f"in={i}-out={o}" for i, o in LATENCY_PAIRS])
 def test_latency(vllm_bench, pair):
     s = vllm_bench.settings
-    vllm_bench.run(RandomWorkload(pair[0], pair[1], s.num_prompts, s.seed), Schedule(rate=1, seed=s.seed),
-                   suite="latency")
+    vllm_bench.run(
+        RandomWorkload(pair[0], pair[1], s.num_prompts, s.seed), Schedule(rate=1, seed=s.seed), suite="latency"
+    )
 
 
 def test_concurrency_type(vllm_bench, type_concurrency):
     s = vllm_bench.settings
-    vllm_bench.run(RandomWorkload(s.input_len, s.output_len, s.num_prompts, s.seed),
-                   Schedule(max_concurrency=type_concurrency, seed=s.seed), suite="concurrency-type",
-                   params={"max_concurrency": type_concurrency})
+    vllm_bench.run(
+        RandomWorkload(s.input_len, s.output_len, s.num_prompts, s.seed),
+        Schedule(max_concurrency=type_concurrency, seed=s.seed),
+        suite="concurrency-type",
+        params={"max_concurrency": type_concurrency},
+    )
 
 
 @pytest.mark.parametrize("input_len", LONGCTX_INPUTS, ids=ids("input_len", LONGCTX_INPUTS))
 def test_longctx(vllm_bench, input_len):
     s = vllm_bench.settings
-    vllm_bench.run(RandomWorkload(input_len, 100, max(1, s.num_prompts // 2), s.seed), Schedule(rate=1, seed=s.seed),
-                   suite="longctx")
+    vllm_bench.run(
+        RandomWorkload(input_len, 100, max(1, s.num_prompts // 2), s.seed),
+        Schedule(rate=1, seed=s.seed),
+        suite="longctx",
+    )
 
 
 @pytest.mark.parametrize("rate", RATES_INF_THEN_4, ids=ids("rate", RATES_INF_THEN_4))
@@ -108,5 +117,9 @@ def test_sharegpt(vllm_bench, rate):
 @pytest.mark.parametrize("rate", RATES_INF_THEN_4, ids=ids("rate", RATES_INF_THEN_4))
 def test_sonnet(vllm_bench, rate):
     s = vllm_bench.settings
-    vllm_bench.run(SonnetWorkload(550, 150, 200, s.num_prompts, s.seed), Schedule(rate=rate, seed=s.seed),
-                   suite="sonnet", params={"request_rate": rate})
+    vllm_bench.run(
+        SonnetWorkload(550, 150, 200, s.num_prompts, s.seed),
+        Schedule(rate=rate, seed=s.seed),
+        suite="sonnet",
+        params={"request_rate": rate},
+    )

@@ -14,7 +14,7 @@ import os
 
 import pytest
 
-from pytest_vllm_serve.sse import SSEParser
+from pytest_vllm_serve.bench.sse import SSEParser
 
 pytestmark = pytest.mark.smoke
 
@@ -38,12 +38,15 @@ def fail_not_utf8(server, response, body: bytes, error: UnicodeDecodeError) -> N
     content_type = response.headers.get("content-type", "no content-type")
     first = NOT_UTF8.get(server.url)
     if first is not None:
-        pytest.fail(f"{endpoint} ({content_type}) answered bytes that are not UTF-8 too, at byte {error.start}: "
-                    f"the same fault as in {first}, reported above", pytrace=False)
+        pytest.fail(
+            f"{endpoint} ({content_type}) answered bytes that are not UTF-8 too, at byte {error.start}: "
+            f"the same fault as in {first}, reported above",
+            pytrace=False,
+        )
     # PYTEST_CURRENT_TEST is "path::test_name (call)".
     test = os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0].rpartition("::")[2] or "an earlier test"
     NOT_UTF8[server.url] = f"{test} ({endpoint})"
-    excerpt = body[max(0, error.start - 32):error.end + 16]
+    excerpt = body[max(0, error.start - 32) : error.end + 16]
     pytest.fail(
         f"{endpoint} answered {response.status_code} ({content_type}) with bytes that are not UTF-8: "
         f"{error.reason} at byte {error.start} of {len(body)}, in {excerpt!r}\n"
@@ -86,7 +89,9 @@ def test_models_lists_served_model(vllm_server):
 
 
 def test_chat_completion_is_well_formed(vllm_server):
-    body = post(vllm_server, "/v1/chat/completions", {"messages": [{"role": "user", "content": "Hello"}], "max_tokens": 16})
+    body = post(
+        vllm_server, "/v1/chat/completions", {"messages": [{"role": "user", "content": "Hello"}], "max_tokens": 16}
+    )
     assert body["object"] == "chat.completion"
     assert body["model"] == vllm_server.model
     assert len(body["choices"]) == 1
@@ -118,7 +123,9 @@ def test_02_batch_of_two_prompts(vllm_server):
 
 
 def test_03_chat(vllm_server):
-    body = post(vllm_server, "/v1/chat/completions", {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 10})
+    body = post(
+        vllm_server, "/v1/chat/completions", {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 10}
+    )
     assert body["choices"][0]["message"]["role"] == "assistant"
     assert_usage(body["usage"], 10)
 

@@ -1,0 +1,205 @@
+"""Sending one process's share of a run: the jobs, each at its due time, under the cap.
+
+Both the single-process run (``loadgen``) and each client process of a multi-process
+run (``loadworker``) drive their jobs with :func:`drive`; everything a send needs is
+prepared before the clock starts (bodies encoded, connections opened).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from httpx_aiohttp import HttpxAiohttpClient
+
+from pytest_vllm_serve.bench.client import Prompt, RequestOptions, send
+from pytest_vllm_serve.bench.records import RequestRecord
+from pytest_vllm_serve.bench.stall import Activity
+
+Abort = Callable[[], "str | None"]  # polled during a run: a reason to stop (the server died), or None
+#: The concurrency cap: an ``asyncio.Semaphore`` in one process, ``SharedSlots`` across several.
+Slots = AbstractAsyncContextManager[Any]
+
+#: The last stretch before a send is due is waited out by yielding, not sleeping.
+SPIN_WINDOW = 0.0015
+
+
+def make_client(base_url: str, headers: dict[str, str], connections: int) -> httpx.AsyncClient:
+    """The httpx client the load generator streams with.
+
+    Its transport is aiohttp's (``httpx-aiohttp``): the same httpx API, but HTTP
+    parsing in C and a connection pool whose cost does not grow with the number
+    of connections. With httpx's default transport the client spent ~90 us of CPU
+    per streamed chunk and its pool scans every connection per queued request,
+    which made it the bottleneck at 64 concurrent streams; with this one, ~45 us.
+
+    ``connections`` must cover every request that can be in flight at once: the
+    transport maps "no limit" onto aiohttp's default of 100 connections, which
+    silently capped a 200-request burst at 100 concurrent requests.
+    """
+    size = max(int(connections), 1)
+    return HttpxAiohttpClient(
+        base_url=base_url,
+        headers=headers,
+        timeout=httpx.Timeout(connect=30.0, read=None, write=60.0, pool=None),
+        limits=httpx.Limits(max_connections=size, max_keepalive_connections=size, keepalive_expiry=60),
+    )
+
+
+def not_sent(index: int, prompt: Prompt, due: float, reason: str) -> RequestRecord:
+    """A request the run never sent because it was aborted."""
+    return RequestRecord(
+        index=index,
+        scheduled_time=due,
+        dispatch_time=due,
+        send_time=due,
+        prompt_len=prompt.prompt_len,
+        expected_output_len=prompt.output_len,
+        error=f"not sent: {reason}",
+    )
+
+
+@dataclass(frozen=True)
+class Job:
+    """One request of a run: its place in the workload, its due offset and its encoded body."""
+
+    index: int
+    prompt: Prompt
+    offset: float
+    body: bytes
+
+
+def prepare(options: RequestOptions, jobs: list[tuple[int, Prompt, float]]) -> list[Job]:
+    """Encode every request body (done before the clock starts)."""
+    return [Job(index, prompt, offset, options.encode(prompt)) for index, prompt, offset in jobs]
+
+
+def opening_burst(jobs: list[Job], concurrency: int | None) -> int:
+    """How many requests are due at the very start, at most ``concurrency``."""
+    due = sum(1 for job in jobs if job.offset <= 0.0)
+    return min(due, concurrency) if concurrency else due
+
+
+async def open_connections(client: httpx.AsyncClient, count: int) -> None:
+    """Open ``count`` connections before the clock starts (best effort).
+
+    A request that has to open its connection first waits for the TCP handshake,
+    and in a burst every request's handshake waits for the others: without this,
+    that lands in the first requests' TTFT. ``GET /v1/models`` is cheap on every
+    OpenAI-compatible server; ``count`` of them at once make the pool open
+    ``count`` connections, which are then kept alive for the run.
+    """
+    if count <= 0:
+        return
+    await asyncio.gather(*(client.get("/v1/models") for _ in range(count)), return_exceptions=True)
+
+
+async def drive(
+    client: httpx.AsyncClient,
+    options: RequestOptions,
+    jobs: list[Job],
+    t0: float,
+    slots: Slots | None,
+    on_done: Callable[[RequestRecord], None] | None = None,
+    abort: Abort | None = None,
+    activity: Activity | None = None,
+) -> list[RequestRecord]:
+    """Send the jobs at ``t0 + offset`` and wait for all.
+
+    ``slots`` is the ``max_concurrency`` cap (None: no cap). Each request holds one
+    slot from before its send stamp until its stream is done, as under vLLM's
+    semaphore; the wait for it is the record's queue time.
+
+    After starting each request the sender yields once, so that request's bytes are
+    written before the next one is built: a burst leaves one request after another,
+    each stamped when it really starts, rather than all built first and written at
+    the end (which would put the whole burst's build time into the first
+    requests' TTFT).
+
+    ``abort`` is polled twice a second; once it returns a reason (the server died),
+    requests in flight are cancelled and recorded as failed with that reason, and
+    the ones not yet sent are recorded as not sent.
+    """
+    clock = time.perf_counter
+    records: dict[int, RequestRecord] = {}
+
+    async def one(record: RequestRecord, body: bytes) -> RequestRecord:
+        if slots is None:
+            await measured(record, body)
+        else:
+            async with slots:
+                await measured(record, body)
+        if on_done is not None:
+            on_done(record)
+        return record
+
+    async def measured(record: RequestRecord, body: bytes) -> None:
+        if activity is None:
+            await send(client, options, body, record)
+            return
+        activity.started(clock())
+        try:
+            await send(client, options, body, record, activity)
+        finally:
+            activity.ended()
+
+    tasks: list[asyncio.Task] = []
+
+    async def dispatch() -> None:
+        for job in jobs:
+            due = t0 + job.offset
+            delay = due - clock()
+            if delay > SPIN_WINDOW:
+                # The event loop's timer wakes up to ~1 ms late; sleep to just before
+                # the due time, then yield until it (other requests keep running).
+                await asyncio.sleep(delay - SPIN_WINDOW)
+            while clock() < due:
+                await asyncio.sleep(0)
+            record = RequestRecord(
+                index=job.index,
+                scheduled_time=due,
+                dispatch_time=clock(),
+                prompt_len=job.prompt.prompt_len,
+                expected_output_len=job.prompt.output_len,
+            )
+            records[job.index] = record
+            tasks.append(asyncio.create_task(one(record, job.body)))
+            await asyncio.sleep(0)  # let it reach the wire (see above)
+        await asyncio.gather(*tasks)
+
+    sender = asyncio.create_task(dispatch())
+    reason = None
+    if abort is None:
+        await sender
+    else:
+        while not sender.done():
+            await asyncio.wait([sender], timeout=0.5)
+            if not sender.done():
+                reason = abort()
+                if reason:
+                    break
+        if reason:
+            sender.cancel()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(sender, *tasks, return_exceptions=True)
+        else:
+            await sender
+    stopped = clock()
+    out = []
+    for job in jobs:
+        record = records.get(job.index)
+        if record is None:
+            out.append(not_sent(job.index, job.prompt, t0 + job.offset, reason or "the run stopped"))
+            continue
+        if record.end_time is None:  # cancelled in flight by the abort: it ended now
+            record.end_time = stopped
+            if record.error is None:
+                record.error = f"aborted: {reason}"
+        out.append(record)
+    return out

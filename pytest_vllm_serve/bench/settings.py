@@ -1,0 +1,39 @@
+"""The benchmark half's settings: one value, built by ``config.bench_settings``."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """Benchmark options, parsed and validated before any load is sent."""
+
+    sweep_rate: tuple[float, ...] = (1, 2, 4, 8, 16, 32, math.inf)
+    sweep_concurrency: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128)
+    sweep_input_len: tuple[int, ...] = (128, 256, 512, 1024, 2048, 4096, 8192, 16384)
+    sweep_output_len: tuple[int, ...] = (64, 128, 256, 512, 1024, 2048)
+    num_prompts: int = 100
+    input_len: int = 512
+    output_len: int = 256
+    seed: int = 42
+    warmup: int = 2
+    endpoint: str = "chat"
+    burstiness: float = 1.0
+    processes: int | None = None  # None: auto
+    percentiles: tuple[float, ...] = (50, 90, 95, 99)
+    goodput: dict[str, float] | None = None
+    request_timeout: float | None = None
+    stall_timeout: float = 30.0  # 0: off
+    ignore_eos: bool = True
+    token_ids: bool = False  # return_token_ids: off, as vllm bench serve sends
+    tokenizer: Path | None = None
+    dataset_path: Path | None = None
+    record_metric: str = "ttft"
+    baseline: Path | None = None
+    fail_on: tuple = ()
+    plots: bool = True
+    progress_interval: float = 10.0
+    given: frozenset[str] = frozenset()  # options set explicitly (CLI or ini), not defaulted

@@ -1,0 +1,221 @@
+"""Where measured points go, the moment they are measured.
+
+Layout of a session's results directory::
+
+    points/<point>.json   one file per benchmark point: the keys of
+                          `vllm bench serve --save-result`, plus ours
+    summary.json          every point's flat metrics, rebuilt after each point
+    summary.csv           the same as a table
+    plots/<suite>.png     drawn at the end of the session
+
+Every file is written to a temporary name and renamed into place, so a crash
+or Ctrl-C never leaves a truncated file. The summaries are rebuilt from the
+point files under a lock, so pytest-xdist workers can share one directory.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+from pytest_vllm_serve.errors import ConfigError, ResultsWriteError
+from pytest_vllm_serve.files import atomic_write_text
+
+POINTS_DIR = "points"
+SUMMARY_JSON = "summary.json"
+SUMMARY_CSV = "summary.csv"
+#: Marks our summary files, so a baseline can be recognised as one.
+FORMAT = "pytest-vllm-serve/results-v1"
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no inf/nan: write them as strings."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(_clean(data), indent=1, default=_json_default, allow_nan=False)
+
+
+def safe_name(point_id: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9_.=-]+", "_", point_id).strip("_")
+    return name[-180:] or "point"
+
+
+@dataclass
+class PointRecord:
+    """One measured benchmark point, as kept in the summaries."""
+
+    id: str  # the pytest node id: stable across runs, so baselines can match it
+    suite: str
+    params: dict[str, Any]
+    metrics: dict[str, float]
+    server: dict[str, Any] = field(default_factory=dict)
+    file: str = ""
+    partial: str | None = None  # why the point was cut short (the server died or stalled); None: complete
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "suite": self.suite,
+            "params": self.params,
+            "metrics": self.metrics,
+            "server": self.server,
+            "file": self.file,
+            "partial": self.partial,
+        }
+
+
+@dataclass
+class ResultsStore:
+    root: Path
+
+    @property
+    def points_dir(self) -> Path:
+        return self.root / POINTS_DIR
+
+    def save_point(self, point: PointRecord, full_result: dict[str, Any]) -> Path:
+        """Write the point's full result, then rebuild the summaries. Returns the point file.
+
+        On a write error (a full disk) nothing half-written is left: each file is
+        complete or absent, and the error says where and why.
+        """
+        path = self.points_dir / f"{safe_name(point.id)}.json"
+        point.file = str(path.relative_to(self.root))
+        try:
+            atomic_write_text(path, dumps({**full_result, "pytest_vllm_serve": point.to_json()}))
+            self.rebuild_summaries()
+        except OSError as exc:
+            raise ResultsWriteError(
+                f"could not write the results of {point.id} under {self.root}: {exc.strerror or exc}.\n"
+                "  fix: free space there, or choose another --vllm-results-dir; the points written "
+                "before this one are complete"
+            ) from None
+        return path
+
+    def load_points(self) -> list[PointRecord]:
+        points = []
+        for path in sorted(self.points_dir.glob("*.json")):
+            try:
+                meta = json.loads(path.read_text())["pytest_vllm_serve"]
+            except (OSError, ValueError, KeyError):
+                continue
+            points.append(PointRecord(**meta))
+        return points
+
+    def rebuild_summaries(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.root / ".summary.lock")):
+            points = self.load_points()
+            atomic_write_text(
+                self.root / SUMMARY_JSON,
+                dumps({"format": FORMAT, "points": [p.to_json() for p in points]}),
+            )
+            atomic_write_text(self.root / SUMMARY_CSV, summary_csv(points))
+
+
+def summary_csv(points: Iterable[PointRecord]) -> str:
+    points = list(points)
+    params = sorted({k for p in points for k in p.params})
+    metrics = sorted({k for p in points for k in p.metrics})
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["id", "suite", "partial", *params, *metrics])
+    for p in points:
+        writer.writerow(
+            [
+                p.id,
+                p.suite,
+                p.partial or "",
+                *(p.params.get(k, "") for k in params),
+                *(p.metrics.get(k, "") for k in metrics),
+            ]
+        )
+    return out.getvalue()
+
+
+@dataclass
+class Baseline:
+    """An earlier run's points, by id. Partial points (cut short by a dead or stalled server)
+    are kept apart: they are no baseline, and the points they would gate are not gated."""
+
+    points: dict[str, dict[str, float]]
+    partial: dict[str, str] = field(default_factory=dict)  # point id -> why it was cut short
+
+    def get(self, point_id: str) -> dict[str, float] | None:
+        return self.points.get(point_id)
+
+    def note(self) -> str | None:
+        """One line naming the partial points, or None."""
+        if not self.partial:
+            return None
+        names = ", ".join(f"{pid.split('::')[-1]} ({cause})" for pid, cause in sorted(self.partial.items()))
+        return f"vllm: --vllm-baseline: {len(self.partial)} partial point(s) refused as a baseline, not gated: {names}"
+
+
+def load_baseline(path: Path) -> Baseline:
+    """The points of a results file: our summary.json, or pytest-benchmark's ``--benchmark-json``
+    output (our metrics ride in each benchmark's extra_info)."""
+    points = _load_baseline_points(path)
+    partial = {pid: str(metrics.pop("partial")) for pid, metrics in points.items() if metrics.get("partial")}
+    return Baseline({pid: _floats(m) for pid, m in points.items() if pid not in partial}, partial)
+
+
+def _load_baseline_points(path: Path) -> dict[str, dict[str, Any]]:
+    if not path.exists():
+        raise ConfigError(f"--vllm-baseline {path} does not exist.\n  fix: give the summary.json of an earlier run")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"--vllm-baseline {path} is not a results file: not valid JSON ({exc})") from None
+    if isinstance(data, dict) and data.get("format") == FORMAT:
+        return {p["id"]: {**p["metrics"], "partial": p.get("partial")} for p in data.get("points", [])}
+    if isinstance(data, dict) and isinstance(data.get("benchmarks"), list):
+        found = {
+            b["extra_info"].get("point_id") or b["fullname"]: {
+                **b["extra_info"]["metrics"],
+                "partial": b["extra_info"].get("partial"),
+            }
+            for b in data["benchmarks"]
+            if isinstance(b.get("extra_info"), dict) and isinstance(b["extra_info"].get("metrics"), dict)
+        }
+        if found:
+            return found
+    raise ConfigError(
+        f"--vllm-baseline {path} is not a results file: it is neither a pytest-vllm-serve summary.json "
+        "nor a --benchmark-json file with pytest-vllm-serve metrics.\n"
+        "  fix: use vllm-results/<run>/summary.json or the --benchmark-json output of an earlier run"
+    )
+
+
+def _floats(metrics: dict[str, Any]) -> dict[str, float]:
+    out = {}
+    for key, value in metrics.items():
+        try:
+            out[key] = float(value)
+        except (TypeError, ValueError):
+            continue
+    return out

@@ -1,0 +1,651 @@
+"""Command-line options and ini keys, declared once, resolved into ``Settings``.
+
+Precedence for every setting: marker (where it applies) > command line > ini
+file > built-in default. Every option has help text (``pytest --help``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_vllm_serve.bench.settings import BenchSettings
+from pytest_vllm_serve.errors import ConfigError
+from pytest_vllm_serve.serving.launchers.slurm.options import split_options
+from pytest_vllm_serve.serving.launchers.slurm.topology import check_backend
+
+
+@dataclass(frozen=True)
+class Opt:
+    name: str  # without the leading dashes, e.g. "vllm-model"
+    help: str
+    default: Any = None
+    metavar: str | None = None
+    flag: bool = False  # store_true
+    ini: bool = True  # also readable from [tool.pytest.ini_options]
+    dash_value: bool = False  # its value usually starts with "-" (see add_options)
+
+    @property
+    def dest(self) -> str:
+        return self.name.replace("-", "_")
+
+
+OPTIONS: tuple[Opt, ...] = (
+    # -- which server ------------------------------------------------------
+    Opt(
+        "vllm-model",
+        "Model to serve: a Hugging Face id or a local directory. Default: the built-in "
+        "tiny model, generated locally (no download). Example: --vllm-model Qwen/Qwen2.5-7B-Instruct",
+        metavar="NAME_OR_PATH",
+    ),
+    Opt(
+        "vllm-url",
+        "Attach to a running OpenAI-compatible server instead of launching one. "
+        "Example: --vllm-url http://10.0.0.5:8000",
+        metavar="URL",
+    ),
+    Opt(
+        "vllm-api-key",
+        "API key: passed to the launched server and sent with every request. "
+        "Default: $VLLM_API_KEY. Never written to logs or reports.",
+        metavar="KEY",
+        ini=False,
+    ),
+    Opt(
+        "vllm-serve-args",
+        "Extra arguments for `vllm serve`, as one shell-quoted string. "
+        "Example: --vllm-serve-args=\"--max-model-len 8192 --enable-prefix-caching\" (with '=': the value "
+        "starts with '-')",
+        metavar="ARGS",
+        dash_value=True,
+    ),
+    Opt(
+        "vllm-host",
+        "Address launched servers bind to. Default 127.0.0.1 (loopback only); use 0.0.0.0 to expose them.",
+        default="127.0.0.1",
+        metavar="ADDR",
+    ),
+    Opt(
+        "vllm-startup-timeout",
+        "Seconds to wait for a launched server to become ready. Default 600.",
+        default="600",
+        metavar="SECONDS",
+    ),
+    Opt(
+        "vllm-results-dir",
+        "Where logs and results go; each session writes a timestamped folder inside it. Default: ./vllm-results",
+        default="vllm-results",
+        metavar="DIR",
+    ),
+    Opt(
+        "vllm-suite",
+        "Add the plugin's shipped suites to this run: smoke, benchmarks or all (comma list). "
+        "With no test paths on the command line only the suites run. Same as "
+        "--pyargs pytest_vllm_serve.suites. Example: pytest --vllm-suite smoke --vllm-url http://gpu-box:8000",
+        metavar="smoke|benchmarks|all",
+    ),
+    Opt(
+        "vllm-cache-dir",
+        "Cache for the built-in model. Default: $PYTEST_VLLM_SERVE_CACHE, else "
+        "$XDG_CACHE_HOME/pytest-vllm-serve, else ~/.cache/pytest-vllm-serve",
+        metavar="DIR",
+    ),
+    # -- parallel layout (the vllm marker overrides these) -------------------------
+    Opt("vllm-tp", "Tensor-parallel size. Example: --vllm-tp 8", metavar="N"),
+    Opt("vllm-pp", "Pipeline-parallel size (selects the mp backend; no DP with PP).", metavar="N"),
+    Opt("vllm-dp", "Data-parallel size, or 'auto' for visible GPUs / (TP x PP).", metavar="N|auto"),
+    Opt("vllm-ep", "Enable expert parallelism (EP size = TP x DP, derived by vLLM).", flag=True),
+    Opt(
+        "vllm-backend",
+        "Distributed executor backend: mp or ray. Default: vLLM's choice (mp when PP > 1).",
+        metavar="mp|ray",
+    ),
+    # -- Docker launcher (docs/docker.md) -------------------------------------------
+    Opt(
+        "vllm-docker",
+        "Launch servers in Docker containers from IMAGE: an image name, a registry "
+        "reference (pulled when missing), or a saved image tarball (.tar/.tar.gz, loaded unless its tag "
+        "is present). Needs the docker extra and a running engine. Example: "
+        "--vllm-docker pytest-vllm-serve/vllm-cpu:0.32.0",
+        metavar="IMAGE",
+    ),
+    Opt(
+        "vllm-container-mount",
+        "Bind mounts for --vllm-docker containers, HOST[:CONTAINER[:ro|rw]] "
+        "(CONTAINER defaults to HOST); several as one shell-quoted string. The model directory and the "
+        'Hugging Face cache are mounted without it. Example: --vllm-container-mount "/fsx /data:/data:ro"',
+        metavar="MOUNTS",
+    ),
+    Opt(
+        "vllm-docker-flavor",
+        "Which vLLM the --vllm-docker image holds: cpu (vllm-cpu, started with "
+        "python3 -m vllm.entrypoints.openai.api_server, CPU defaults) or gpu (vllm serve, GPUs through the "
+        "nvidia runtime). Default auto: the image's pytest-vllm-serve.flavor label, else gpu.",
+        default="auto",
+        metavar="auto|cpu|gpu",
+    ),
+    # -- SLURM (docs/slurm.md) --------------------------------------------------------------
+    Opt(
+        "vllm-slurm",
+        "Launch each server as a SLURM job: submitted with sbatch, or as an srun step when "
+        "pytest already runs inside an allocation (SLURM_JOB_ID set, e.g. under salloc).",
+        flag=True,
+    ),
+    Opt(
+        "vllm-slurm-opt",
+        "sbatch options for each server's job, one shell-quoted string, passed through "
+        "(inside an allocation: to srun). --nodes, --gpus-per-node (or --gres/--gpus) and --partition also "
+        'size the layout. Example: --vllm-slurm-opt "--partition=gpu --time=02:00:00 --nodes=2 '
+        '--gpus-per-node=8"',
+        metavar="OPTS",
+        dash_value=True,
+    ),
+    Opt(
+        "vllm-slurm-dry-run",
+        "Print each server's batch script and per-node commands, save the scripts "
+        "in the results dir, submit nothing and stop. Implies --vllm-slurm.",
+        flag=True,
+    ),
+    Opt(
+        "vllm-slurm-pending-timeout",
+        "Seconds a submitted job may stay pending before it is cancelled and "
+        "its tests fail with squeue's reason. Default 600.",
+        default="600",
+        metavar="SECONDS",
+    ),
+    Opt(
+        "vllm-slurm-backend",
+        "How the nodes of one server connect: rpc (DP ranks over RPC, the default), "
+        "ray (a ray cluster, --data-parallel-backend ray) or mp (--nnodes/--node-rank; chosen when PP > 1).",
+        metavar="rpc|ray|mp",
+    ),
+    # -- the server pool ---------------------------------------------------------------------
+    Opt(
+        "vllm-max-servers",
+        "Servers running at once. Default 1: the previous server stops before the "
+        "next spec's starts (tests are ordered so each spec starts once).",
+        default="1",
+        metavar="N",
+    ),
+    Opt(
+        "vllm-per-worker",
+        "Under pytest-xdist, give each worker its own server (own port and GPU slice) "
+        "instead of one server per spec shared by all workers.",
+        flag=True,
+    ),
+    Opt(
+        "vllm-reuse",
+        "Keep servers running after the session and reattach to them in later sessions "
+        "when the spec hash matches and the process is alive. Stop them with "
+        "`python -m pytest_vllm_serve.tools.servers stop`.",
+        flag=True,
+    ),
+    Opt(
+        "vllm-restart-on-crash",
+        "When a server dies during a test, start a new one for the next test of its "
+        "spec (default: those tests fail at once, naming the crash).",
+        flag=True,
+    ),
+    # -- profiling -------------------------------------------------------------------------
+    Opt(
+        "vllm-profile",
+        "Start servers with the torch profiler and trace the measured phase of every "
+        "benchmark point (POST /start_profile, /stop_profile); traces go to profiles/<test id>/.",
+        flag=True,
+    ),
+    Opt(
+        "vllm-profiler-config",
+        "Profiler configuration JSON passed to vllm serve as is (--profiler-config); implies --vllm-profile.",
+        metavar="JSON",
+    ),
+    Opt(
+        "vllm-nsys",
+        "Wrap vllm serve in `nsys profile` with the reference trace options (cuda, nvtx, osrt, "
+        "cudnn, cublas; capture range cudaProfilerApi) and drive vLLM's CUDA profiler around measured phases. "
+        "Reports go to profiles/nsys/.",
+        flag=True,
+    ),
+    Opt(
+        "vllm-viztracer",
+        "Trace the client process (or the offline benchmark process) with VizTracer during "
+        "the measured phase, into profiles/<test id>/FILE.",
+        metavar="FILE",
+    ),
+    # -- benchmarks (tests/benchmarks and the vllm_bench fixture) -------------------------
+    Opt(
+        "vllm-sweep-rate",
+        "Request rates of the rate sweep, comma-separated; inf = all at once. Default: 1,2,4,8,16,32,inf",
+        default="1,2,4,8,16,32,inf",
+        metavar="LIST",
+    ),
+    Opt(
+        "vllm-sweep-concurrency",
+        "Max concurrency values of the concurrency sweep. Default: 1,2,4,8,16,32,64,128",
+        default="1,2,4,8,16,32,64,128",
+        metavar="LIST",
+    ),
+    Opt(
+        "vllm-sweep-input-len",
+        "Input lengths (tokens) of the input sweep (output 128). Default: 128,256,512,1024,2048,4096,8192,16384",
+        default="128,256,512,1024,2048,4096,8192,16384",
+        metavar="LIST",
+    ),
+    Opt(
+        "vllm-sweep-output-len",
+        "Output lengths (tokens) of the output sweep (input 512). Default: 64,128,256,512,1024,2048",
+        default="64,128,256,512,1024,2048",
+        metavar="LIST",
+    ),
+    Opt(
+        "vllm-num-prompts", "Requests per benchmark point (longctx uses half). Default 100.", default="100", metavar="N"
+    ),
+    Opt("vllm-input-len", "Input tokens where a suite does not sweep them. Default 512.", default="512", metavar="N"),
+    Opt("vllm-output-len", "Output tokens where a suite does not sweep them. Default 256.", default="256", metavar="N"),
+    Opt("vllm-seed", "Seed for prompts and arrival times. Default 42.", default="42", metavar="N"),
+    Opt(
+        "vllm-warmup",
+        "Warmup requests before each point, excluded from every metric. Default 2.",
+        default="2",
+        metavar="N",
+    ),
+    Opt(
+        "vllm-endpoint",
+        "API the benchmarks drive: chat (/v1/chat/completions) or completions (/v1/completions). Default chat.",
+        default="chat",
+        metavar="chat|completions",
+    ),
+    Opt(
+        "vllm-burstiness",
+        "Arrival burstiness: 1 = Poisson, <1 burstier, >1 steadier (gamma), inf = constant rate. Default 1.",
+        default="1",
+        metavar="X",
+    ),
+    Opt(
+        "vllm-client-processes",
+        "Client processes that share the load: a number, or auto (one per "
+        "200 req/s of target rate, up to the CPU count). Default auto.",
+        default="auto",
+        metavar="N|auto",
+    ),
+    Opt(
+        "vllm-percentiles",
+        "Percentiles reported for every latency. Default 50,90,95,99.",
+        default="50,90,95,99",
+        metavar="LIST",
+    ),
+    Opt(
+        "vllm-goodput",
+        'SLOs in ms for goodput, as vllm bench serve. Example: --vllm-goodput "ttft:500,tpot:50,e2el:2000"',
+        metavar="SLOS",
+    ),
+    Opt(
+        "vllm-request-timeout",
+        "Seconds one request may take before it is counted failed. Default: none.",
+        metavar="SECONDS",
+    ),
+    Opt(
+        "vllm-stall-timeout",
+        "Fail a benchmark point (keeping what it measured) when requests are in flight, no byte "
+        "has arrived on any stream for this many seconds, and /health does not answer. 0 turns it off. Default 30.",
+        default="30",
+        metavar="SECONDS",
+    ),
+    Opt(
+        "vllm-respect-eos",
+        "Stop outputs at EOS. By default benchmarks send ignore_eos so every output has exactly the asked length.",
+        flag=True,
+    ),
+    Opt(
+        "vllm-token-ids",
+        "Ask the server for the token ids of every streamed chunk (return_token_ids), for "
+        "an exact per-token ITL when chunks carry several tokens (speculative decoding, --stream-interval). Off "
+        "by default: benchmarks send the request vllm bench serve sends, and per-token ITL counts one token per "
+        "chunk. What it costs the server: docs/metrics.md.",
+        flag=True,
+    ),
+    Opt(
+        "vllm-no-token-ids",
+        "No token ids per streamed chunk: the default now, kept so that older command lines "
+        "still work. Cannot be combined with --vllm-token-ids.",
+        flag=True,
+    ),
+    Opt(
+        "vllm-tokenizer",
+        "Local tokenizer (tokenizer.json or a model dir) to size prompts, for servers "
+        "without /tokenize. Default: the server's /tokenize.",
+        metavar="PATH",
+    ),
+    Opt(
+        "vllm-dataset-path",
+        "Local ShareGPT-format JSON for the sharegpt workload (nothing is downloaded).",
+        metavar="FILE",
+    ),
+    Opt(
+        "vllm-record-metric",
+        "Latency series recorded as pytest-benchmark's timing data, so "
+        "--benchmark-compare-fail can gate it: ttft, tpot, itl, e2el or per_token_itl. Default ttft.",
+        default="ttft",
+        metavar="NAME",
+    ),
+    Opt(
+        "vllm-baseline",
+        "Results of an earlier run (its summary.json, or a --benchmark-json file) for --vllm-fail-on.",
+        metavar="FILE",
+    ),
+    Opt(
+        "vllm-fail-on",
+        "Fail a point that regresses against --vllm-baseline. Example: "
+        '--vllm-fail-on "p99_ttft_ms:+10%,output_throughput:-5%"',
+        metavar="RULES",
+    ),
+    Opt("vllm-no-plots", "Do not draw the per-suite PNG plots at the end of the session.", flag=True),
+    Opt(
+        "vllm-progress-interval",
+        "Seconds between progress lines during a benchmark point. Default 10.",
+        default="10",
+        metavar="SECONDS",
+    ),
+)
+
+BY_DEST = {opt.dest: opt for opt in OPTIONS}
+#: The options that take a value (for the command-line check in cmdline.py).
+VALUE_OPTIONS = tuple(f"--{opt.name}" for opt in OPTIONS if not opt.flag)
+
+
+#: What a value option holds when it was given without a value (see add_options).
+NO_VALUE = "\x00no value"
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("vllm", "pytest-vllm-serve: vLLM servers as fixtures, smoke tests and benchmarks")
+    for opt in OPTIONS:
+        cli_help = opt.help.replace("%", "%%")  # argparse %-formats help text
+        if opt.flag:
+            group.addoption(f"--{opt.name}", action="store_true", default=None, dest=opt.dest, help=cli_help)
+        elif opt.dash_value:  # nargs="?": "--vllm-serve-args --enforce-eager" leaves NO_VALUE, which
+            # plugin.py turns into a usage error naming the '=' form (argparse alone says only
+            # "expected one argument")
+            group.addoption(
+                f"--{opt.name}",
+                action="store",
+                nargs="?",
+                const=NO_VALUE,
+                default=None,
+                dest=opt.dest,
+                metavar=opt.metavar,
+                help=cli_help,
+            )
+        else:
+            group.addoption(
+                f"--{opt.name}", action="store", default=None, dest=opt.dest, metavar=opt.metavar, help=cli_help
+            )
+        if opt.ini:
+            parser.addini(opt.dest, help=opt.help, type="bool" if opt.flag else "string", default=None)
+
+
+def raw(config: pytest.Config, dest: str) -> Any:
+    """A setting's value by precedence: command line > ini > default."""
+    opt = BY_DEST[dest]
+    value = config.getoption(dest, default=None)
+    if value is None and opt.ini:
+        ini_value = config.getini(dest)
+        if ini_value not in (None, "", []):
+            value = ini_value
+    return opt.default if value is None else value
+
+
+def _number(dest: str, value: Any, cast: Callable[[str], Any], positive: bool = True) -> Any:
+    try:
+        number = cast(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"--{BY_DEST[dest].name} must be a number, got {value!r}") from None
+    if positive and number <= 0:
+        raise ConfigError(f"--{BY_DEST[dest].name} must be positive, got {value!r}")
+    return number
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The session's resolved options."""
+
+    model: str | None = None
+    url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    serve_args: tuple[str, ...] = ()
+    host: str = "127.0.0.1"
+    startup_timeout: float = 600.0
+    results_root: Path = Path("vllm-results")
+    cache_dir: Path | None = None
+    tp: str | None = None
+    pp: str | None = None
+    dp: str | None = None
+    ep: bool | None = None
+    backend: str | None = None
+    docker: str | None = None
+    container_mounts: tuple[str, ...] = ()
+    docker_flavor: str = "auto"
+    slurm: bool = False
+    slurm_opt: tuple[str, ...] = ()
+    slurm_dry_run: bool = False
+    slurm_pending_timeout: float = 600.0
+    slurm_backend: str | None = None
+    max_servers: int = 1
+    per_worker: bool = False
+    reuse: bool = False
+    restart_on_crash: bool = False
+    profile: bool = False
+    profiler_config: str | None = None
+    nsys: bool = False
+    viztracer: str | None = None
+
+    @classmethod
+    def from_config(cls, config: pytest.Config) -> Settings:
+        serve_args = raw(config, "vllm_serve_args") or ""
+        try:
+            args = tuple(shlex.split(serve_args))
+        except ValueError as exc:
+            raise ConfigError(f"--vllm-serve-args cannot be parsed as shell words: {exc}") from None
+        cache = raw(config, "vllm_cache_dir")
+        ep = raw(config, "vllm_ep")
+        return cls(
+            model=raw(config, "vllm_model"),
+            url=raw(config, "vllm_url"),
+            api_key=raw(config, "vllm_api_key") or os.environ.get("VLLM_API_KEY") or None,
+            serve_args=args,
+            host=raw(config, "vllm_host"),
+            startup_timeout=_number("vllm_startup_timeout", raw(config, "vllm_startup_timeout"), float),
+            results_root=Path(raw(config, "vllm_results_dir")),
+            cache_dir=Path(cache) if cache else None,
+            tp=raw(config, "vllm_tp"),
+            pp=raw(config, "vllm_pp"),
+            dp=raw(config, "vllm_dp"),
+            ep=bool(ep) if ep is not None else None,
+            backend=raw(config, "vllm_backend"),
+            **_docker_settings(config),
+            slurm=bool(raw(config, "vllm_slurm")) or bool(raw(config, "vllm_slurm_dry_run")),
+            slurm_opt=split_options(raw(config, "vllm_slurm_opt") or ""),
+            slurm_dry_run=bool(raw(config, "vllm_slurm_dry_run")),
+            slurm_pending_timeout=_number(
+                "vllm_slurm_pending_timeout", raw(config, "vllm_slurm_pending_timeout"), float
+            ),
+            slurm_backend=check_backend(raw(config, "vllm_slurm_backend")),
+            max_servers=_number("vllm_max_servers", raw(config, "vllm_max_servers"), int),
+            per_worker=bool(raw(config, "vllm_per_worker")),
+            reuse=bool(raw(config, "vllm_reuse")),
+            restart_on_crash=bool(raw(config, "vllm_restart_on_crash")),
+            profile=bool(raw(config, "vllm_profile")) or raw(config, "vllm_profiler_config") is not None,
+            profiler_config=raw(config, "vllm_profiler_config"),
+            nsys=bool(raw(config, "vllm_nsys")),
+            viztracer=raw(config, "vllm_viztracer"),
+        )
+
+
+def _docker_settings(config: pytest.Config) -> dict[str, Any]:
+    try:
+        mounts = tuple(shlex.split(raw(config, "vllm_container_mount") or ""))
+    except ValueError as exc:
+        raise ConfigError(f"--vllm-container-mount cannot be parsed as shell words: {exc}") from None
+    flavor = raw(config, "vllm_docker_flavor")
+    if flavor not in ("auto", "cpu", "gpu"):
+        raise ConfigError(f"--vllm-docker-flavor must be auto, cpu or gpu, got {flavor!r}")
+    return {"docker": raw(config, "vllm_docker") or None, "container_mounts": mounts, "docker_flavor": flavor}
+
+
+# -- benchmark settings ----------------------------------------------------------------
+
+
+def _int_list(dest: str, text: str, allow_inf: bool = False) -> tuple[float, ...]:
+    values = []
+    name = BY_DEST[dest].name
+    items = [item.strip() for item in str(text).split(",")]
+    if items == [""]:
+        raise ConfigError(f"--{name} is empty.\n  fix: e.g. --{name} 1,4,16")
+    for position, item in enumerate(items, start=1):
+        if not item:
+            raise ConfigError(
+                f"--{name} {text!r}: item {position} of {len(items)} is empty (two commas in a row, or a comma at "
+                f"an end).\n  fix: remove the extra comma, e.g. --{name} 1,4,16"
+            )
+        if allow_inf and item.lower() in ("inf", "infinity"):
+            values.append(math.inf)
+            continue
+        try:
+            number = float(item) if allow_inf else int(item)
+        except ValueError:
+            raise ConfigError(
+                f"--{BY_DEST[dest].name}: {item!r} is not a number.\n  fix: e.g. --{BY_DEST[dest].name} 1,4,16"
+            ) from None
+        if not number > 0:
+            raise ConfigError(
+                f"--{BY_DEST[dest].name}: {item!r} must be positive (zero or negative rates, concurrencies "
+                f"and lengths send nothing).\n  fix: e.g. --{BY_DEST[dest].name} 1,4,16"
+            )
+        values.append(number)
+    return tuple(values)
+
+
+def bench_settings(config: pytest.Config) -> BenchSettings:
+    """The benchmark options, parsed and validated before any load is sent."""
+    from pytest_vllm_serve.bench.gates import parse_fail_on, percentiles_needed
+    from pytest_vllm_serve.bench.metrics import parse_goodput, validate_percentiles
+
+    def get(dest: str) -> Any:
+        return raw(config, dest)
+
+    given = frozenset(dest for dest in BY_DEST if dest.startswith("vllm_") and _is_given(config, dest))
+    endpoint = get("vllm_endpoint")
+    if endpoint not in ("chat", "completions"):
+        raise ConfigError(f"--vllm-endpoint {endpoint!r}: use chat or completions")
+    processes = str(get("vllm_client_processes")).strip().lower()
+    record = get("vllm_record_metric")
+    if record not in ("ttft", "tpot", "itl", "e2el", "per_token_itl"):
+        raise ConfigError(f"--vllm-record-metric {record!r}: use ttft, tpot, itl, e2el or per_token_itl")
+    burst = get("vllm_burstiness")
+    burstiness = math.inf if str(burst).lower() in ("inf", "infinity") else _number("vllm_burstiness", burst, float)
+    fail_on = get("vllm_fail_on")
+    baseline = path_option(config, "vllm_baseline")
+    if fail_on and not baseline:
+        raise ConfigError("--vllm-fail-on needs --vllm-baseline FILE (the results of the run to compare with)")
+    tokenizer, dataset = path_option(config, "vllm_tokenizer"), path_option(config, "vllm_dataset_path")
+    timeout, goodput = get("vllm_request_timeout"), get("vllm_goodput")
+    return BenchSettings(
+        sweep_rate=_int_list("vllm_sweep_rate", get("vllm_sweep_rate"), allow_inf=True),
+        sweep_concurrency=tuple(int(v) for v in _int_list("vllm_sweep_concurrency", get("vllm_sweep_concurrency"))),
+        sweep_input_len=tuple(int(v) for v in _int_list("vllm_sweep_input_len", get("vllm_sweep_input_len"))),
+        sweep_output_len=tuple(int(v) for v in _int_list("vllm_sweep_output_len", get("vllm_sweep_output_len"))),
+        num_prompts=_number("vllm_num_prompts", get("vllm_num_prompts"), int),
+        input_len=_number("vllm_input_len", get("vllm_input_len"), int),
+        output_len=_number("vllm_output_len", get("vllm_output_len"), int),
+        seed=_number("vllm_seed", get("vllm_seed"), int, positive=False),
+        warmup=_number("vllm_warmup", get("vllm_warmup"), int, positive=False),
+        endpoint=endpoint,
+        burstiness=burstiness,
+        processes=None if processes == "auto" else _number("vllm_client_processes", processes, int),
+        percentiles=validate_percentiles(
+            [
+                *_int_list("vllm_percentiles", get("vllm_percentiles"), allow_inf=True),
+                *(percentiles_needed(parse_fail_on(fail_on)) if fail_on else ()),
+            ]
+        ),
+        goodput=parse_goodput(goodput) if goodput else None,
+        request_timeout=_number("vllm_request_timeout", timeout, float) if timeout else None,
+        stall_timeout=_not_negative("vllm_stall_timeout", get("vllm_stall_timeout")),
+        ignore_eos=not get("vllm_respect_eos"),
+        token_ids=_token_ids(get("vllm_token_ids"), get("vllm_no_token_ids")),
+        tokenizer=Path(tokenizer) if tokenizer else None,
+        dataset_path=Path(dataset) if dataset else None,
+        record_metric=record,
+        baseline=Path(baseline) if baseline else None,
+        fail_on=tuple(parse_fail_on(fail_on)) if fail_on else (),
+        plots=not get("vllm_no_plots"),
+        progress_interval=_number("vllm_progress_interval", get("vllm_progress_interval"), float),
+        given=given,
+    )
+
+
+def _not_negative(dest: str, value: Any) -> float:
+    number = _number(dest, value, float, positive=False)
+    if number < 0:
+        raise ConfigError(f"--{BY_DEST[dest].name} must be 0 (off) or positive, got {value!r}")
+    return number
+
+
+def _token_ids(on: Any, off: Any) -> bool:
+    if on and off:
+        raise ConfigError(
+            "--vllm-token-ids and --vllm-no-token-ids contradict each other.\n"
+            "  fix: give one of them (no token ids is the default)"
+        )
+    return bool(on)
+
+
+def path_option(config: pytest.Config, dest: str) -> str | None:
+    """A path option; one read from the ini file is relative to the ini file's folder."""
+    value = config.getoption(dest, default=None)
+    if value is not None:
+        return value
+    if BY_DEST[dest].ini:
+        ini_value = config.getini(dest)
+        if ini_value:
+            base = config.inipath.parent if config.inipath else config.rootpath
+            return str(base / ini_value)
+    return BY_DEST[dest].default
+
+
+def _is_given(config: pytest.Config, dest: str) -> bool:
+    if config.getoption(dest, default=None) is not None:
+        return True
+    return BY_DEST[dest].ini and config.getini(dest) not in (None, "", [], False)
+
+
+# -- the shipped suites (--vllm-suite) ------------------------------------------------
+
+#: ``--vllm-suite`` names and the folder of each, inside the package's suites/.
+SUITES: dict[str, str] = {"smoke": "smoke", "benchmarks": "benchmarks"}
+ALL = "all"
+
+
+def suite_paths(value: str) -> list[Path]:
+    """The folders that a ``--vllm-suite`` value names (a comma list of suite names, or ``all``).
+
+    Raises ValueError naming the suites there are.
+    """
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    if not names:
+        raise ValueError(f"--vllm-suite is empty; use one of {', '.join([*SUITES, ALL])}")
+    unknown = [name for name in names if name != ALL and name not in SUITES]
+    if unknown:
+        raise ValueError(
+            f"--vllm-suite {value!r}: no suite named {', '.join(map(repr, unknown))}. "
+            f"The shipped suites are {', '.join(SUITES)} (or {ALL} for both); e.g. --vllm-suite smoke"
+        )
+    wanted = list(SUITES) if ALL in names else list(dict.fromkeys(names))
+    here = Path(__file__).resolve().parent / "suites"
+    return [here / SUITES[name] for name in wanted]
