@@ -33,6 +33,7 @@ from pytest_vllm_serve.bench.metrics import (
 )
 from pytest_vllm_serve.bench.schedule import Schedule, target_rate
 from pytest_vllm_serve.bench.settings import BenchSettings
+from pytest_vllm_serve.bench.sinks import pytest_benchmark
 from pytest_vllm_serve.bench.sinks.results import Baseline, PointRecord, ResultsStore
 from pytest_vllm_serve.bench.stall import StallWatch, health_probe
 from pytest_vllm_serve.bench.workloads import LocalTokenizer, Tokenizer, server_tokenizer
@@ -70,21 +71,6 @@ def _series_values(load: LoadResult, name: str, count_tokens: TokenCounter | Non
     if name not in RECORDABLE:
         raise ConfigError(f"--vllm-record-metric {name!r}: use one of {', '.join(RECORDABLE)}")
     return series_samples(load.records, name, count_tokens)
-
-
-def record_into_benchmark(
-    fixture: Any, values: dict[str, float], params: dict[str, Any], suite: str, series_name: str, series: list[float]
-) -> None:
-    """Put a point into pytest-benchmark: every metric in extra_info, one latency series
-    (seconds) as its timing data, so --benchmark-compare(-fail) works on it."""
-    if fixture is None or getattr(fixture, "disabled", True):
-        return  # pytest-benchmark is off (e.g. under xdist); our own results files still exist
-    fixture.group = fixture.group or suite
-    fixture.extra_info.update({"metrics": values, "params": params, "recorded_series": series_name})
-    stats = fixture._make_stats(1)  # pytest-benchmark's own container, fed our samples
-    for value in series:
-        stats.update(value)
-    fixture._mode = "pytest-vllm-serve"
 
 
 @dataclass
@@ -348,7 +334,7 @@ class VllmBench:
         )
 
     def _record_benchmark(self, load: LoadResult, values: dict[str, float], params: dict[str, Any], suite: str) -> None:
-        record_into_benchmark(
+        pytest_benchmark.record(
             self.benchmark,
             values,
             params,

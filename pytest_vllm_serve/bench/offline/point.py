@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pytest_vllm_serve.bench.offline.engine import ENGINE_MODULE, OfflineConfig, OfflineMetrics, RankResult, combine
-from pytest_vllm_serve.bench.point import record_into_benchmark
 from pytest_vllm_serve.bench.settings import BenchSettings
+from pytest_vllm_serve.bench.sinks import pytest_benchmark
 from pytest_vllm_serve.bench.sinks.results import PointRecord, ResultsStore, safe_name
 from pytest_vllm_serve.errors import ConfigError
 
@@ -154,7 +154,7 @@ class OfflineBench:
         if self.on_point is not None:
             self.on_point(point)
         ttfts = [v for r in ranks for v in r.ttft]
-        record_into_benchmark(self.benchmark, values, params, suite, "ttft", ttfts)
+        pytest_benchmark.record(self.benchmark, values, params, suite, "ttft", ttfts)
         if self.progress_writer:
             self.progress_writer(
                 f"[vllm-offline] {self.node_id.split('::')[-1]}: {metrics.output_throughput:.1f} output tok/s, "
