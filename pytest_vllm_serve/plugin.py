@@ -313,48 +313,25 @@ def vllm_bench(request: pytest.FixtureRequest, vllm_server: RunningServer, vllm_
     )
 
 
-class _ServerProfileHook:
-    """Torch or CUDA profiler of the server around a measured phase."""
-
-    def __init__(self, request: pytest.FixtureRequest, server: RunningServer, session: VllmSession):
-        from pytest_vllm_serve.bench.profiling import ServerProfiler, test_profile_dir
-
-        trace_dir = None if server.launcher == "external" else session.server_trace_dir
-        self.profiler = ServerProfiler(server.client, server.url, trace_dir)
-        self.dest = test_profile_dir(session.results_dir, point_id(request.node))
-        self.files = request.node.stash.setdefault(PROFILE_KEY, [])
-
-    def before_measure(self) -> None:
-        self.profiler.start()
-
-    def after_measure(self) -> None:
-        self.files.extend(self.profiler.stop(self.dest))
-
-
-class _ClientTraceHook:
-    in_process = True  # the traced client must run in this process
-
-    def __init__(self, request: pytest.FixtureRequest, session: VllmSession):
-        from pytest_vllm_serve.bench.profiling import ClientTracer, test_profile_dir
-
-        self.tracer = ClientTracer(
-            test_profile_dir(session.results_dir, point_id(request.node)) / session.settings.viztracer
-        )
-        self.files = request.node.stash.setdefault(PROFILE_KEY, [])
-
-    def before_measure(self) -> None:
-        self.tracer.start()
-
-    def after_measure(self) -> None:
-        self.files.append(self.tracer.stop())
-
-
 def _profiling_hooks(request: pytest.FixtureRequest, server: RunningServer, session: VllmSession) -> list:
+    """The profilers the options ask for, around the point's measured phase; their trace
+    files go to the test's profiles folder and its report."""
+    from pytest_vllm_serve.bench.profiling import (
+        ClientTraceHook,
+        ClientTracer,
+        ServerProfileHook,
+        ServerProfiler,
+        test_profile_dir,
+    )
+
+    files = request.node.stash.setdefault(PROFILE_KEY, [])
+    dest = test_profile_dir(session.results_dir, point_id(request.node))
     hooks: list = []
     if session.profiling:
-        hooks.append(_ServerProfileHook(request, server, session))
+        trace_dir = None if server.launcher == "external" else session.server_trace_dir
+        hooks.append(ServerProfileHook(ServerProfiler(server.client, server.url, trace_dir), dest, files))
     if session.settings.viztracer:
-        hooks.append(_ClientTraceHook(request, session))
+        hooks.append(ClientTraceHook(ClientTracer(dest / session.settings.viztracer), files))
     return hooks
 
 
@@ -398,11 +375,16 @@ def vllm_profile(request: pytest.FixtureRequest, vllm_server: RunningServer, vll
     """
     from contextlib import contextmanager
 
-    from pytest_vllm_serve.bench.profiling import ProfileError
+    from pytest_vllm_serve.bench.profiling import ProfileError, ServerProfileHook, ServerProfiler, test_profile_dir
 
     @contextmanager
     def profile():
-        hook = _ServerProfileHook(request, vllm_server, vllm_session)
+        trace_dir = None if vllm_server.launcher == "external" else vllm_session.server_trace_dir
+        hook = ServerProfileHook(
+            ServerProfiler(vllm_server.client, vllm_server.url, trace_dir),
+            test_profile_dir(vllm_session.results_dir, point_id(request.node)),
+            request.node.stash.setdefault(PROFILE_KEY, []),
+        )
         traces: list = []
         try:
             hook.before_measure()

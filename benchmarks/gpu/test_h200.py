@@ -32,7 +32,7 @@ import pytest
 
 from pytest_vllm_serve.bench.client import Prompt
 from pytest_vllm_serve.bench.schedule import Schedule
-from pytest_vllm_serve.bench.workloads import RandomWorkload
+from pytest_vllm_serve.bench.workloads import RandomWorkload, Workload
 
 HERE = Path(__file__).resolve().parent
 INF = math.inf
@@ -276,7 +276,7 @@ def test_point_repeat(vllm_bench, vllm_server, vllm_session, suite, value, promp
 
 
 @dataclass(frozen=True)
-class ListContent:
+class ListContent(Workload):
     """A RandomWorkload's prompts sent the way `vllm bench serve` sends them: the chat
     message content as a list of one text part instead of a string."""
 
@@ -295,6 +295,9 @@ class ListContent:
     def max_total_len(self) -> int:
         return self.inner.max_total_len
 
+    def length_limit(self) -> tuple[int, str] | None:
+        return self.inner.length_limit()
+
     def prompts(self, tokenizer):
         return [
             replace(p, messages=({"role": "user", "content": [{"type": "text", "text": p.text}]},))
@@ -303,7 +306,7 @@ class ListContent:
 
 
 @dataclass(frozen=True)
-class PeerPrompts:
+class PeerPrompts(Workload):
     """The prompts `vllm bench serve --dataset-name random --seed SEED` sends, made by vLLM's
     own RandomDataset (random token ids decoded to text), for the plugin to send."""
 
@@ -317,6 +320,9 @@ class PeerPrompts:
     @property
     def max_total_len(self) -> int:
         return self.input_len + self.output_len
+
+    def length_limit(self) -> tuple[int, str] | None:
+        return self.max_total_len, f"input {self.input_len} + output {self.output_len}"
 
     def prompts(self, tokenizer):
         from vllm.benchmarks.datasets import RandomDataset

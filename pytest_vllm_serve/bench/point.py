@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 
@@ -36,7 +36,7 @@ from pytest_vllm_serve.bench.settings import BenchSettings
 from pytest_vllm_serve.bench.sinks import pytest_benchmark
 from pytest_vllm_serve.bench.sinks.results import Baseline, PointRecord, ResultsStore
 from pytest_vllm_serve.bench.stall import StallWatch, health_probe
-from pytest_vllm_serve.bench.workloads import LocalTokenizer, Tokenizer, server_tokenizer
+from pytest_vllm_serve.bench.workloads import LocalTokenizer, Tokenizer, Workload, server_tokenizer
 from pytest_vllm_serve.errors import ConfigError, ResultsWriteError, ServerDiedError
 from pytest_vllm_serve.serving.running import RunningServer
 
@@ -73,6 +73,16 @@ def _series_values(load: LoadResult, name: str, count_tokens: TokenCounter | Non
     return series_samples(load.records, name, count_tokens)
 
 
+class MeasureHook(Protocol):
+    """Runs around a point's measured phase: the profilers of bench/profiling.py."""
+
+    in_process: bool  # True: it sees only this process, so the point runs one client process
+
+    def before_measure(self) -> None: ...
+
+    def after_measure(self) -> None: ...
+
+
 @dataclass
 class VllmBench:
     """Runs benchmark points against one server and records them everywhere."""
@@ -85,9 +95,7 @@ class VllmBench:
     baseline: Baseline | None = None
     progress_writer: Callable[[str], None] | None = None
     on_point: Callable[[PointRecord], None] | None = None
-    hooks: list[Any] = field(
-        default_factory=list
-    )  # profilers: before_measure()/after_measure() around the measured phase
+    hooks: list[MeasureHook] = field(default_factory=list)  # profilers (bench/profiling.py)
     _tokenizer: Tokenizer | None = field(default=None, init=False, repr=False)
     _max_model_len: int | None = field(default=None, init=False, repr=False)
     _used: bool = field(default=False, init=False, repr=False)
@@ -134,7 +142,7 @@ class VllmBench:
     # -- the point ------------------------------------------------------------------
     def run(
         self,
-        workload: Any,
+        workload: Workload,
         schedule: Schedule = Schedule(),
         *,
         suite: str = "custom",
@@ -146,11 +154,15 @@ class VllmBench:
             raise ConfigError("vllm_bench.run() measures one point per test; parametrize the test for more points")
         self._used = True
         s = self.settings
-        total = getattr(workload, "max_total_len", None)
-        if total is not None and getattr(workload, "name", "") != "sharegpt":
-            self.skip_if_too_long(
-                total, f"input {getattr(workload, 'input_len', '?')} + output {getattr(workload, 'output_len', '?')}"
+        if not isinstance(workload, Workload):
+            raise ConfigError(
+                f"vllm_bench.run(): {type(workload).__name__} is not a workload (it needs name, prompts(), "
+                "length_limit() and params()).\n  fix: subclass pytest_vllm_serve.bench.workloads.Workload, "
+                "which gives the last two defaults"
             )
+        limit = workload.length_limit()
+        if limit is not None:
+            self.skip_if_too_long(*limit)
         try:
             self.server.check_alive()
         except ServerDiedError as exc:
@@ -167,7 +179,7 @@ class VllmBench:
             timeout=s.request_timeout,
         )
         processes = s.processes or auto_processes(schedule, len(prompts))
-        if any(getattr(hook, "in_process", False) for hook in self.hooks):
+        if any(hook.in_process for hook in self.hooks):
             processes = 1  # a client tracer sees only this process
         plan = LoadPlan(
             base_url=self.server.url,
@@ -192,14 +204,14 @@ class VllmBench:
             stall=StallWatch(s.stall_timeout, health_probe(self.server.url, self.server.headers)),
         )
         point_params = {
-            "workload": getattr(workload, "name", type(workload).__name__),
+            "workload": workload.name,
             "endpoint": options.endpoint,
             "num_prompts": len(prompts),
             "request_rate": schedule.rate,
             "burstiness": schedule.burstiness,
             "max_concurrency": schedule.max_concurrency,
             "client_processes": processes,
-            **{k: v for k, v in vars(workload).items() if isinstance(v, (int, float, str)) and k != "name"},
+            **workload.params(),
             **(params or {}),
         }
         died = self.server.death()

@@ -198,3 +198,37 @@ class ClientTracer:
         self._tracer.stop()
         self._tracer.save()
         return self.output
+
+
+# -- around a benchmark point's measured phase (VllmBench's hooks) -------------------------------
+
+
+@dataclass
+class ServerProfileHook:
+    """The server's torch or CUDA profiler, from just before the measured phase to its end."""
+
+    profiler: ServerProfiler
+    dest: Path  # the test's profiles folder
+    files: list[Path]  # the trace files land here
+    in_process: bool = False
+
+    def before_measure(self) -> None:
+        self.profiler.start()
+
+    def after_measure(self) -> None:
+        self.files.extend(self.profiler.stop(self.dest))
+
+
+@dataclass
+class ClientTraceHook:
+    """VizTracer over the load generator during the measured phase."""
+
+    tracer: ClientTracer
+    files: list[Path]
+    in_process: bool = True  # the traced client must run in this process
+
+    def before_measure(self) -> None:
+        self.tracer.start()
+
+    def after_measure(self) -> None:
+        self.files.append(self.tracer.stop())

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import httpx
 
@@ -119,6 +119,33 @@ def exact_text(tokenizer: Tokenizer, rng: random.Random, length: int, prefix: st
     return text, count - base
 
 
+@runtime_checkable
+class Workload(Protocol):
+    """What ``vllm_bench.run()`` sends. Subclass it for a workload of your own: ``name`` and
+    ``prompts()`` are yours to write; the other members have defaults.
+    """
+
+    name: str
+
+    def prompts(self, tokenizer: Tokenizer) -> list[Prompt]:
+        """The requests to send, in order, each with its prompt and output token counts."""
+        ...
+
+    def length_limit(self) -> tuple[int, str] | None:
+        """The longest request's prompt + output tokens and how to say it ("input 512 + output
+        256"), so a point the server cannot hold is skipped before it runs; None (the default):
+        lengths vary per prompt, and the workload keeps to its own limits."""
+        return None
+
+    def params(self) -> dict[str, int | float | str]:
+        """What a point records about the workload: by default its int, float and str fields."""
+        return {k: v for k, v in vars(self).items() if isinstance(v, (int, float, str)) and k != "name"}
+
+
+def _fixed_lengths(input_len: int, output_len: int) -> tuple[int, str]:
+    return input_len + output_len, f"input {input_len} + output {output_len}"
+
+
 def _check_positive(**values: int) -> None:
     for name, value in values.items():
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -126,7 +153,7 @@ def _check_positive(**values: int) -> None:
 
 
 @dataclass(frozen=True)
-class RandomWorkload:
+class RandomWorkload(Workload):
     """``num_prompts`` distinct prompts of exactly ``input_len`` tokens, asking ``output_len``."""
 
     input_len: int
@@ -142,6 +169,9 @@ class RandomWorkload:
     def max_total_len(self) -> int:
         return self.input_len + self.output_len
 
+    def length_limit(self) -> tuple[int, str] | None:
+        return _fixed_lengths(self.input_len, self.output_len)
+
     def prompts(self, tokenizer: Tokenizer) -> list[Prompt]:
         rng = random.Random(self.seed)
         out = []
@@ -152,7 +182,7 @@ class RandomWorkload:
 
 
 @dataclass(frozen=True)
-class SonnetWorkload:
+class SonnetWorkload(Workload):
     """A shared prefix of ``prefix_len`` tokens plus a varying suffix up to ``input_len``."""
 
     input_len: int = 550
@@ -176,6 +206,9 @@ class SonnetWorkload:
     def max_total_len(self) -> int:
         return self.input_len + self.output_len
 
+    def length_limit(self) -> tuple[int, str] | None:
+        return _fixed_lengths(self.input_len, self.output_len)
+
     def prompts(self, tokenizer: Tokenizer) -> list[Prompt]:
         # The prefix is the same for every prompt of every seed: that is what the cache can reuse.
         prefix, _ = exact_text(tokenizer, random.Random(0), self.prefix_len)
@@ -188,7 +221,7 @@ class SonnetWorkload:
 
 
 @dataclass(frozen=True)
-class ShareGPTWorkload:
+class ShareGPTWorkload(Workload):
     """Conversations from a ShareGPT JSON file: the first human turn is the prompt, the
     first reply's length is the output length (unless ``output_len`` fixes it).
 
