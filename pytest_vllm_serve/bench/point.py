@@ -32,16 +32,13 @@ from pytest_vllm_serve.bench.metrics import (
     to_vllm_result,
 )
 from pytest_vllm_serve.bench.schedule import Schedule, target_rate
-from pytest_vllm_serve.bench.settings import BenchSettings
+from pytest_vllm_serve.bench.settings import RECORDABLE, BenchSettings
 from pytest_vllm_serve.bench.sinks import pytest_benchmark
 from pytest_vllm_serve.bench.sinks.results import Baseline, PointRecord, ResultsStore
 from pytest_vllm_serve.bench.stall import StallWatch, health_probe
 from pytest_vllm_serve.bench.workloads import LocalTokenizer, Tokenizer, Workload, server_tokenizer
 from pytest_vllm_serve.errors import ConfigError, ResultsWriteError, ServerDiedError
 from pytest_vllm_serve.serving.running import RunningServer
-
-#: Latency series that can be recorded as pytest-benchmark's timing data.
-RECORDABLE = ("ttft", "tpot", "itl", "e2el", "per_token_itl")
 
 
 @dataclass

@@ -6,6 +6,9 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+#: Latency series that can be recorded as pytest-benchmark's timing data (--vllm-record-metric).
+RECORDABLE: tuple[str, ...] = ("ttft", "tpot", "itl", "e2el", "per_token_itl")
+
 
 @dataclass(frozen=True)
 class BenchSettings:
