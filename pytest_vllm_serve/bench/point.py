@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import pytest
 
-from pytest_vllm_serve.bench.client import RequestOptions
+from pytest_vllm_serve.bench.client import Prompt, RequestOptions
 from pytest_vllm_serve.bench.gates import check_baseline, check_thresholds
 from pytest_vllm_serve.bench.loadgen.generator import LoadPlan, LoadResult, auto_processes, run_load
 from pytest_vllm_serve.bench.metrics import (
@@ -146,11 +146,58 @@ class VllmBench:
         params: dict[str, Any] | None = None,
         endpoint: str | None = None,
     ) -> PointResult:
-        """Measure one point: ``workload`` (see workloads.py) sent at ``schedule``."""
+        """Measure one point: ``workload`` (see workloads.py) sent at ``schedule``.
+
+        In order: check before sending anything, send and measure, compute, save (before
+        anything else can fail), record into pytest-benchmark, then gate."""
+        self._check_before_load(workload)
+        prompts = tuple(workload.prompts(self.tokenizer()))
+        plan = self._plan(prompts, schedule, endpoint)
+        label = f"{self.node_id.split('::')[-1]} ({schedule.describe()}, {len(prompts)} prompts)"
+        started = time.monotonic()
+        if self.progress_writer:
+            self.progress_writer(f"[vllm-bench] {label}: starting")
+        load = self._load(plan, label, started)
+        point_params = {
+            "workload": workload.name,
+            "endpoint": plan.options.endpoint,
+            "num_prompts": len(prompts),
+            "request_rate": schedule.rate,
+            "burstiness": schedule.burstiness,
+            "max_concurrency": schedule.max_concurrency,
+            "client_processes": plan.processes,
+            **workload.params(),
+            **(params or {}),
+        }
+        died = self.server.death()
+        partial = self._partial_cause(load, died)
+        metrics = self._metrics(load, schedule, suite, point_params, died, partial)
+        values = metric_values(metrics)
+        if metrics.target_request_rate is not None and math.isfinite(metrics.target_request_rate):
+            values.setdefault("target_request_rate", metrics.target_request_rate)
+        values["client_cpu_ms_per_request"] = 1000 * load.client_cpu_seconds / max(len(load.records), 1)
+        file = self._save(metrics, values, load, plan, suite, point_params, partial)
+        self._record_benchmark(load, values, point_params, suite)
+        if partial and self.benchmark is not None and not getattr(self.benchmark, "disabled", True):
+            self.benchmark.extra_info["partial"] = partial
+        outcome = PointResult(self.node_id, metrics, values, load, file)
+        self._fail_cut_short(died, load.stopped)  # measured what could be, saved it; now say what happened
+        if self.progress_writer:
+            self.progress_writer(
+                f"[vllm-bench] {label}: {metrics.completed} ok, {metrics.failed} failed, "
+                f"{metrics.request_throughput:.2f} req/s, median TTFT {metrics.ttft.median * 1000:.1f} ms "
+                f"({time.monotonic() - started:.0f} s)"
+            )
+        self._gate(outcome)
+        return outcome
+
+    # -- the phases of run() -----------------------------------------------------------------
+    def _check_before_load(self, workload: Workload) -> None:
+        """One point per test, a real workload, a point the server can hold, a live server,
+        and a baseline that has what --vllm-fail-on compares: all before any load."""
         if self._used:
             raise ConfigError("vllm_bench.run() measures one point per test; parametrize the test for more points")
         self._used = True
-        s = self.settings
         if not isinstance(workload, Workload):
             raise ConfigError(
                 f"vllm_bench.run(): {type(workload).__name__} is not a workload (it needs name, prompts(), "
@@ -167,7 +214,9 @@ class VllmBench:
         base = self._baseline_point()
         if base is not None:
             check_baseline(base, self.settings.fail_on, source=f"--vllm-baseline for {self.node_id}")
-        prompts = tuple(workload.prompts(self.tokenizer()))
+
+    def _plan(self, prompts: tuple[Prompt, ...], schedule: Schedule, endpoint: str | None) -> LoadPlan:
+        s = self.settings
         options = RequestOptions(
             model=self.server.model,
             endpoint=endpoint or s.endpoint,
@@ -178,7 +227,7 @@ class VllmBench:
         processes = s.processes or auto_processes(schedule, len(prompts))
         if any(hook.in_process for hook in self.hooks):
             processes = 1  # a client tracer sees only this process
-        plan = LoadPlan(
+        return LoadPlan(
             base_url=self.server.url,
             options=options,
             prompts=prompts,
@@ -187,11 +236,10 @@ class VllmBench:
             headers=tuple(self.server.headers.items()),
             processes=processes,
         )
-        label = f"{self.node_id.split('::')[-1]} ({schedule.describe()}, {len(prompts)} prompts)"
-        started = time.monotonic()
-        if self.progress_writer:
-            self.progress_writer(f"[vllm-bench] {label}: starting")
-        load = run_load(
+
+    def _load(self, plan: LoadPlan, label: str, started: float) -> LoadResult:
+        s = self.settings
+        return run_load(
             plan,
             progress=self._progress(label, started),
             progress_interval=s.progress_interval,
@@ -200,21 +248,20 @@ class VllmBench:
             abort=self.server.death,
             stall=StallWatch(s.stall_timeout, health_probe(self.server.url, self.server.headers)),
         )
-        point_params = {
-            "workload": workload.name,
-            "endpoint": options.endpoint,
-            "num_prompts": len(prompts),
-            "request_rate": schedule.rate,
-            "burstiness": schedule.burstiness,
-            "max_concurrency": schedule.max_concurrency,
-            "client_processes": processes,
-            **workload.params(),
-            **(params or {}),
-        }
-        died = self.server.death()
-        partial = self._partial_cause(load, died)
+
+    def _metrics(
+        self,
+        load: LoadResult,
+        schedule: Schedule,
+        suite: str,
+        point_params: dict[str, Any],
+        died: str | None,
+        partial: str | None,
+    ) -> BenchmarkMetrics:
+        """The point's metrics; when every request failed, the records are saved and the test fails."""
+        s = self.settings
         try:
-            metrics = compute_metrics(
+            return compute_metrics(
                 # the warmups go in to be counted (warmup_excluded) and left out of the rest
                 [*load.warmup_records, *load.records],
                 load.duration,
@@ -227,11 +274,18 @@ class VllmBench:
             self._save_failed(suite, point_params, load, str(exc), partial)
             self._fail_cut_short(died, load.stopped)
             pytest.fail(str(exc), pytrace=False)
-        values = metric_values(metrics)
-        if metrics.target_request_rate is not None and math.isfinite(metrics.target_request_rate):
-            values.setdefault("target_request_rate", metrics.target_request_rate)
-        values["client_cpu_ms_per_request"] = 1000 * load.client_cpu_seconds / max(len(load.records), 1)
-        result = self._vllm_result(metrics, load, schedule, options, len(prompts))
+
+    def _save(
+        self,
+        metrics: BenchmarkMetrics,
+        values: dict[str, float],
+        load: LoadResult,
+        plan: LoadPlan,
+        suite: str,
+        point_params: dict[str, Any],
+        partial: str | None,
+    ) -> Path:
+        result = self._vllm_result(metrics, load, plan.schedule, plan.options, len(plan.prompts))
         result["partial"] = partial
         point = PointRecord(
             id=self.node_id,
@@ -247,19 +301,7 @@ class VllmBench:
             pytest.fail(str(exc), pytrace=False)
         if self.on_point is not None:
             self.on_point(point)
-        self._record_benchmark(load, values, point_params, suite)
-        if partial and self.benchmark is not None and not getattr(self.benchmark, "disabled", True):
-            self.benchmark.extra_info["partial"] = partial
-        outcome = PointResult(self.node_id, metrics, values, load, file)
-        self._fail_cut_short(died, load.stopped)  # measured what could be, saved it; now say what happened
-        if self.progress_writer:
-            self.progress_writer(
-                f"[vllm-bench] {label}: {metrics.completed} ok, {metrics.failed} failed, "
-                f"{metrics.request_throughput:.2f} req/s, median TTFT {metrics.ttft.median * 1000:.1f} ms "
-                f"({time.monotonic() - started:.0f} s)"
-            )
-        self._gate(outcome)
-        return outcome
+        return file
 
     @staticmethod
     def _partial_cause(load: LoadResult, died: str | None) -> str | None:
