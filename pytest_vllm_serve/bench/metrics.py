@@ -153,12 +153,28 @@ def output_len(record: RequestRecord, count_tokens: TokenCounter | None = None) 
     return sum(record.chunk_tokens)
 
 
+def _ttft(record: RequestRecord) -> float:
+    """``record.ttft`` of a request with a token chunk (every measured success has one)."""
+    ttft = record.ttft
+    if ttft is None:  # the TypeError that arithmetic on None would raise, with a reason
+        raise TypeError(f"request {record.index} has no token chunk, so no TTFT")
+    return ttft
+
+
+def _latency(record: RequestRecord) -> float:
+    """``record.latency`` of a request with a token chunk (every measured success has one)."""
+    latency = record.latency
+    if latency is None:  # the TypeError that arithmetic on None would raise, with a reason
+        raise TypeError(f"request {record.index} has no token chunk, so no E2EL")
+    return latency
+
+
 def request_tpot(record: RequestRecord, n: int) -> float | None:
     """vLLM's TPOT of one successful request with ``n`` output tokens: the time after
     the first token chunk per further token; None when ``n <= 1``."""
     if n <= 1:
         return None
-    return (record.latency - record.ttft) / (n - 1)
+    return (_latency(record) - _ttft(record)) / (n - 1)
 
 
 def per_token_itl(record: RequestRecord) -> list[float]:
@@ -264,12 +280,12 @@ def _vllm_peaks(ok: Sequence[RequestRecord]) -> tuple[float, int]:
     a request counts in every bucket from its send's to its last chunk's.
     """
     min_start = min(r.send_time for r in ok)
-    max_end = max(r.send_time + r.latency for r in ok)
+    max_end = max(r.send_time + _latency(r) for r in ok)
     n = int(np.ceil(max_end - min_start)) + 1
     tokens = np.zeros(n)
     concurrent = np.zeros(n)
     for r in ok:
-        t = r.send_time + r.ttft
+        t = r.send_time + _ttft(r)
         token_times = [t]
         for gap in r.itl:
             t += gap
@@ -279,7 +295,7 @@ def _vllm_peaks(ok: Sequence[RequestRecord]) -> tuple[float, int]:
             if 0 <= bucket < n:
                 tokens[bucket] += 1
         first = int(r.send_time - min_start)
-        last = int((r.send_time + r.latency) - min_start)
+        last = int((r.send_time + _latency(r)) - min_start)
         concurrent[first : last + 1] += 1
     return float(np.max(tokens)), int(np.max(concurrent))
 
@@ -377,7 +393,7 @@ def compute_metrics(
     all_tpots: list[float] = []  # 0 for output_len <= 1, for goodput only
     itls: list[float] = []
     for r, n in zip(ok, output_lens):
-        ttft, latency = r.ttft, r.latency
+        ttft, latency = _ttft(r), _latency(r)
         tpot = request_tpot(r, n)
         if tpot is not None:
             tpots.append(tpot)
@@ -427,7 +443,7 @@ def compute_metrics(
         itl=compute_stats(itls, pcts) if itls else None,
         e2el=compute_stats(e2els, pcts),
         client_queue_time=compute_stats(queue_times, pcts),
-        e2el_including_client_queue=compute_stats([r.latency + r.queue_time for r in ok], pcts),
+        e2el_including_client_queue=compute_stats([_latency(r) + r.queue_time for r in ok], pcts),
         per_token_itl=compute_stats(token_itls, pcts) if token_itls else None,
         send_lag=compute_stats([r.send_lag for r in measured], pcts),
         exact_peak_concurrent_requests=exact_peak_concurrency((r.send_time, r.chunk_times[-1]) for r in ok),
@@ -446,9 +462,9 @@ def series_samples(
     another name."""
     ok = [r for r in records if not r.warmup and is_measured_success(r)]
     if series == "ttft":
-        return [r.ttft for r in ok]
+        return [_ttft(r) for r in ok]
     if series == "e2el":
-        return [r.latency for r in ok]
+        return [_latency(r) for r in ok]
     if series == "itl":
         return [gap for r in ok for gap in r.itl]
     if series == "per_token_itl":

@@ -157,4 +157,4 @@ class ServeCommand:
         return ServeCommand(args=args, served_name=served_name)
 
 
-from pytest_vllm_serve.redact import is_secret_name  # noqa: E402,F401  (re-exported: launchers import it from here)
+from pytest_vllm_serve.redact import is_secret_name as is_secret_name  # noqa: E402  (re-exported: launchers import it from here)

@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -39,7 +40,7 @@ def _nvidia_smi_gpus() -> tuple[str, ...]:
     return tuple(line.strip() for line in out.splitlines() if line.strip())
 
 
-def visible_gpus(env: dict[str, str] | None = None) -> list[str]:
+def visible_gpus(env: Mapping[str, str] | None = None) -> list[str]:
     """GPU ids this process may use, honouring ``CUDA_VISIBLE_DEVICES``."""
     env = os.environ if env is None else env
     physical = list(_nvidia_smi_gpus())

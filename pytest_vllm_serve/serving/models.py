@@ -16,8 +16,13 @@ import tempfile
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from filelock import FileLock
+
+if TYPE_CHECKING:  # imported where they are used: only generating the model needs them
+    import numpy as np
+    from tokenizers import Tokenizer
 
 #: Bump when the generator's output changes in a way the recipe does not capture.
 GENERATOR_VERSION = 2
@@ -50,7 +55,7 @@ class TinyModelRecipe:
     max_position_embeddings: int = 32768
     seed: int = 1234
 
-    def config(self, vocab_size: int) -> dict:
+    def config(self, vocab_size: int) -> dict[str, object]:
         """The Hugging Face ``config.json`` for this recipe."""
         return {
             "architectures": ["LlamaForCausalLM"],
@@ -102,7 +107,7 @@ def default_cache_dir() -> Path:
     return Path(base) / "pytest-vllm-serve"
 
 
-def _train_tokenizer(vocab_size: int):
+def _train_tokenizer(vocab_size: int) -> Tokenizer:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
@@ -119,7 +124,7 @@ def _train_tokenizer(vocab_size: int):
     return tokenizer
 
 
-def _random_weights(recipe: TinyModelRecipe, vocab_size: int) -> dict:
+def _random_weights(recipe: TinyModelRecipe, vocab_size: int) -> dict[str, np.ndarray]:
     import numpy as np
 
     rng = np.random.default_rng(recipe.seed)

@@ -12,6 +12,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from filelock import FileLock
 
@@ -33,14 +34,14 @@ class GpuLedger:
     def _lock(self) -> FileLock:
         return FileLock(str(self.path) + ".lock")
 
-    def _load(self) -> dict[str, dict]:
+    def _load(self) -> dict[str, dict[str, Any]]:
         try:
             data = json.loads(self.path.read_text())
         except (OSError, ValueError):
             return {}
         return {token: entry for token, entry in data.items() if is_alive(int(entry.get("pid", 0)))}
 
-    def _save(self, data: dict[str, dict]) -> None:
+    def _save(self, data: dict[str, dict[str, Any]]) -> None:
         atomic_write_text(self.path, json.dumps(data, indent=1))
 
     def reserve(self, token: str, count: int, visible: list[str]) -> list[str]:

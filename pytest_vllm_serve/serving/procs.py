@@ -110,7 +110,7 @@ def terminate_tree(
     return sorted(late)
 
 
-def start_reaper(watch_pid: int, target_pid: int, pgid: int, state_file: Path | None = None) -> subprocess.Popen:
+def start_reaper(watch_pid: int, target_pid: int, pgid: int, state_file: Path | None = None) -> subprocess.Popen[bytes]:
     """Start a detached watchdog that kills ``target_pid``'s tree once ``watch_pid`` dies."""
     cmd = [sys.executable, "-m", "pytest_vllm_serve.serving.reaper", str(watch_pid), str(target_pid), str(pgid)]
     if state_file is not None:
@@ -142,7 +142,7 @@ def first_gone(processes: Iterable[tuple[int, str, float]]) -> str | None:
 def is_alive(pid: int) -> bool:
     try:
         proc = psutil.Process(pid)
-        return proc.status() != psutil.STATUS_ZOMBIE
+        return bool(proc.status() != psutil.STATUS_ZOMBIE)  # psutil has no type hints
     except psutil.NoSuchProcess:
         return False
 

@@ -28,7 +28,7 @@ def served_models(payload: object) -> list[str] | None:
     """Model ids from a /v1/models body, or None if it is not an OpenAI model list."""
     if not isinstance(payload, dict) or not isinstance(payload.get("data"), list):
         return None
-    return [m.get("id") for m in payload["data"] if isinstance(m, dict) and isinstance(m.get("id"), str)]
+    return [model for m in payload["data"] if isinstance(m, dict) and isinstance(model := m.get("id"), str)]
 
 
 @dataclass

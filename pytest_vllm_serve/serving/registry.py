@@ -54,7 +54,8 @@ class ServerState:
 
     @classmethod
     def of(cls, server: RunningServer, started_by: str) -> ServerState:
-        pid = server.ids.get("pid") if isinstance(server.ids.get("pid"), int) else None
+        raw_pid = server.ids.get("pid")
+        pid = raw_pid if isinstance(raw_pid, int) else None
         return cls(
             key=server.spec.key(),
             url=server.url,
@@ -78,7 +79,7 @@ class ServerState:
         vLLM's engine processes), or None while every one of them runs."""
         if self.pid is not None and not is_alive(self.pid):
             return f"process {self.pid} (started by {self.started_by}) is gone"
-        return first_gone(self.engine)
+        return first_gone((pid, title, started) for pid, title, started in self.engine)
 
     def problem(self, api_key: str | None = None) -> str | None:
         """Why this server cannot be attached to: a dead process of its tree, or no /health."""

@@ -21,10 +21,18 @@ from pytest_vllm_serve.serving.spec import Layout, ServerSpec
 class ServerProcess(Protocol):
     """A server a launcher started. Not necessarily ready yet."""
 
-    url: str
-    command: list[str]
-    log_path: Path | None
-    served_name: str
+    # Read-only here: a launcher may keep these as fields or compute them as properties.
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def command(self) -> list[str]: ...
+
+    @property
+    def log_path(self) -> Path | None: ...
+
+    @property
+    def served_name(self) -> str: ...
 
     def poll(self) -> str | None:
         """None while the server runs; otherwise what happened to it."""

@@ -29,7 +29,8 @@ def resolve_layout(spec: ServerSpec, launcher: Launcher) -> Layout:
     # A launcher that places servers on more than one machine (SLURM) resolves the layout itself.
     own = getattr(launcher, "resolve_layout", None)
     if own is not None:
-        return own(spec)
+        layout: Layout = own(spec)
+        return layout
     return spec.resolve(launcher.visible_gpus(), launcher.gpus_per_node())
 
 
@@ -77,6 +78,8 @@ def start_server(
         if process is not None:
             process.stop()
         raise
+    if process is None:  # not reached: the loop runs at least once, and leaves it with a process or an error
+        raise ServerStartError("no server was launched")
     return RunningServer(
         url=process.url,
         model=served,

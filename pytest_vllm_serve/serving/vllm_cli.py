@@ -91,7 +91,7 @@ def _watch_engine_deaths() -> None:
     if manager is None or original is None:
         return
 
-    def monitor_engine_liveness(self) -> None:
+    def monitor_engine_liveness(self: object) -> None:
         try:
             original(self)
         finally:
@@ -113,7 +113,9 @@ def main(argv: list[str] | None = None) -> int | None:
 
     _watch_engine_deaths()
     sys.argv = ["vllm", *(sys.argv[1:] if argv is None else argv)]
-    return vllm_main()
+    # vLLM ships py.typed but leaves its CLI's main() unannotated.
+    code: int | None = vllm_main()  # type: ignore[no-untyped-call]
+    return code
 
 
 if __name__ == "__main__":

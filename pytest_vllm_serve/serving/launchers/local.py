@@ -28,7 +28,7 @@ from pytest_vllm_serve.serving.spec import Layout, ServerSpec
 class LocalProcess:
     """A ``vllm serve`` subprocess and the reaper that guards it."""
 
-    popen: subprocess.Popen
+    popen: subprocess.Popen[bytes]
     url: str
     command: list[str]
     log_path: Path
@@ -36,7 +36,7 @@ class LocalProcess:
     stop_timeout: float = 20.0
     stop_signal: int = signal.SIGTERM
     settle: float = 3.0  # how long the main process may outlive its children while stopping
-    reaper: subprocess.Popen | None = None
+    reaper: subprocess.Popen[bytes] | None = None
     gpus: list[str] | None = None  # its CUDA_VISIBLE_DEVICES slice
     release: Callable[[], None] | None = None  # gives the GPUs back
     _stopped: bool = field(default=False, init=False)
@@ -195,6 +195,7 @@ class LocalLauncher:
             self.gpu_ledger.bind(token, popen.pid, f"{spec.short_name} (pid {popen.pid})")
         host = f"[{self.host}]" if ":" in self.host else self.host
         connect_host = "127.0.0.1" if self.host in ("0.0.0.0", "") else host
+        ledger = self.gpu_ledger  # set once, when the launcher is made
         return LocalProcess(
             popen=popen,
             url=f"http://{connect_host}:{port}",
@@ -207,5 +208,5 @@ class LocalLauncher:
             settle=60.0 if self.wrap else 3.0,
             reaper=reaper,
             gpus=gpus,
-            release=(lambda: self.gpu_ledger.release(token)) if gpus is not None and self.gpu_ledger else None,
+            release=(lambda: ledger.release(token)) if gpus is not None and ledger else None,
         )

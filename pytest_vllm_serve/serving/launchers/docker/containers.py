@@ -19,7 +19,8 @@ import os
 import socket
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from types import ModuleType
+from typing import TYPE_CHECKING, cast
 
 import psutil
 
@@ -47,7 +48,7 @@ def engine_address() -> str:
     return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
 
 
-def _sdk():
+def _sdk() -> ModuleType:
     try:
         import docker
     except ImportError:
@@ -55,7 +56,7 @@ def _sdk():
             "--vllm-docker needs the Docker SDK for Python, which is not installed.\n"
             "  fix: pip install 'pytest-vllm-serve[docker]'"
         ) from None
-    return docker
+    return cast(ModuleType, docker)  # the SDK has no type hints: to mypy the module is Any
 
 
 def connect(timeout: float = 120.0) -> docker.DockerClient:

