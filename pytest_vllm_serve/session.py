@@ -185,10 +185,6 @@ class VllmSession:
 
     def stop_shared_servers(self) -> list[str]:
         """The xdist controller's teardown of the servers its workers shared."""
-        if self.settings.docker:
-            from pytest_vllm_serve.serving.launchers.docker import launcher as docker  # noqa: F401  (registers how to stop its containers)
-        if self.settings.slurm:
-            from pytest_vllm_serve.serving.launchers.slurm import launcher as slurm  # noqa: F401  (registers how to stop its jobs)
         if self.worker_id is not None or not self.shared_registry_dir.exists():
             return []
         return ServerRegistry(self.shared_registry_dir).stop_all()

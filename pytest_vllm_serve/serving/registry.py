@@ -220,16 +220,13 @@ def stop_state(state: ServerState) -> None:
     """Stop a server from its state alone, whichever process started it."""
     if state.launcher == "local" and state.pid is not None:
         terminate_tree(state.pid, pgid=state.pgid)
-        return
-    stopper = _DETACHED_STOPPERS.get(state.launcher)
-    if stopper is None:
+    elif state.launcher == "docker":
+        from pytest_vllm_serve.serving.launchers.docker.launcher import stop_container
+
+        stop_container(state.ids)
+    elif state.launcher == "slurm":
+        from pytest_vllm_serve.serving.launchers.slurm.launcher import stop_job
+
+        stop_job(state.ids)
+    else:
         raise RuntimeError(f"cannot stop a {state.launcher!r} server from its state file")
-    stopper(state.ids)
-
-
-#: Launchers other than "local" register how to stop their servers from ids alone.
-_DETACHED_STOPPERS: dict[str, Any] = {}
-
-
-def register_stopper(launcher: str, stopper: Any) -> None:
-    _DETACHED_STOPPERS[launcher] = stopper

@@ -45,7 +45,6 @@ from pytest_vllm_serve.serving.launchers.docker.containers import (
 from pytest_vllm_serve.serving.launchers.docker.images import ImageInfo, inspect
 from pytest_vllm_serve.serving.ports import free_port
 from pytest_vllm_serve.serving.readiness import LOG_TAIL_LINES
-from pytest_vllm_serve.serving.registry import register_stopper
 from pytest_vllm_serve.serving.spec import Layout, ServerSpec
 
 if TYPE_CHECKING:
@@ -462,6 +461,3 @@ def stop_container(ids: dict[str, object]) -> None:
         remove(client, container_id)
     finally:
         client.close()
-
-
-register_stopper("docker", stop_container)

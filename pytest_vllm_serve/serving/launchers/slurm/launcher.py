@@ -48,7 +48,6 @@ from pytest_vllm_serve.serving.launchers.slurm.script import (
 from pytest_vllm_serve.serving.launchers.slurm.topology import Allocation, Topology, check_backend, job_ports, plan
 from pytest_vllm_serve.serving.procs import terminate_tree
 from pytest_vllm_serve.serving.readiness import CAUSE_SEARCH_LINES, LOG_TAIL_LINES
-from pytest_vllm_serve.serving.registry import register_stopper
 from pytest_vllm_serve.serving.spec import Layout, ServerSpec
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)\}")
@@ -667,9 +666,6 @@ def stop_job(ids: Mapping[str, object], timeout: float = 120.0) -> None:
             for step in ours:
                 cli.cancel(step)
     _record_state(ids, "stopped")
-
-
-register_stopper("slurm", stop_job)
 
 
 def _record_state(ids: Mapping[str, object], state: str) -> None:
