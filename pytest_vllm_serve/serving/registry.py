@@ -124,6 +124,9 @@ class AttachedProcess:
     def lost_port_race(self) -> bool:
         return False
 
+    def mark_ready(self) -> None:
+        """Nothing to record: the registry's owner watches the server."""
+
     def stop(self) -> None:
         """Not ours to stop: the registry's owner does that."""
 

@@ -48,6 +48,10 @@ class ServerProcess(Protocol):
     def ids(self) -> dict[str, object]:
         """Identifiers for reports: pid, container id, job id..."""
 
+    def mark_ready(self) -> None:
+        """Called once, when the server has answered its readiness probe (a local server
+        then records vLLM's engine processes, to notice their death; others do nothing)."""
+
 
 @dataclass
 class RunningServer:

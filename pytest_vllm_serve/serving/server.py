@@ -26,12 +26,7 @@ PORT_RETRIES = 3
 
 def resolve_layout(spec: ServerSpec, launcher: Launcher) -> Layout:
     """The spec's layout on this launcher's GPUs; a RuleError, before anything launches, if it cannot fit."""
-    # A launcher that places servers on more than one machine (SLURM) resolves the layout itself.
-    own = getattr(launcher, "resolve_layout", None)
-    if own is not None:
-        layout: Layout = own(spec)
-        return layout
-    return spec.resolve(launcher.visible_gpus(), launcher.gpus_per_node())
+    return launcher.resolve_layout(spec)
 
 
 def start_server(
@@ -65,9 +60,7 @@ def start_server(
             )
             try:
                 served = probe.wait()
-                mark_ready = getattr(process, "mark_ready", None)
-                if mark_ready is not None:
-                    mark_ready()
+                process.mark_ready()
                 break
             except ServerStartError:
                 process.stop()

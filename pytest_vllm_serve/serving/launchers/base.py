@@ -28,6 +28,8 @@ def read_tail(path: Path | None, lines: int = LOG_TAIL_LINES) -> list[str]:
 
 
 class Launcher(Protocol):
+    """Where servers run. Launchers subclass it: ``resolve_layout`` has a default."""
+
     name: str
 
     def visible_gpus(self) -> int | None:
@@ -36,3 +38,9 @@ class Launcher(Protocol):
     def gpus_per_node(self) -> int | None: ...
 
     def launch(self, spec: ServerSpec, layout: Layout, model: ModelRef) -> ServerProcess: ...
+
+    def resolve_layout(self, spec: ServerSpec) -> Layout:
+        """The spec's layout on this launcher's GPUs; a RuleError, before anything launches, if
+        it cannot fit. A launcher that places servers on more than one machine (SLURM) resolves
+        it itself."""
+        return spec.resolve(self.visible_gpus(), self.gpus_per_node())

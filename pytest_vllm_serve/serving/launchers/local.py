@@ -16,7 +16,7 @@ from pytest_vllm_serve.redact import redact_argv
 from pytest_vllm_serve.serving.command import ModelRef, ServeCommand
 from pytest_vllm_serve.serving.hardware import VllmInstall, has_cuda, require_vllm, visible_gpus
 from pytest_vllm_serve.serving.known_causes import PORT_IN_USE
-from pytest_vllm_serve.serving.launchers.base import read_tail
+from pytest_vllm_serve.serving.launchers.base import Launcher, read_tail
 from pytest_vllm_serve.serving.placement import GpuLedger
 from pytest_vllm_serve.serving.ports import free_port
 from pytest_vllm_serve.serving.procs import descendants, first_gone, start_reaper, terminate_tree
@@ -109,7 +109,7 @@ class LocalProcess:
 
 
 @dataclass
-class LocalLauncher:
+class LocalLauncher(Launcher):
     """Starts servers on this machine with the vLLM installed in this Python."""
 
     logs_dir: Path

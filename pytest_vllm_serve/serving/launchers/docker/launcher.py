@@ -32,7 +32,7 @@ from pytest_vllm_serve.redact import redact_argv
 from pytest_vllm_serve.serving.command import ModelRef, ServeCommand, is_secret_name
 from pytest_vllm_serve.serving.hardware import visible_gpus
 from pytest_vllm_serve.serving.known_causes import PORT_IN_USE
-from pytest_vllm_serve.serving.launchers.base import read_tail
+from pytest_vllm_serve.serving.launchers.base import Launcher, read_tail
 from pytest_vllm_serve.serving.launchers.docker.containers import (
     LABEL_SESSION,
     Owner,
@@ -209,6 +209,9 @@ class DockerProcess:
             return False
         return any(PORT_IN_USE.matches(line) for line in self.log_tail(80))
 
+    def mark_ready(self) -> None:
+        """Nothing to record: the container's state says whether it runs."""
+
     def stop(self) -> None:
         import docker
 
@@ -247,7 +250,7 @@ def start_watchdog(owner_pid: int, container_name: str) -> subprocess.Popen[byte
 
 
 @dataclass
-class DockerLauncher:
+class DockerLauncher(Launcher):
     """Starts each server in a container from ``image`` on the engine at DOCKER_HOST."""
 
     image: str

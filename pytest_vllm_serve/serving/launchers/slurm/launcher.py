@@ -30,7 +30,7 @@ from pytest_vllm_serve.redact import is_secret_flag, secret_positions
 from pytest_vllm_serve.serving.command import ModelRef, ServeCommand
 from pytest_vllm_serve.serving.hardware import VllmInstall, require_vllm
 from pytest_vllm_serve.serving.known_causes import PORT_IN_USE, describe_cause
-from pytest_vllm_serve.serving.launchers.base import read_tail
+from pytest_vllm_serve.serving.launchers.base import Launcher, read_tail
 from pytest_vllm_serve.serving.launchers.docker.images import is_tarball, tarball_tag
 from pytest_vllm_serve.serving.launchers.docker.launcher import PASSTHROUGH_ENV, Mount, entry_command, model_mounts
 from pytest_vllm_serve.serving.launchers.slurm import cli
@@ -253,6 +253,9 @@ class SlurmJob:
     def lost_port_race(self) -> bool:
         return any(PORT_IN_USE.matches(line) for line in self.log_tail(80))
 
+    def mark_ready(self) -> None:
+        """Nothing to record: the job's steps say whether it runs."""
+
     def ids(self) -> dict[str, object]:
         ids: dict[str, object] = {"slurm_job_id": self.job_id}
         if self.nodes:
@@ -363,7 +366,7 @@ def _start_watchdog(
 
 
 @dataclass
-class SlurmLauncher:
+class SlurmLauncher(Launcher):
     """Starts each server as a SLURM job; see the module docstring."""
 
     logs_dir: Path
