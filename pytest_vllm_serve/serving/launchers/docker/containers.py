@@ -30,6 +30,8 @@ if TYPE_CHECKING:  # the docker SDK is an optional dependency (the "docker" extr
     import docker
 
 LABEL_PREFIX = "pytest-vllm-serve."
+#: Which vLLM an image holds: cpu or gpu (images.flavor_of).
+LABEL_FLAVOR = LABEL_PREFIX + "flavor"
 LABEL_SESSION = LABEL_PREFIX + "session"
 LABEL_SPEC = LABEL_PREFIX + "spec"
 LABEL_OWNER_HOST = LABEL_PREFIX + "owner-host"

@@ -37,8 +37,7 @@ from typing import IO, TYPE_CHECKING, cast
 from filelock import FileLock
 
 from pytest_vllm_serve.errors import ConfigError
-from pytest_vllm_serve.serving.launchers.docker.containers import LABEL_PREFIX, connect
-from pytest_vllm_serve.serving.launchers.docker.images import LABEL_FLAVOR
+from pytest_vllm_serve.serving.launchers.docker.containers import LABEL_FLAVOR, LABEL_PREFIX, connect
 from pytest_vllm_serve.serving.models import default_cache_dir
 
 if TYPE_CHECKING:  # the docker SDK is an optional dependency (the "docker" extra)

@@ -27,12 +27,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pytest_vllm_serve.errors import ConfigError
-from pytest_vllm_serve.serving.launchers.docker.containers import LABEL_PREFIX
+from pytest_vllm_serve.serving.launchers.docker.containers import LABEL_FLAVOR
 
 if TYPE_CHECKING:
     import docker
 
-LABEL_FLAVOR = LABEL_PREFIX + "flavor"
+
 FLAVORS = ("cpu", "gpu")
 TARBALL_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 
