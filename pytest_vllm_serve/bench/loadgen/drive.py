@@ -28,6 +28,16 @@ Slots = AbstractAsyncContextManager[Any]
 #: The last stretch before a send is due is waited out by yielding, not sleeping.
 SPIN_WINDOW = 0.0015
 
+#: How long (s) a pooled connection may sit idle and still be handed to a request.
+#: It must stay well below the server's keep-alive timeout (uvicorn's and vLLM's
+#: default, VLLM_HTTP_TIMEOUT_KEEP_ALIVE, is 5 s): a server closes an idle connection
+#: at its timeout whether or not the client is about to write on it, and a POST whose
+#: connection was closed under it fails ("Server disconnected", "Can not write request
+#: body"); aiohttp retries only idempotent methods. On a starved client the pool's idle
+#: check and the request's first byte can be a second or more apart, so the margin is
+#: wide. An older connection is closed and a new one opened for the request.
+KEEPALIVE_EXPIRY = 2.0
+
 
 def make_client(base_url: str, headers: dict[str, str], connections: int) -> httpx.AsyncClient:
     """The httpx client the load generator streams with.
@@ -41,13 +51,17 @@ def make_client(base_url: str, headers: dict[str, str], connections: int) -> htt
     ``connections`` must cover every request that can be in flight at once: the
     transport maps "no limit" onto aiohttp's default of 100 connections, which
     silently capped a 200-request burst at 100 concurrent requests.
+
+    Idle connections are reused for at most ``KEEPALIVE_EXPIRY`` seconds (see there):
+    with 60 s, a burst that the client dispatched slowly under CPU starvation sent
+    some requests on pre-opened connections the server had already closed.
     """
     size = max(int(connections), 1)
     return HttpxAiohttpClient(
         base_url=base_url,
         headers=headers,
         timeout=httpx.Timeout(connect=30.0, read=None, write=60.0, pool=None),
-        limits=httpx.Limits(max_connections=size, max_keepalive_connections=size, keepalive_expiry=60),
+        limits=httpx.Limits(max_connections=size, max_keepalive_connections=size, keepalive_expiry=KEEPALIVE_EXPIRY),
     )
 
 
