@@ -87,7 +87,7 @@ def test_vllm_cpu_spans_nodes_with_rpc_through_vllms_cli(pytester, inner_args):
     head = re.search(r"node 0 \(head\):\n#\s+(.*)", text).group(1)
     worker = re.search(r"node 1 \(worker\):\n#\s+(.*)", text).group(1)
     for line in (head, worker):
-        assert re.match(r"\S+ -m pytest_vllm_serve\.vllm_cli serve /\S+ ", line), line
+        assert re.match(r"\S+ -m pytest_vllm_serve\.serving\.vllm_cli serve /\S+ ", line), line
         assert "--data-parallel-size 2 " in line and "--data-parallel-size-local 1 " in line
     assert worker.endswith("--data-parallel-start-rank 1 --headless") and "--port" not in worker
     assert "--headless" not in head and '--port "${API_PORT}"' in head
