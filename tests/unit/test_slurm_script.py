@@ -273,6 +273,11 @@ FAKE_PYTHON = """#!/bin/bash
 echo 32
 """
 
+FAKE_SCONTROL = """#!/bin/bash
+# scontrol stand-in: knows no node, as when no slurmctld answers (the real one waits ~10 s for it).
+exit 1
+"""
+
 FAKE_DOCKER = """#!/bin/bash
 # docker stand-in: records every call; the image is missing until loaded; exec runs the command.
 echo "$*" >> "$JOB_DIR/docker.log"
@@ -289,7 +294,14 @@ esac
 def stand_ins(tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for name, text in {"nsys": FAKE_NSYS, "ray": FAKE_RAY, "docker": FAKE_DOCKER, "fake-python": FAKE_PYTHON}.items():
+    scripts = {
+        "nsys": FAKE_NSYS,
+        "ray": FAKE_RAY,
+        "docker": FAKE_DOCKER,
+        "scontrol": FAKE_SCONTROL,
+        "fake-python": FAKE_PYTHON,
+    }
+    for name, text in scripts.items():
         path = bin_dir / name
         path.write_text(text)
         path.chmod(0o755)
