@@ -5,7 +5,7 @@ line means, and what to do about it, each in one line. A startup error puts the
 matching cause and fix in one line before the log tail; when nothing matches,
 it falls back to the log line that looks most like an error
 (:func:`~pytest_vllm_serve.errors.likely_cause`). Every signature is tested on
-a real log line (``tests/plugin/data/logs/``).
+a real log line (``tests/data/logs/``).
 """
 
 from __future__ import annotations

