@@ -251,8 +251,9 @@ class VllmSession:
         ``nsys_here=False``: the launcher wraps in nsys itself, elsewhere (SLURM nodes)."""
         if not self.profiling:
             return [], {}, []
-        from pytest_vllm_serve.bench.profiling import nsys_command, profiler_serve_config
+        from pytest_vllm_serve.bench.profiling import profiler_serve_config
         from pytest_vllm_serve.serving.hardware import find_vllm
+        from pytest_vllm_serve.serving.nsys import nsys_command
 
         install = None if in_container else find_vllm()  # an image's vLLM: assume a current one
         profiler = "torch" if self.settings.profile else "cuda"  # nsys captures between CUDA profiler calls
@@ -268,7 +269,8 @@ class VllmSession:
 
     def check_profiling(self) -> None:
         """Bad profiling setups fail before anything launches."""
-        from pytest_vllm_serve.bench.profiling import ClientTracer, check_trace_dir, nsys_command
+        from pytest_vllm_serve.bench.profiling import ClientTracer, check_trace_dir
+        from pytest_vllm_serve.serving.nsys import nsys_command
 
         if self.settings.profile and self.settings.nsys and self.settings.profiler_config is None:
             raise ConfigError(

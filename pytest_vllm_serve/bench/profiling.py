@@ -30,18 +30,6 @@ from pytest_vllm_serve.errors import ConfigError, VllmServeError
 PROFILER_CONFIG_SINCE = (0, 13)
 PERFETTO_HINT = "open .json/.json.gz traces at https://ui.perfetto.dev (it reads .gz directly)"
 
-#: The reference run.sbatch's nsys options. %s is the output path (without extension).
-NSYS_OPTIONS = (
-    "-t",
-    "cuda,nvtx,osrt,cudnn,cublas",
-    "--trace-fork-before-exec=true",
-    "--cuda-graph-trace=node",
-    "--capture-range=cudaProfilerApi",
-    "--capture-range-end=repeat",
-    "--cuda-memory-usage=true",
-    "--cudabacktrace=true",
-)
-
 
 class ProfileError(VllmServeError):
     """The server could not be profiled."""
@@ -86,21 +74,6 @@ def check_trace_dir(path: Path) -> None:
             f"the trace directory {path} is not writable ({exc.strerror or exc}).\n"
             "  fix: choose a writable --vllm-results-dir"
         ) from None
-
-
-def nsys_command(output: Path | str, binary: str | None = None) -> list[str]:
-    """``nsys profile ... -o OUTPUT`` to put in front of the serve command.
-
-    Without ``binary``, nsys must be on this machine's PATH (checked here, before launch).
-    """
-    nsys = binary or shutil.which("nsys")
-    if nsys is None:
-        raise ConfigError(
-            "--vllm-nsys needs Nsight Systems, but `nsys` is not on PATH.\n"
-            "  fix: install Nsight Systems (e.g. the nsight-systems package of the CUDA toolkit) and put "
-            "its bin directory on PATH, or drop --vllm-nsys"
-        )
-    return [nsys, "profile", *NSYS_OPTIONS, "-o", str(output), "--force-overwrite=true"]
 
 
 def _snapshot(directory: Path | None) -> dict[Path, float]:

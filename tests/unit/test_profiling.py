@@ -9,12 +9,13 @@ import sys
 
 import pytest
 
-from pytest_vllm_serve.bench.profiling import NSYS_OPTIONS, check_trace_dir, nsys_command, profiler_serve_config
+from pytest_vllm_serve.bench.profiling import check_trace_dir, profiler_serve_config
 from pytest_vllm_serve.errors import ConfigError
 from pytest_vllm_serve.serving.command import ModelRef
 from pytest_vllm_serve.serving.hardware import VllmInstall
 from pytest_vllm_serve.serving.launchers.local import LocalLauncher
 from pytest_vllm_serve.serving.models import BUILTIN_MODEL_NAME
+from pytest_vllm_serve.serving.nsys import NSYS_OPTIONS, nsys_command
 from pytest_vllm_serve.serving.spec import ServerSpec
 
 

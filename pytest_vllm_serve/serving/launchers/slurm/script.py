@@ -24,20 +24,10 @@ import shlex
 from dataclasses import dataclass, field
 
 from pytest_vllm_serve.serving.launchers.slurm.topology import PORT_BASES, PORT_SPREAD, Topology
+from pytest_vllm_serve.serving.nsys import NSYS_OPTIONS
 
 #: nsys flags of the reference script; the output name is added per node.
-NSYS_ARGS: tuple[str, ...] = (
-    "profile",
-    "-t",
-    "cuda,nvtx,osrt,cudnn,cublas",
-    "--trace-fork-before-exec=true",
-    "--cuda-graph-trace=node",
-    "--capture-range=cudaProfilerApi",
-    "--capture-range-end=repeat",
-    "--cuda-memory-usage=true",
-    "--cudabacktrace=true",
-    "--force-overwrite=true",
-)
+NSYS_ARGS: tuple[str, ...] = ("profile", *NSYS_OPTIONS, "--force-overwrite=true")
 #: How long nsys gets to write its report after SIGINT (the reference waits 30 s).
 NSYS_FINALIZE_SECONDS = 25
 #: How long a node's server gets after SIGTERM before SIGKILL.
