@@ -110,19 +110,25 @@ def terminate_tree(
     return sorted(late)
 
 
-def start_reaper(watch_pid: int, target_pid: int, pgid: int, state_file: Path | None = None) -> subprocess.Popen[bytes]:
-    """Start a detached watchdog that kills ``target_pid``'s tree once ``watch_pid`` dies."""
-    cmd = [sys.executable, "-m", "pytest_vllm_serve.serving.reaper", str(watch_pid), str(target_pid), str(pgid)]
-    if state_file is not None:
-        cmd.append(str(state_file))
+def spawn_detached(module: str, *args: str) -> subprocess.Popen[bytes]:
+    """``python -m MODULE ARGS...`` in a session of its own, detached from ours: a watchdog
+    that must outlive this process (and the signals sent to its process group)."""
     return subprocess.Popen(
-        cmd,
+        [sys.executable, "-m", module, *args],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
         close_fds=True,
     )
+
+
+def start_reaper(watch_pid: int, target_pid: int, pgid: int, state_file: Path | None = None) -> subprocess.Popen[bytes]:
+    """Start a detached watchdog that kills ``target_pid``'s tree once ``watch_pid`` dies."""
+    args = [str(watch_pid), str(target_pid), str(pgid)]
+    if state_file is not None:
+        args.append(str(state_file))
+    return spawn_detached("pytest_vllm_serve.serving.reaper", *args)
 
 
 def first_gone(processes: Iterable[tuple[int, str, float]]) -> str | None:

@@ -21,7 +21,6 @@ import os
 import re
 import shlex
 import subprocess
-import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +43,7 @@ from pytest_vllm_serve.serving.launchers.docker.containers import (
 )
 from pytest_vllm_serve.serving.launchers.docker.images import ImageInfo, inspect
 from pytest_vllm_serve.serving.ports import free_port
+from pytest_vllm_serve.serving.procs import spawn_detached
 from pytest_vllm_serve.serving.readiness import LOG_TAIL_LINES
 from pytest_vllm_serve.serving.spec import Layout, ServerSpec
 
@@ -239,14 +239,7 @@ class DockerProcess:
 
 def start_watchdog(owner_pid: int, container_name: str) -> subprocess.Popen[bytes]:
     """A detached process that removes the container if ``owner_pid`` dies first."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "pytest_vllm_serve.serving.reaper", "docker", str(owner_pid), container_name],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-        close_fds=True,
-    )
+    return spawn_detached("pytest_vllm_serve.serving.reaper", "docker", str(owner_pid), container_name)
 
 
 @dataclass

@@ -18,7 +18,6 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -46,7 +45,7 @@ from pytest_vllm_serve.serving.launchers.slurm.script import (
     sbatch_argv,
 )
 from pytest_vllm_serve.serving.launchers.slurm.topology import Allocation, Topology, check_backend, job_ports, plan
-from pytest_vllm_serve.serving.procs import terminate_tree
+from pytest_vllm_serve.serving.procs import spawn_detached, terminate_tree
 from pytest_vllm_serve.serving.readiness import CAUSE_SEARCH_LINES, LOG_TAIL_LINES
 from pytest_vllm_serve.serving.spec import Layout, ServerSpec
 
@@ -352,17 +351,10 @@ class SlurmJob:
 def _start_watchdog(
     owner_pid: int, job_id: int, step_name: str | None = None, local_pid: int | None = None
 ) -> subprocess.Popen[bytes]:
-    argv = [sys.executable, "-m", "pytest_vllm_serve.serving.launchers.slurm.watchdog", str(owner_pid), str(job_id)]
+    args = [str(owner_pid), str(job_id)]
     if step_name is not None and local_pid is not None:
-        argv += [step_name, str(local_pid)]
-    return subprocess.Popen(
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-        close_fds=True,
-    )
+        args += [step_name, str(local_pid)]
+    return spawn_detached("pytest_vllm_serve.serving.launchers.slurm.watchdog", *args)
 
 
 @dataclass
