@@ -1,0 +1,107 @@
+"""Serving metrics with ``vllm bench serve``'s exact definitions, and a few beside them.
+
+The package's modules: common (constants), stats, per_request, compute (the point's
+metrics), names, vllm_result (vLLM's result file) and goodput. Pure functions over :class:`~pytest_vllm_serve.bench.records.RequestRecord` lists: no I/O,
+no clock. The formulas are those of ``vllm.benchmarks.serve.calculate_metrics`` and
+``benchmark()`` (numpy mean, population std, median, linear-interpolation
+percentiles), so the numbers can be compared with ``vllm bench serve`` one to one.
+Every formula is written out in ``docs/metrics.md``.
+
+What this module adds is always *beside* vLLM's metrics, under names vLLM does not
+use: per-token ITL, send lag, scheduled and achieved request rates, and an exact
+peak concurrency.
+
+One rule differs on purpose: when no measured request succeeded, vLLM reports zeros;
+:func:`compute_metrics` raises :class:`AllRequestsFailedError` instead.
+"""
+
+from __future__ import annotations
+
+from pytest_vllm_serve.bench.metrics.common import (
+    DEFAULT_PERCENTILES,
+    EXTRA_SERIES,
+    GOODPUT_METRICS,
+    MS_PER_S,
+    SERIES,
+    VLLM_SERIES,
+    AllRequestsFailedError,
+    TokenCounter,
+)
+from pytest_vllm_serve.bench.metrics.compute import (
+    BenchmarkMetrics,
+    compute_metrics,
+    exact_peak_concurrency,
+    series_samples,
+)
+from pytest_vllm_serve.bench.metrics.goodput import format_goodput, format_number, parse_goodput, parse_number
+from pytest_vllm_serve.bench.metrics.names import (
+    METRIC_DIRECTIONS,
+    SCALAR_DIRECTIONS,
+    Direction,
+    describe_metric_names,
+    metric_direction,
+    metric_values,
+    none_items,
+    parse_series_metric,
+    series_metric_names,
+    stats_items,
+    suggest_metric,
+)
+from pytest_vllm_serve.bench.metrics.per_request import (
+    failure_reason,
+    input_len,
+    is_measured_success,
+    is_strict_success,
+    output_len,
+    per_token_itl,
+    request_latency,
+    request_tpot,
+    request_ttft,
+)
+from pytest_vllm_serve.bench.metrics.stats import Stats, compute_stats, percentile_label, validate_percentiles
+from pytest_vllm_serve.bench.metrics.vllm_result import DETAILED_KEYS, to_vllm_result
+
+__all__ = [
+    "DEFAULT_PERCENTILES",
+    "DETAILED_KEYS",
+    "EXTRA_SERIES",
+    "GOODPUT_METRICS",
+    "METRIC_DIRECTIONS",
+    "MS_PER_S",
+    "SCALAR_DIRECTIONS",
+    "SERIES",
+    "VLLM_SERIES",
+    "AllRequestsFailedError",
+    "BenchmarkMetrics",
+    "Direction",
+    "Stats",
+    "TokenCounter",
+    "compute_metrics",
+    "compute_stats",
+    "describe_metric_names",
+    "exact_peak_concurrency",
+    "failure_reason",
+    "format_goodput",
+    "format_number",
+    "input_len",
+    "is_measured_success",
+    "is_strict_success",
+    "metric_direction",
+    "metric_values",
+    "none_items",
+    "output_len",
+    "parse_goodput",
+    "parse_number",
+    "parse_series_metric",
+    "per_token_itl",
+    "percentile_label",
+    "request_latency",
+    "request_tpot",
+    "request_ttft",
+    "series_metric_names",
+    "series_samples",
+    "stats_items",
+    "suggest_metric",
+    "to_vllm_result",
+    "validate_percentiles",
+]
