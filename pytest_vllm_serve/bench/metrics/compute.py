@@ -154,6 +154,72 @@ def _all_failed_message(total: int, reasons: Counter[str]) -> str:
     )
 
 
+def _positive_duration(duration: float) -> float:
+    try:
+        value = float(duration)
+    except (TypeError, ValueError):
+        raise ValueError(f"duration must be a positive number of seconds, got {duration!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"duration must be a positive number of seconds, got {duration!r}")
+    return value
+
+
+def _split(
+    records: Iterable[RequestRecord],
+) -> tuple[list[RequestRecord], list[RequestRecord], int, Counter[str]]:
+    """(measured, succeeded, warmups left out, failure reasons); raises when none succeeded."""
+    every = list(records)
+    measured = [r for r in every if not r.warmup]
+    warmup_excluded = len(every) - len(measured)
+    ok = [r for r in measured if is_measured_success(r)]
+    reasons = Counter(failure_reason(r) for r in measured if not is_measured_success(r))
+    if not ok:
+        if not measured:
+            raise AllRequestsFailedError(
+                f"no measured request to compute metrics from ({warmup_excluded} warmup records, 0 others).\n"
+                "  fix: send at least one request after the warmup",
+                {},
+            )
+        raise AllRequestsFailedError(_all_failed_message(len(measured), reasons), dict(reasons))
+    return measured, ok, warmup_excluded, reasons
+
+
+@dataclass
+class _Series:
+    """vLLM's per-request series, in calculate_metrics' order (seconds)."""
+
+    ttfts: list[float]
+    e2els: list[float]
+    tpots: list[float]  # requests with more than one output token
+    all_tpots: list[float]  # 0 for output_len <= 1: for goodput only
+    itls: list[float]
+
+
+def _vllm_series(ok: Sequence[RequestRecord], output_lens: Sequence[int]) -> _Series:
+    series = _Series([], [], [], [], [])
+    for r, n in zip(ok, output_lens):
+        tpot = request_tpot(r, n)
+        if tpot is not None:
+            series.tpots.append(tpot)
+        series.all_tpots.append(tpot or 0.0)
+        series.itls += r.itl
+        series.ttfts.append(request_ttft(r))
+        series.e2els.append(request_latency(r))
+    return series
+
+
+def _good_requests(series: _Series, slos: Mapping[str, float]) -> int:
+    """Requests within every SLO (vLLM's goodput: ttft, tpot and e2el, in ms)."""
+    checks: list[tuple[list[float], float]] = []
+    if "ttft" in slos:
+        checks.append((series.ttfts, slos["ttft"] / MS_PER_S))
+    if "tpot" in slos:
+        checks.append((series.all_tpots, slos["tpot"] / MS_PER_S))
+    if "e2el" in slos:
+        checks.append((series.e2els, slos["e2el"] / MS_PER_S))
+    return sum(1 for i in range(len(series.ttfts)) if all(slo >= values[i] for values, slo in checks))
+
+
 def compute_metrics(
     records: Iterable[RequestRecord],
     duration: float,
@@ -175,59 +241,18 @@ def compute_metrics(
     Raises :class:`AllRequestsFailedError` when no measured request succeeded, and
     ``ValueError`` for a duration that is not a positive number.
     """
-    try:
-        duration = float(duration)
-    except (TypeError, ValueError):
-        raise ValueError(f"duration must be a positive number of seconds, got {duration!r}") from None
-    if not (math.isfinite(duration) and duration > 0):
-        raise ValueError(f"duration must be a positive number of seconds, got {duration!r}")
+    duration = _positive_duration(duration)
     pcts = validate_percentiles(percentiles)
     slos = _validate_slos(goodput_slos)
-
-    records = list(records)
-    measured = [r for r in records if not r.warmup]
-    warmup_excluded = len(records) - len(measured)
-    ok = [r for r in measured if is_measured_success(r)]
-    reasons = Counter(failure_reason(r) for r in measured if not is_measured_success(r))
-    if not ok:
-        if not measured:
-            raise AllRequestsFailedError(
-                f"no measured request to compute metrics from ({warmup_excluded} warmup records, 0 others).\n"
-                "  fix: send at least one request after the warmup",
-                {},
-            )
-        raise AllRequestsFailedError(_all_failed_message(len(measured), reasons), dict(reasons))
+    measured, ok, warmup_excluded, reasons = _split(records)
 
     # calculate_metrics(), request by request
     output_lens = [output_len(r, count_tokens) for r in ok]
     total_input = sum(input_len(r) for r in ok)
     total_output = sum(output_lens)
-    ttfts: list[float] = []
-    e2els: list[float] = []
-    tpots: list[float] = []
-    all_tpots: list[float] = []  # 0 for output_len <= 1, for goodput only
-    itls: list[float] = []
-    for r, n in zip(ok, output_lens):
-        ttft, latency = request_ttft(r), request_latency(r)
-        tpot = request_tpot(r, n)
-        if tpot is not None:
-            tpots.append(tpot)
-        all_tpots.append(tpot or 0.0)
-        itls += r.itl
-        ttfts.append(ttft)
-        e2els.append(latency)
-
-    request_goodput: float | None = None
-    if slos is not None:
-        checks: list[tuple[list[float], float]] = []
-        if "ttft" in slos:
-            checks.append((ttfts, slos["ttft"] / MS_PER_S))
-        if "tpot" in slos:
-            checks.append((all_tpots, slos["tpot"] / MS_PER_S))
-        if "e2el" in slos:
-            checks.append((e2els, slos["e2el"] / MS_PER_S))
-        good = sum(1 for i in range(len(ok)) if all(slo >= values[i] for values, slo in checks))
-        request_goodput = good / duration
+    series = _vllm_series(ok, output_lens)
+    request_goodput = None if slos is None else _good_requests(series, slos) / duration
+    ttfts, e2els, tpots, itls = series.ttfts, series.e2els, series.tpots, series.itls
 
     max_tokens_per_s, max_concurrent = _vllm_peaks(ok)
     queue_times = [r.queue_time for r in ok]
