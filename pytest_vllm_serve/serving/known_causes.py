@@ -38,6 +38,16 @@ PORT_IN_USE = KnownCause(
     "stop that process (`ss -ltnp` names it), or run again so that the plugin picks another port",
 )
 
+#: How far back a dead server's log is searched for a lost port race.
+PORT_RACE_LINES = 80
+
+
+def lost_port_race(log_tail: list[str]) -> bool:
+    """Whether a dead server's last log lines say its port was taken (between the plugin
+    choosing it and vLLM binding it): every launcher then retries on another port."""
+    return any(PORT_IN_USE.matches(line) for line in log_tail)
+
+
 KNOWN_CAUSES: tuple[KnownCause, ...] = (
     KnownCause(
         "torchvision-mismatch",

@@ -80,3 +80,12 @@ def test_an_unknown_cause_falls_back_to_the_likeliest_log_line():
 def test_every_known_cause_is_listed_in_the_docs():
     docs = (ROOT / "docs" / "reliability.md").read_text()
     assert [k.name for k in KNOWN_CAUSES if f"| `{k.name}` |" not in docs] == []
+
+
+def test_a_lost_port_race_is_read_from_the_log_tail():
+    from pytest_vllm_serve.serving.known_causes import lost_port_race
+
+    race = (LOGS / "port-in-use.log").read_text().splitlines()
+    assert lost_port_race(race)
+    others = [p for p in LOGS.glob("*.log") if p.name != "port-in-use.log"]
+    assert others and not any(lost_port_race(p.read_text().splitlines()) for p in others)

@@ -15,7 +15,7 @@ import psutil
 from pytest_vllm_serve.redact import redact_argv
 from pytest_vllm_serve.serving.command import ModelRef, ServeCommand
 from pytest_vllm_serve.serving.hardware import VllmInstall, has_cuda, require_vllm, visible_gpus
-from pytest_vllm_serve.serving.known_causes import PORT_IN_USE
+from pytest_vllm_serve.serving.known_causes import PORT_RACE_LINES, lost_port_race
 from pytest_vllm_serve.serving.launchers.base import Launcher, read_tail
 from pytest_vllm_serve.serving.placement import GpuLedger
 from pytest_vllm_serve.serving.ports import free_port
@@ -74,7 +74,7 @@ class LocalProcess:
     def lost_port_race(self) -> bool:
         if self.popen.poll() is None:
             return False
-        return any(PORT_IN_USE.matches(line) for line in self.log_tail(80))
+        return lost_port_race(self.log_tail(PORT_RACE_LINES))
 
     def stop(self) -> None:
         if self._stopped:

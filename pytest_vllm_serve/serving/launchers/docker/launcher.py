@@ -30,7 +30,7 @@ from pytest_vllm_serve.errors import ConfigError, ServerStartError
 from pytest_vllm_serve.redact import redact_argv
 from pytest_vllm_serve.serving.command import ModelRef, ServeCommand, is_secret_name
 from pytest_vllm_serve.serving.hardware import visible_gpus
-from pytest_vllm_serve.serving.known_causes import PORT_IN_USE
+from pytest_vllm_serve.serving.known_causes import PORT_RACE_LINES, lost_port_race
 from pytest_vllm_serve.serving.launchers.base import Launcher, read_tail
 from pytest_vllm_serve.serving.launchers.docker.containers import (
     LABEL_SESSION,
@@ -207,7 +207,7 @@ class DockerProcess:
     def lost_port_race(self) -> bool:
         if self.poll() is None:
             return False
-        return any(PORT_IN_USE.matches(line) for line in self.log_tail(80))
+        return lost_port_race(self.log_tail(PORT_RACE_LINES))
 
     def mark_ready(self) -> None:
         """Nothing to record: the container's state says whether it runs."""

@@ -28,7 +28,7 @@ from pytest_vllm_serve.errors import ConfigError, ServerStartError, format_log_t
 from pytest_vllm_serve.redact import is_secret_flag, secret_positions
 from pytest_vllm_serve.serving.command import ModelRef, ServeCommand
 from pytest_vllm_serve.serving.hardware import VllmInstall, require_vllm
-from pytest_vllm_serve.serving.known_causes import PORT_IN_USE, describe_cause
+from pytest_vllm_serve.serving.known_causes import PORT_RACE_LINES, describe_cause, lost_port_race
 from pytest_vllm_serve.serving.launchers.base import Launcher, read_tail
 from pytest_vllm_serve.serving.launchers.docker.images import is_tarball, tarball_tag
 from pytest_vllm_serve.serving.launchers.docker.launcher import PASSTHROUGH_ENV, Mount, entry_command, model_mounts
@@ -250,7 +250,7 @@ class SlurmJob:
         return out
 
     def lost_port_race(self) -> bool:
-        return any(PORT_IN_USE.matches(line) for line in self.log_tail(80))
+        return lost_port_race(self.log_tail(PORT_RACE_LINES))
 
     def mark_ready(self) -> None:
         """Nothing to record: the job's steps say whether it runs."""
