@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import pytest
 
@@ -70,10 +70,13 @@ def _series_values(load: LoadResult, name: str, count_tokens: TokenCounter | Non
     return series_samples(load.records, name, count_tokens)
 
 
+@runtime_checkable
 class MeasureHook(Protocol):
-    """Runs around a point's measured phase: the profilers of bench/profiling.py."""
+    """Runs around a point's measured phase (``vllm_bench.hooks``): the profilers of
+    bench/profiling.py, or your own. Subclass it: ``in_process`` defaults to False."""
 
-    in_process: bool  # True: it sees only this process, so the point runs one client process
+    #: True: it sees only this process, so the point runs one client process.
+    in_process: bool = False
 
     def before_measure(self) -> None: ...
 
@@ -203,6 +206,13 @@ class VllmBench:
                 f"vllm_bench.run(): {type(workload).__name__} is not a workload (it needs name, prompts(), "
                 "length_limit() and params()).\n  fix: subclass pytest_vllm_serve.bench.workloads.Workload, "
                 "which gives the last two defaults"
+            )
+        strangers = [type(hook).__name__ for hook in self.hooks if not isinstance(hook, MeasureHook)]
+        if strangers:
+            raise ConfigError(
+                f"vllm_bench.hooks: {', '.join(strangers)} is not a measure hook (it needs before_measure(), "
+                "after_measure() and in_process).\n  fix: subclass pytest_vllm_serve.bench.point.MeasureHook, "
+                "which defaults in_process to False"
             )
         limit = workload.length_limit()
         if limit is not None:

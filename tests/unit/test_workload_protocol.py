@@ -67,3 +67,37 @@ def test_something_else_is_refused_with_the_fix(tmp_path):
     )
     with pytest.raises(ConfigError, match="subclass pytest_vllm_serve.bench.workloads.Workload"):
         bench.run(NotAWorkload())
+
+
+def test_a_hook_subclass_gets_in_process_false_and_a_stranger_is_refused(tmp_path):
+    from pytest_vllm_serve.bench.point import MeasureHook
+    from pytest_vllm_serve.bench.profiling import ClientTraceHook, ServerProfileHook
+
+    class Mine(MeasureHook):
+        def before_measure(self):
+            pass
+
+        def after_measure(self):
+            pass
+
+    assert isinstance(Mine(), MeasureHook) and Mine().in_process is False
+    assert ClientTraceHook.in_process is True and ServerProfileHook.in_process is False
+
+    class Stranger:  # before_measure and after_measure, but no in_process
+        def before_measure(self):
+            pass
+
+        def after_measure(self):
+            pass
+
+    bench = VllmBench(
+        server=RunningServer(url="http://127.0.0.1:9", model="m", spec=ServerSpec()),
+        settings=BenchSettings(),
+        store=ResultsStore(tmp_path),
+        node_id="t::x",
+        hooks=[Mine(), Stranger()],
+    )
+    with pytest.raises(
+        ConfigError, match=r"(?s)Stranger is not a measure hook.*subclass pytest_vllm_serve\.bench\.point\.MeasureHook"
+    ):
+        bench.run(RandomWorkload(8, 8, num_prompts=1))

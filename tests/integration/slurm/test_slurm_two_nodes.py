@@ -33,6 +33,7 @@ ON_THE_SERVER = r"""
 import os, re, signal, subprocess, threading, time
 from pathlib import Path
 import pytest
+from pytest_vllm_serve.bench.point import MeasureHook
 from pytest_vllm_serve.bench.schedule import Schedule
 from pytest_vllm_serve.bench.workloads import RandomWorkload
 
@@ -66,7 +67,7 @@ def test_head_and_worker_engines_run_on_their_own_nodes(vllm_server):
     assert f"in headless mode, with head node address tcp://{node_addr(head)}:" in worker_log
 
 
-class KillWorkerEngine:  # two seconds into the measured phase, SIGKILL the worker node's engine
+class KillWorkerEngine(MeasureHook):  # two seconds into the measured phase, SIGKILL the worker node's engine
     def __init__(self, pid):
         self.pid = pid
 

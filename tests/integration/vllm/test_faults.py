@@ -71,10 +71,11 @@ KILL_MID_SWEEP = """
 import math, os, signal, threading, time
 import psutil
 import pytest
+from pytest_vllm_serve.bench.point import MeasureHook
 from pytest_vllm_serve.bench.schedule import Schedule
 from pytest_vllm_serve.bench.workloads import RandomWorkload
 
-class KillEngineCore:  # two seconds into the measured phase, SIGKILL the server's EngineCore
+class KillEngineCore(MeasureHook):  # two seconds into the measured phase, SIGKILL the server's EngineCore
 
     def __init__(self, server):
         self.server = server
