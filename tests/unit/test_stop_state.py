@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from pytest_vllm_serve.serving import registry
-from pytest_vllm_serve.serving.launchers.docker import launcher as docker
+from pytest_vllm_serve.serving.launchers.docker import process as docker
 from pytest_vllm_serve.serving.launchers.slurm import launcher as slurm
 
 

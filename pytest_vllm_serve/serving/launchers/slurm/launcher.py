@@ -31,7 +31,7 @@ from pytest_vllm_serve.serving.hardware import VllmInstall, require_vllm
 from pytest_vllm_serve.serving.known_causes import PORT_RACE_LINES, describe_cause, lost_port_race
 from pytest_vllm_serve.serving.launchers.base import Launcher, read_tail
 from pytest_vllm_serve.serving.launchers.docker.images import is_tarball, tarball_tag
-from pytest_vllm_serve.serving.launchers.docker.launcher import PASSTHROUGH_ENV, Mount, entry_command, model_mounts
+from pytest_vllm_serve.serving.launchers.docker.mounts import PASSTHROUGH_ENV, Mount, entry_command, model_mounts
 from pytest_vllm_serve.serving.launchers.slurm import cli
 from pytest_vllm_serve.serving.launchers.slurm.options import Requested, gpus_per_node_from, parse_requested
 from pytest_vllm_serve.serving.launchers.slurm.script import (
