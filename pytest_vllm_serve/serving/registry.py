@@ -228,7 +228,7 @@ def stop_state(state: ServerState) -> None:
 
         stop_container(state.ids)
     elif state.launcher == "slurm":
-        from pytest_vllm_serve.serving.launchers.slurm.launcher import stop_job
+        from pytest_vllm_serve.serving.launchers.slurm.job import stop_job
 
         stop_job(state.ids)
     else:

@@ -7,7 +7,7 @@ import pytest
 
 from pytest_vllm_serve.serving import registry
 from pytest_vllm_serve.serving.launchers.docker import process as docker
-from pytest_vllm_serve.serving.launchers.slurm import launcher as slurm
+from pytest_vllm_serve.serving.launchers.slurm import job as slurm
 
 
 def state(launcher: str, **ids) -> registry.ServerState:

@@ -9,7 +9,7 @@ import importlib.util
 import subprocess
 import sys
 
-from pytest_vllm_serve.serving.launchers.slurm.launcher import SlurmJob
+from pytest_vllm_serve.serving.launchers.slurm.job import SlurmJob
 from pytest_vllm_serve.serving.launchers.slurm.script import first_exit
 from pytest_vllm_serve.serving.launchers.slurm.topology import Allocation, plan
 from pytest_vllm_serve.serving.spec import ServerSpec
