@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from pytest_vllm_serve.errors import ServerDiedError, VllmServeError
 from pytest_vllm_serve.serving.running import RunningServer
@@ -23,6 +23,22 @@ if TYPE_CHECKING:
     from pytest_vllm_serve.serving.registry import ServerRegistry, ServerState
 
 Starter = Callable[[ServerSpec], AbstractContextManager[RunningServer]]
+
+
+class Pool(Protocol):
+    """What the session needs of a pool: ServerPool (servers this process owns) and
+    RegistryPool (servers shared through a registry) both are one."""
+
+    history: list[RunningServer]  # every server acquired, in order, for the session's summary
+
+    def acquire(self, spec: ServerSpec) -> RunningServer: ...
+
+    def running(self) -> list[RunningServer]: ...
+
+    def release_devices(self) -> None:
+        """Stop the servers this process may stop, so that an offline engine gets their devices."""
+
+    def close(self) -> None: ...
 
 
 @dataclass
@@ -78,6 +94,9 @@ class ServerPool:
 
     def running(self) -> list[RunningServer]:
         return [server for server, _ in self._running.values()]
+
+    def release_devices(self) -> None:
+        self.close()
 
     def close(self) -> None:
         errors = []
@@ -166,6 +185,9 @@ class RegistryPool:
 
     def running(self) -> list[RunningServer]:
         return list(self._servers.values())
+
+    def release_devices(self) -> None:
+        """Nothing: the servers belong to the registry's owner."""
 
     def close(self) -> None:
         for server in self._servers.values():

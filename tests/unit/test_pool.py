@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from contextlib import contextmanager
 
 import pytest
 
@@ -17,28 +16,8 @@ from pytest_vllm_serve.serving.launchers.local import LocalLauncher
 from pytest_vllm_serve.serving.placement import GpuLedger
 from pytest_vllm_serve.serving.pool import ServerPool
 from pytest_vllm_serve.serving.registry import ServerRegistry, ServerState
-from pytest_vllm_serve.serving.running import RunningServer
 from pytest_vllm_serve.serving.spec import ServerSpec
-
-
-class FakeStarts:
-    """A starter that records what runs when (the pool's logic, without servers)."""
-
-    def __init__(self, fail: set[str] = frozenset()):
-        self.events: list[str] = []
-        self.fail = fail
-
-    @contextmanager
-    def __call__(self, spec: ServerSpec):
-        name = spec.args[0] if spec.args else "default"
-        if name in self.fail:
-            self.events.append(f"fail {name}")
-            raise ServerStartError(f"{name} crashed")
-        self.events.append(f"start {name}")
-        try:
-            yield RunningServer(url=f"http://{name}", model="m", spec=spec)
-        finally:
-            self.events.append(f"stop {name}")
+from tests.support.pools import FakeStarts
 
 
 def spec(name: str) -> ServerSpec:
