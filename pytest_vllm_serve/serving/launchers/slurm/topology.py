@@ -126,7 +126,24 @@ def plan(spec: ServerSpec, allocation: Allocation, backend: str | None = None) -
     tp, pp, nodes = spec.tp, spec.pp, allocation.nodes
     gpn = allocation.gpus_per_node
     slots = gpn if gpn is not None else tp  # CPU nodes hold one TP group each
-    unit = "GPU(s)" if gpn is not None else "TP group(s)"
+    _check_tp_fits_a_node(tp, gpn)
+    dp = _data_parallel(spec, allocation, chosen, slots)
+    executor = spec.backend or ("mp" if pp > 1 else None)
+    return Topology(
+        nodes=nodes,
+        gpus_per_node=gpn,
+        tp=tp,
+        pp=pp,
+        dp=dp,
+        dp_local=slots // tp if chosen != "mp" else 1,
+        ep=spec.ep,
+        backend=chosen,
+        executor_backend=executor,
+    )
+
+
+def _check_tp_fits_a_node(tp: int, gpn: int | None) -> None:
+    """On GPU nodes, one TP group lives on one node and TP divides the node's GPUs."""
     if gpn is not None and tp > gpn:
         raise RuleError(
             "TP must fit in one node",
@@ -140,6 +157,13 @@ def plan(spec: ServerSpec, allocation: Allocation, backend: str | None = None) -
             f"tp={tp} does not divide the {gpn} GPU(s) of a node",
             "use a TP that divides the node's GPU count (1, 2, 4, 8, ...)",
         )
+
+
+def _data_parallel(spec: ServerSpec, allocation: Allocation, chosen: str, slots: int) -> int:
+    """DP: the allocation's GPUs (or TP groups) over one replica's, which must divide them
+    exactly; the mp backend allows only DP = 1, and a DP the spec names must agree."""
+    tp, pp, nodes = spec.tp, spec.pp, allocation.nodes
+    unit = "GPU(s)" if allocation.gpus_per_node is not None else "TP group(s)"
     total = nodes * slots
     group = tp if spec.ep else tp * pp
     dp = total // group
@@ -170,15 +194,4 @@ def plan(spec: ServerSpec, allocation: Allocation, backend: str | None = None) -
             "leave dp unset (or 'auto'), or size the allocation (--nodes, --gpus-per-node in "
             "--vllm-slurm-opt) so that it gives the DP you want",
         )
-    executor = spec.backend or ("mp" if pp > 1 else None)
-    return Topology(
-        nodes=nodes,
-        gpus_per_node=gpn,
-        tp=tp,
-        pp=pp,
-        dp=dp,
-        dp_local=slots // tp if chosen != "mp" else 1,
-        ep=spec.ep,
-        backend=chosen,
-        executor_backend=executor,
-    )
+    return dp
