@@ -13,7 +13,6 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -29,8 +28,8 @@ from pytest_vllm_serve.bench.metrics import (
     compute_metrics,
     metric_values,
     series_samples,
-    to_vllm_result,
 )
+from pytest_vllm_serve.bench.point_files import ResultHead, failed_result_file, server_info, vllm_result_file
 from pytest_vllm_serve.bench.schedule import Schedule, target_rate
 from pytest_vllm_serve.bench.settings import RECORDABLE, BenchSettings
 from pytest_vllm_serve.bench.sinks import pytest_benchmark
@@ -341,40 +340,21 @@ class VllmBench:
 
     # -- sinks ------------------------------------------------------------------------
     def _server_info(self) -> dict[str, Any]:
-        info: dict[str, Any] = {
-            "url": self.server.url,
-            "model": self.server.model,
-            "launcher": self.server.launcher,
-            "spec": self.server.spec.describe(),
-        }
-        info.update({k: v for k, v in self.server.ids.items()})
-        return info
+        return server_info(self.server)
 
     def _vllm_result(self, metrics, load, schedule, options, num_prompts) -> dict[str, Any]:
-        result = {
-            "date": datetime.now().strftime("%Y%m%d-%H%M%S"),
-            "endpoint_type": "openai-chat" if options.endpoint == "chat" else "openai",
-            "backend": "openai-chat" if options.endpoint == "chat" else "openai",
-            "label": None,
-            "model_id": self.server.model,
-            "tokenizer_id": str(self.settings.tokenizer) if self.settings.tokenizer else self.server.model,
-            "num_prompts": num_prompts,
-            "request_rate": "inf" if math.isinf(schedule.rate) else schedule.rate,
-            "burstiness": schedule.burstiness,
-            "max_concurrency": schedule.max_concurrency,
-        }
-        result.update(to_vllm_result(metrics, load.records, count_tokens=self.count_tokens))
-        result["client_processes"] = load.processes
-        result["client_cpu_seconds"] = load.client_cpu_seconds
-        return result
+        head = ResultHead(
+            model=self.server.model,
+            tokenizer=str(self.settings.tokenizer) if self.settings.tokenizer else self.server.model,
+            endpoint=options.endpoint,
+            num_prompts=num_prompts,
+        )
+        return vllm_result_file(head, metrics, load, schedule, self.count_tokens)
 
     def _save_failed(
         self, suite: str, params: dict[str, Any], load: LoadResult, reason: str, partial: str | None = None
     ) -> None:
         """Keep the evidence of a point where every request failed."""
-        errors: dict[str, int] = {}
-        for record in load.records:
-            errors[record.error or "ok"] = errors.get(record.error or "ok", 0) + 1
         point = PointRecord(
             id=self.node_id,
             suite=suite,
@@ -383,16 +363,7 @@ class VllmBench:
             server=self._server_info(),
             partial=partial,
         )
-        self.store.save_point(
-            point,
-            {
-                "completed": 0,
-                "failed": len(load.records),
-                "errors_by_reason": errors,
-                "error": reason,
-                "partial": partial,
-            },
-        )
+        self.store.save_point(point, failed_result_file(load, reason, partial))
 
     def _record_benchmark(self, load: LoadResult, values: dict[str, float], params: dict[str, Any], suite: str) -> None:
         pytest_benchmark.record(
