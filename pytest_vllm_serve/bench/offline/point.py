@@ -96,6 +96,31 @@ class OfflineBench:
         dataset_path: Path | str | None = None,
         suite: str = "offline",
     ) -> OfflineResult:
+        config = self._checked_config(input_len, output_len, num_prompts, dataset_path)
+        if self.viztracer:
+            config = self._traced(config, self.viztracer)
+        if self.before_run is not None:
+            self.before_run()
+        started = time.monotonic()
+        ranks = self._run_ranks(config)
+        metrics = combine(ranks, self.settings.percentiles)
+        values = metrics.values()
+        file = self._record(config, ranks, values, suite)
+        if self.progress_writer:
+            self.progress_writer(
+                f"[vllm-offline] {self.node_id.split('::')[-1]}: {metrics.output_throughput:.1f} output tok/s, "
+                f"median TTFT {metrics.ttft.median * 1000:.1f} ms ({time.monotonic() - started:.0f} s)"
+            )
+        return OfflineResult(self.node_id, metrics, values, file)
+
+    def _checked_config(
+        self,
+        input_len: int | None,
+        output_len: int | None,
+        num_prompts: int | None,
+        dataset_path: Path | str | None,
+    ) -> OfflineConfig:
+        """The point's config with the test's overrides; positive sizes, an existing dataset."""
         config = self.config(
             input_len=input_len,
             output_len=output_len,
@@ -109,24 +134,29 @@ class OfflineBench:
             raise ConfigError(
                 f"--vllm-dataset-path {config.dataset_path} does not exist.\n  fix: give a local ShareGPT JSON file"
             )
-        if self.viztracer:
-            trace = self.store.root / "profiles" / safe_name(self.node_id) / self.viztracer
-            trace.parent.mkdir(parents=True, exist_ok=True)
-            config = OfflineConfig(**{**config.__dict__, "viztracer": str(trace)})
-            self.extra_files.append(trace)
-        if self.before_run is not None:
-            self.before_run()
+        return config
+
+    def _traced(self, config: OfflineConfig, viztracer: str) -> OfflineConfig:
+        """``config`` writing a viztracer trace into the results' profiles folder."""
+        trace = self.store.root / "profiles" / safe_name(self.node_id) / viztracer
+        trace.parent.mkdir(parents=True, exist_ok=True)
+        traced = OfflineConfig(**{**config.__dict__, "viztracer": str(trace)})
+        self.extra_files.append(trace)
+        return traced
+
+    def _run_ranks(self, config: OfflineConfig) -> list[RankResult]:
+        """Run the engine processes, one per DP rank; their results."""
         work = self.store.root / "offline" / safe_name(self.node_id)
         log = self.logs_dir / f"offline-{safe_name(self.node_id)}.log"
-        started = time.monotonic()
         if self.progress_writer:
             self.progress_writer(
                 f"[vllm-offline] {self.node_id.split('::')[-1]}: {config.num_prompts} prompts, "
                 f"TP={config.tp} PP={config.pp} DP={config.dp} EP={config.ep} (log: {log})"
             )
-        ranks = [RankResult(**rank) for rank in self.run_engine(ENGINE_MODULE, asdict(config), config.dp, work, log)]
-        metrics = combine(ranks, self.settings.percentiles)
-        values = metrics.values()
+        return [RankResult(**rank) for rank in self.run_engine(ENGINE_MODULE, asdict(config), config.dp, work, log)]
+
+    def _record(self, config: OfflineConfig, ranks: list[RankResult], values: dict[str, float], suite: str) -> Path:
+        """Save the point (results file, on_point, pytest-benchmark); the results file."""
         params = {
             "workload": "sharegpt" if config.dataset_path else "random",
             "num_prompts": config.num_prompts,
@@ -155,9 +185,4 @@ class OfflineBench:
             self.on_point(point)
         ttfts = [v for r in ranks for v in r.ttft]
         pytest_benchmark.record(self.benchmark, values, params, suite, "ttft", ttfts)
-        if self.progress_writer:
-            self.progress_writer(
-                f"[vllm-offline] {self.node_id.split('::')[-1]}: {metrics.output_throughput:.1f} output tok/s, "
-                f"median TTFT {metrics.ttft.median * 1000:.1f} ms ({time.monotonic() - started:.0f} s)"
-            )
-        return OfflineResult(self.node_id, metrics, values, file)
+        return file
