@@ -113,62 +113,82 @@ def draw_suite_plots(store: ResultsStore) -> list[Path]:
             by_suite[point.suite].append(point)
     written = []
     for suite, points in sorted(by_suite.items()):
-        key = SWEPT[suite]
-        finite = sorted((p for p in points if _x(p, key) is not None), key=lambda p: _x(p, key))
-        if len(finite) < 2:
-            continue
-        values = sorted({_x(p, key) for p in finite})
-        xs_all, labels = _positions(values)
-        where = dict(zip(values, xs_all))
-        lines = split_series(finite, key)
-        fig, axes = plt.subplots(1, len(PANELS) + 1, figsize=(18, 4.2))
-        for n, (line, members) in enumerate(sorted(lines.items())):
-            xs = [where[_x(p, key)] for p in members]
-            colour = {"color": f"C{n % 10}"} if len(lines) > 1 else {}  # one line: p50 and p99 in the default colours
-            for axis, (_title, series) in zip(axes, PANELS):
-                for stat, style in (("median", "o-"), ("p99", "s--")):
-                    ys = [p.metrics.get(f"{stat}_{series}_ms") for p in members]
-                    if any(y is not None for y in ys):
-                        name = "p50" if stat == "median" else stat
-                        axis.plot(
-                            xs,
-                            [y if y is not None else float("nan") for y in ys],
-                            style,
-                            label=_label(name, line),
-                            **colour,
-                        )
-            _mark_partial(axes, members, xs)
-            throughput = axes[-1]
-            throughput.plot(
-                xs,
-                [p.metrics.get("output_throughput") for p in members],
-                "o-",
-                label=_label("output tok/s", line),
-                **colour,
-            )
-            throughput.plot(
-                xs,
-                [p.metrics.get("total_token_throughput") for p in members],
-                "s--",
-                label=_label("total tok/s", line),
-                **colour,
-            )
-        for axis, (title, _) in zip(axes, (*PANELS, ("throughput (tok/s)", ""))):
-            axis.set_title(title)
-            axis.set_xlabel(key)
-            if axis.get_lines():
-                handles, names = axis.get_legend_handles_labels()
-                unique = dict(zip(names, handles))  # the partial ring once, however many lines
-                axis.legend(list(unique.values()), list(unique), fontsize="small")
-            axis.grid(alpha=0.3)
-            axis.set_xscale("log", base=2)
-            axis.set_xticks(xs_all, labels)
-            axis.minorticks_off()
-        fig.suptitle(f"{suite} sweep ({model_label(str(finite[0].server.get('model', '')))})")
-        fig.tight_layout()
-        path = store.root / "plots" / f"{suite}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=90)
-        plt.close(fig)
-        written.append(path)
+        path = _draw_suite(plt, store, suite, points)
+        if path is not None:
+            written.append(path)
     return written
+
+
+def _draw_suite(plt, store: ResultsStore, suite: str, points: list[PointRecord]) -> Path | None:
+    """The suite's PNG: a panel per latency and one for throughput, a line per series.
+    None when fewer than two points have a numeric swept value."""
+    key = SWEPT[suite]
+    finite = sorted((p for p in points if _x(p, key) is not None), key=lambda p: _x(p, key))
+    if len(finite) < 2:
+        return None
+    values = sorted({_x(p, key) for p in finite})
+    xs_all, labels = _positions(values)
+    where = dict(zip(values, xs_all))
+    lines = split_series(finite, key)
+    fig, axes = plt.subplots(1, len(PANELS) + 1, figsize=(18, 4.2))
+    for n, (line, members) in enumerate(sorted(lines.items())):
+        xs = [where[_x(p, key)] for p in members]
+        colour = {"color": f"C{n % 10}"} if len(lines) > 1 else {}  # one line: p50 and p99 in the default colours
+        _draw_line(axes, line, members, xs, colour)
+    _finish_axes(axes, key, xs_all, labels)
+    fig.suptitle(f"{suite} sweep ({model_label(str(finite[0].server.get('model', '')))})")
+    fig.tight_layout()
+    path = store.root / "plots" / f"{suite}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def _draw_line(
+    axes, line: tuple[tuple[str, str], ...], members: list[PointRecord], xs: list[float], colour: dict[str, str]
+) -> None:
+    """One series on every panel: p50 and p99 of each latency, the partial rings, throughput."""
+    for axis, (_title, series) in zip(axes, PANELS):
+        for stat, style in (("median", "o-"), ("p99", "s--")):
+            ys = [p.metrics.get(f"{stat}_{series}_ms") for p in members]
+            if any(y is not None for y in ys):
+                name = "p50" if stat == "median" else stat
+                axis.plot(
+                    xs,
+                    [y if y is not None else float("nan") for y in ys],
+                    style,
+                    label=_label(name, line),
+                    **colour,
+                )
+    _mark_partial(axes, members, xs)
+    throughput = axes[-1]
+    throughput.plot(
+        xs,
+        [p.metrics.get("output_throughput") for p in members],
+        "o-",
+        label=_label("output tok/s", line),
+        **colour,
+    )
+    throughput.plot(
+        xs,
+        [p.metrics.get("total_token_throughput") for p in members],
+        "s--",
+        label=_label("total tok/s", line),
+        **colour,
+    )
+
+
+def _finish_axes(axes, key: str, xs_all: list[float], labels: list[str]) -> None:
+    """Titles, legends, grids and the log2 x axis with the swept values as ticks."""
+    for axis, (title, _) in zip(axes, (*PANELS, ("throughput (tok/s)", ""))):
+        axis.set_title(title)
+        axis.set_xlabel(key)
+        if axis.get_lines():
+            handles, names = axis.get_legend_handles_labels()
+            unique = dict(zip(names, handles))  # the partial ring once, however many lines
+            axis.legend(list(unique.values()), list(unique), fontsize="small")
+        axis.grid(alpha=0.3)
+        axis.set_xscale("log", base=2)
+        axis.set_xticks(xs_all, labels)
+        axis.minorticks_off()
