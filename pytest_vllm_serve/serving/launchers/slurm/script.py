@@ -1,4 +1,7 @@
-"""The batch script and the per-node commands of one vLLM server job. Pure: no I/O.
+"""The batch script and the per-node commands of one vLLM server job. No I/O but its templates.
+
+The shell is in ``templates/*.sh`` (``batch.sh``, ``node.sh``, its ``container.sh``), rendered
+with Jinja2; this module decides what each node runs and quotes every word it passes them.
 
 The script is meant to be read: it is printed by ``--vllm-slurm-dry-run`` and saved
 next to the job's logs. Its shape:
@@ -19,9 +22,14 @@ commands as :class:`Expanded` words such as ``${HEAD_IP}``.
 
 from __future__ import annotations
 
+import functools
 import re
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import resources
+
+import jinja2
 
 from pytest_vllm_serve.serving.launchers.slurm.topology import PORT_BASES, PORT_SPREAD, Topology
 from pytest_vllm_serve.serving.nsys import NSYS_OPTIONS
@@ -34,6 +42,8 @@ NSYS_FINALIZE_SECONDS = 25
 STOP_GRACE_SECONDS = 10
 #: Ray: tries x seconds to wait for the cluster (the reference's 120 x 5 s).
 RAY_WAIT_TRIES, RAY_WAIT_INTERVAL = 120, 5
+#: The package whose templates/ folder holds the scripts' shell.
+_PACKAGE = "pytest_vllm_serve.serving.launchers.slurm"
 
 _VAR = re.compile(r"\$\{[A-Z_][A-Z0-9_]*\}")
 _SAFE_EXPANDED = re.compile(r"^(?:\$\{[A-Z_][A-Z0-9_]*\}|[A-Za-z0-9_./:=,@%+-])+$")
@@ -135,298 +145,186 @@ def _with_port(args: tuple[str, ...], port: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-def node_commands(job: JobScript) -> list[NodeCommand]:
-    """The command of every node, head first, by the backend's rules."""
+def _rpc_commands(job: JobScript, base: tuple[str, ...], headless: tuple[str, ...]) -> list[NodeCommand]:
+    """Every node runs ``vllm serve``: the head with the API, the others ``--headless`` with
+    their DP start rank."""
     topo = job.topology
-    base = job.entry + _with_port(job.serve_args, API_PORT)
-    headless = job.entry + _without_bind(job.serve_args)
-    commands: list[NodeCommand] = []
-    if topo.backend == "rpc":
-        dp_flags: tuple[str, ...] = ()
-        if topo.dp > 1:
-            # --data-parallel-size DP is in the serve args already (from the layout).
-            dp_flags = (
-                "--data-parallel-size-local",
-                str(topo.dp_local),
-                "--data-parallel-address",
-                HEAD_IP,
-                "--data-parallel-rpc-port",
-                RPC_PORT,
-            )
-        commands.append(NodeCommand(0, "head", base + dp_flags))
-        for node in range(1, topo.nodes):
-            worker = headless + dp_flags + ("--data-parallel-start-rank", str(topo.start_rank(node)), "--headless")
-            commands.append(NodeCommand(node, "worker", worker))
-    elif topo.backend == "ray":
-        gpus = (f"--num-gpus={topo.gpus_per_node}",) if topo.gpus_per_node else ()
-        head_ray = (
-            job.ray,
-            "start",
-            "--head",
-            Expanded("--port=${RAY_PORT}"),
-            *gpus,
-            "--disable-usage-stats",
-            "--block",
+    dp_flags: tuple[str, ...] = ()
+    if topo.dp > 1:
+        # --data-parallel-size DP is in the serve args already (from the layout).
+        dp_flags = (
+            "--data-parallel-size-local",
+            str(topo.dp_local),
+            "--data-parallel-address",
+            HEAD_IP,
+            "--data-parallel-rpc-port",
+            RPC_PORT,
         )
-        ray_flags = ("--data-parallel-backend", "ray", "--data-parallel-address", HEAD_IP)
-        commands.append(NodeCommand(0, "head", base + ray_flags, ray=head_ray))
-        for node in range(1, topo.nodes):
-            worker_ray = (
-                job.ray,
-                "start",
-                Expanded("--address=${HEAD_IP}:${RAY_PORT}"),
-                *gpus,
-                "--disable-usage-stats",
-                "--block",
-            )
-            commands.append(NodeCommand(node, "worker", None, ray=worker_ray))
-    elif topo.backend == "mp":
-        if topo.nodes == 1:
-            commands.append(NodeCommand(0, "head", base))
-        else:
-            for node in range(topo.nodes):
-                flags = (
-                    "--nnodes",
-                    str(topo.nodes),
-                    "--node-rank",
-                    str(node),
-                    "--master-addr",
-                    HEAD_IP,
-                    "--master-port",
-                    MASTER_PORT,
-                )
-                if node == 0:
-                    commands.append(NodeCommand(0, "head", base + flags))
-                else:
-                    commands.append(NodeCommand(node, "worker", headless + flags + ("--headless",)))
-    else:  # plan() only produces the three above
-        raise ValueError(f"unknown SLURM backend {topo.backend!r}")
+    commands = [NodeCommand(0, "head", base + dp_flags)]
+    for node in range(1, topo.nodes):
+        worker = headless + dp_flags + ("--data-parallel-start-rank", str(topo.start_rank(node)), "--headless")
+        commands.append(NodeCommand(node, "worker", worker))
     return commands
 
 
-# -- rendering ------------------------------------------------------------------------
+def _ray_commands(job: JobScript, base: tuple[str, ...], headless: tuple[str, ...]) -> list[NodeCommand]:
+    """The head starts the ray cluster and serves; the other nodes only join the cluster."""
+    topo = job.topology
+    gpus = (f"--num-gpus={topo.gpus_per_node}",) if topo.gpus_per_node else ()
+    tail = (*gpus, "--disable-usage-stats", "--block")
+    head_ray = (job.ray, "start", "--head", Expanded("--port=${RAY_PORT}"), *tail)
+    ray_flags = ("--data-parallel-backend", "ray", "--data-parallel-address", HEAD_IP)
+    commands = [NodeCommand(0, "head", base + ray_flags, ray=head_ray)]
+    for node in range(1, topo.nodes):
+        worker_ray = (job.ray, "start", Expanded("--address=${HEAD_IP}:${RAY_PORT}"), *tail)
+        commands.append(NodeCommand(node, "worker", None, ray=worker_ray))
+    return commands
 
 
-def _array(name: str, words: tuple[str, ...], first_line: int, indent: str) -> list[str]:
-    """A bash array assignment, one flag (with its value) per line."""
-    lines = [f"{indent}{name}=("]
+def _mp_commands(job: JobScript, base: tuple[str, ...], headless: tuple[str, ...]) -> list[NodeCommand]:
+    """One TP x PP world over all nodes: each node passes its rank and the head's address."""
+    topo = job.topology
+    if topo.nodes == 1:
+        return [NodeCommand(0, "head", base)]
+    commands = []
+    for node in range(topo.nodes):
+        flags: tuple[str, ...] = ("--nnodes", str(topo.nodes), "--node-rank", str(node))
+        flags += ("--master-addr", HEAD_IP, "--master-port", MASTER_PORT)
+        if node == 0:
+            commands.append(NodeCommand(0, "head", base + flags))
+        else:
+            commands.append(NodeCommand(node, "worker", headless + flags + ("--headless",)))
+    return commands
+
+
+_BACKEND_COMMANDS: dict[str, Callable[[JobScript, tuple[str, ...], tuple[str, ...]], list[NodeCommand]]] = {
+    "rpc": _rpc_commands,
+    "ray": _ray_commands,
+    "mp": _mp_commands,
+}
+
+
+def node_commands(job: JobScript) -> list[NodeCommand]:
+    """The command of every node, head first, by the backend's rules."""
+    build = _BACKEND_COMMANDS.get(job.topology.backend)
+    if build is None:  # plan() only produces the three above
+        raise ValueError(f"unknown SLURM backend {job.topology.backend!r}")
+    base = job.entry + _with_port(job.serve_args, API_PORT)
+    headless = job.entry + _without_bind(job.serve_args)
+    return build(job, base, headless)
+
+
+# -- rendering: the shell is in templates/*.sh; here are the values it is rendered with ---------
+
+
+def _template_source(name: str) -> str:
+    return (resources.files(_PACKAGE) / "templates" / name).read_text(encoding="utf-8")
+
+
+@functools.cache
+def _templates() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FunctionLoader(_template_source),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,  # shell, not HTML: quoting is done by the q and words filters
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        comment_start_string="{##",  # {# alone would open one in the shell's ${#ARRAY[@]}
+        comment_end_string="##}",
+    )
+    env.filters["q"] = shlex.quote
+    env.filters["words"] = shell_join
+    return env
+
+
+def _render(name: str, **values: object) -> str:
+    return _templates().get_template(name).render(**values)
+
+
+def _word_lines(words: tuple[str, ...], first_line: int) -> list[str]:
+    """The quoted words of a bash array, one flag (with its value) per line; the first
+    ``first_line`` words share the first line."""
+    lines: list[str] = []
     current = [shell_word(w) for w in words[:first_line]]
     for word in words[first_line:]:
         if word.startswith("--") and current:
-            lines.append(f"{indent}  " + " ".join(current))
+            lines.append(" ".join(current))
             current = []
         current.append(shell_word(word))
     if current:
-        lines.append(f"{indent}  " + " ".join(current))
-    lines.append(f"{indent})")
+        lines.append(" ".join(current))
     return lines
 
 
-def _case_block(job: JobScript, commands: list[NodeCommand]) -> list[str]:
-    lines = ['case "$NODE" in']
+def _branches(job: JobScript, commands: list[NodeCommand]) -> list[dict[str, object]]:
+    """One branch of the node script's ``case`` per node."""
+    branches: list[dict[str, object]] = []
     for cmd in commands:
-        what = "head: API server" if cmd.role == "head" else "worker"
-        if cmd.role == "head":
-            what += " on ${HEAD_IP}:${API_PORT}" if cmd.serve is not None else ""
+        comment = "head: API server" if cmd.role == "head" else "worker"
+        if cmd.role == "head" and cmd.serve is not None:
+            comment += " on ${HEAD_IP}:${API_PORT}"
         if job.topology.backend == "rpc" and cmd.node > 0:
-            what += f", DP ranks from {job.topology.start_rank(cmd.node)}"
-        lines.append(f"  {cmd.node})  # {what}")
-        lines.append(f"    ROLE={cmd.role}")
-        if cmd.ray is not None:
-            lines += _array("RAY_START", cmd.ray, 2, "    ")
-        if cmd.serve is not None:
-            lines += _array("SERVE", cmd.serve, len(job.entry), "    ")
-        lines.append("    ;;")
-    lines.append('  *) log "error: no command for node $NODE: the job has more nodes than planned"; exit 1 ;;')
-    lines.append("esac")
-    return lines
+            comment += f", DP ranks from {job.topology.start_rank(cmd.node)}"
+        branches.append(
+            {
+                "node": cmd.node,
+                "role": cmd.role,
+                "comment": comment,
+                "ray_start": _word_lines(cmd.ray, 2) if cmd.ray is not None else [],
+                "serve": _word_lines(cmd.serve, len(job.entry)) if cmd.serve is not None else [],
+            }
+        )
+    return branches
 
 
-def _container_block(job: JobScript) -> list[str]:
-    c = job.container
-    assert c is not None
-    mounts = []
-    for volume in c.volumes:
-        mounts += ["-v", volume]
-    env = []
-    for name in c.env_names:
-        env += ["-e", name]
-    load = [
-        f"IMAGE={shlex.quote(c.image)}",
-        'CONTAINER="pvs-${SLURM_JOB_ID}-node${NODE}"  # this job\'s container on this node',
-        'if ! docker image inspect "$IMAGE" >/dev/null 2>&1; then',
-    ]
-    if c.tarball:
-        tarball = shlex.quote(c.tarball)
-        load += [
-            f'  log "loading $IMAGE from {c.tarball}"',
-            f"  case {tarball} in",
-            f"    *.gz|*.tgz) {{ command -v pigz >/dev/null && pigz -dc {tarball} || gzip -dc {tarball}; }} | docker load ;;",
-            f"    *) docker load -i {tarball} ;;",
-            '  esac || { log "error: docker load failed"; exit 1; }',
-        ]
+def _ray_wait(job: JobScript) -> dict[str, object] | None:
+    """How the ray head waits for its cluster before serving (None: not the ray backend)."""
+    topo = job.topology
+    if topo.backend != "ray":
+        return None
+    address = 'address=os.environ["HEAD_IP"] + ":" + os.environ["RAY_PORT"], logging_level="ERROR"'
+    if topo.gpus_per_node:
+        count, target, unit = 'int(ray.cluster_resources().get("GPU", 0))', topo.total_gpus, "GPU(s)"
     else:
-        load += ['  log "pulling $IMAGE"', '  docker pull "$IMAGE" || { log "error: docker pull failed"; exit 1; }']
-    load.append("fi")
-    run = (
-        [
-            "docker",
-            "run",
-            "-d",
-            "--name",
-            Expanded("${CONTAINER}"),
-            "--label",
-            Expanded("pytest-vllm-serve.job=${SLURM_JOB_ID}"),
-        ]
-        + (["--gpus", "all"] if c.gpus else [])
-        + [
-            "--privileged",
-            "--uts=host",
-            "--ipc=host",
-            "--net=host",
-            "--ulimit",
-            "stack=67108864",
-            "--ulimit",
-            "memlock=-1",
-            "--security-opt",
-            "seccomp=unconfined",
-        ]
-        + mounts
-        + ["-e", "NCCL_SOCKET_IFNAME", "-e", "GLOO_SOCKET_IFNAME", "-e", "TP_SOCKET_IFNAME"]
-        + env
-        + ["--entrypoint", "sleep", Expanded("${IMAGE}"), "infinity"]
-    )
-    return load + [
-        "# RDMA devices, where the node has them.",
-        "DEVICES=()",
-        'for dev in /dev/gdrdrv /dev/infiniband/uverbs*; do [ -e "$dev" ] && DEVICES+=(--device "$dev"); done',
-        "NET_IF=$(ip -o -4 route show to default 2>/dev/null | awk '{print $5; exit}')",
-        "export NCCL_SOCKET_IFNAME=${NCCL_SOCKET_IFNAME:-$NET_IF}",
-        "export GLOO_SOCKET_IFNAME=${GLOO_SOCKET_IFNAME:-$NET_IF}",
-        "export TP_SOCKET_IFNAME=${TP_SOCKET_IFNAME:-$NET_IF}",
-        "# Only this job's own container is ever removed; other containers on the node are left alone.",
-        'remove_container() { docker rm -f "$CONTAINER" >/dev/null 2>&1 || true; }',
-        "remove_container",
-        shell_join(tuple(run[:-2]))
-        + ' ${DEVICES[@]+"${DEVICES[@]}"} '
-        + shell_join(tuple(run[-2:]))
-        + ' >/dev/null || { log "error: docker run failed"; exit 1; }',
-        "RUN=(docker exec -e HEAD_IP -e HEAD_NODE -e API_PORT -e RPC_PORT -e RAY_PORT -e MASTER_PORT -e NODE "
-        '${VLLM_HOST_IP:+-e VLLM_HOST_IP} "$CONTAINER")',
-    ]
+        count, target, unit = 'sum(1 for n in ray.nodes() if n["Alive"])', topo.nodes, "node(s)"
+    return {
+        "cli": job.ray,
+        "python": job.python,
+        "check": f"import os, ray; ray.init({address}); print({count})",
+        "target": target,
+        "unit": unit,
+        "tries": RAY_WAIT_TRIES,
+        "interval": RAY_WAIT_INTERVAL,
+    }
+
+
+def _container_values(container: Container | None) -> dict[str, object] | None:
+    """What templates/container.sh is rendered with (None: no container)."""
+    if container is None:
+        return None
+    return {
+        "image": container.image,
+        "tarball": container.tarball,
+        "compressed": bool(container.tarball and container.tarball.endswith((".gz", ".tgz"))),
+        "gpus": container.gpus,
+        "volumes": container.volumes,
+        "env_names": container.env_names,
+    }
 
 
 def node_script(job: JobScript) -> str:
-    """The script every node runs (as one task of the srun step)."""
-    commands = node_commands(job)
-    topo = job.topology
-    lines = [
-        "set -uo pipefail",
-        "NODE=${SLURM_NODEID:?}  # this node's rank in the job, read here on the node itself",
-        "export NODE",
-        'log() { echo "[$(date +%Y-%m-%dT%H:%M:%S)][node $NODE $(hostname -s)] $*"; }',
-        "# This node's own address, as SLURM has it (NodeAddr): the engines here run on it.",
-        "SELF_NODE=${SLURMD_NODENAME:-$(hostname -s)}",
-        "SELF_ADDR=$(scontrol show node -o \"$SELF_NODE\" 2>/dev/null | tr ' ' '\\n' | sed -n 's/^NodeAddr=//p')",
-        'log "node ${SELF_NODE} at ${SELF_ADDR:-unknown address}; head ${HEAD_NODE} (${HEAD_IP}), API port ${API_PORT}"',
-        "# vLLM advertises this node to the others at VLLM_HOST_IP, else at the source address of its",
-        "# default route (0.0.0.0 on a node without one, which the other nodes cannot reach).",
-        'if [ -z "${VLLM_HOST_IP:-}" ] && [ -n "$SELF_ADDR" ]; then',
-        "  VLLM_HOST_IP=$(getent ahostsv4 \"$SELF_ADDR\" | awk '{print $1; exit}')",
-        "  export VLLM_HOST_IP",
-        "fi",
-        "RUN=()  # prefix that runs a command in this node's container, if any",
-        "NSYS=()",
-    ]
-    if job.container is not None:
-        lines += _container_block(job)
-    if job.nsys_dir:
-        lines += [
-            f"NSYS_DIR={shlex.quote(job.nsys_dir)}",
-            'mkdir -p "$NSYS_DIR"',
-            "NSYS=(" + shell_join(("nsys", *NSYS_ARGS, "-o", NSYS_OUTPUT)) + ")",
-        ]
-    lines += ["RAY_START=()", "SERVE=()"]
-    lines += _case_block(job, commands)
-    wait_ray: list[str] = []
-    if topo.backend == "ray":
-        address = 'address=os.environ["HEAD_IP"] + ":" + os.environ["RAY_PORT"], logging_level="ERROR"'
-        if topo.gpus_per_node:
-            count = 'int(ray.cluster_resources().get("GPU", 0))'
-            target, unit = topo.total_gpus, "GPU(s)"
-        else:
-            count = 'sum(1 for n in ray.nodes() if n["Alive"])'
-            target, unit = topo.nodes, "node(s)"
-        check = f"import os, ray; ray.init({address}); print({count})"
-        wait_ray = [
-            "wait_for_ray() {",
-            f'  log "waiting for the ray cluster to reach {target} {unit}"',
-            f"  for _ in $(seq 1 {RAY_WAIT_TRIES}); do",
-            f'    have=$(${{RUN[@]+"${{RUN[@]}}"}} {shlex.quote(job.python)} -c {shlex.quote(check)} 2>/dev/null | tail -n 1)',
-            f'    [ "${{have:-0}}" -ge {target} ] 2>/dev/null && return 0',
-            '    kill -0 "$RAY_PID" 2>/dev/null || { log "error: the ray head exited"; return 1; }',
-            f"    sleep {RAY_WAIT_INTERVAL}",
-            "  done",
-            f'  log "error: the ray cluster did not reach {target} {unit} in {RAY_WAIT_TRIES * RAY_WAIT_INTERVAL} s"',
-            "  return 1",
-            "}",
-        ]
-    finish = [
-        "PID= RAY_PID=",
-        "# Stops what this node started, then exits with $1.",
-        "finish() {",
-        "  trap '' TERM INT  # a second signal must not cut the cleanup short",
-    ]
-    if job.nsys_dir:
-        finish += [
-            f"  # nsys writes its report on SIGINT; give it up to {NSYS_FINALIZE_SECONDS} s.",
-            '  if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then',
-            '    if [ ${#RUN[@]} -gt 0 ]; then "${RUN[@]}" pkill -INT -f "^nsys profile"; else kill -INT "$PID"; fi 2>/dev/null',
-            f'    for _ in $(seq 1 {NSYS_FINALIZE_SECONDS * 5}); do kill -0 "$PID" 2>/dev/null || break; sleep 0.2; done',
-            "  fi",
-        ]
-    if job.container is not None:
-        finish.append(f'  docker stop -t {STOP_GRACE_SECONDS} "$CONTAINER" >/dev/null 2>&1')
-    finish += [
-        '  for pid in $PID $RAY_PID; do kill -TERM -- "-$pid" 2>/dev/null; done',
-        f"  for _ in $(seq 1 {STOP_GRACE_SECONDS * 5}); do kill -0 $PID $RAY_PID 2>/dev/null || break; sleep 0.2; done",
-        '  for pid in $PID $RAY_PID; do kill -KILL -- "-$pid" 2>/dev/null; done',
-    ]
-    if topo.backend == "ray" and job.container is None:
-        finish.append("  " + shlex.quote(job.ray) + " stop --force >/dev/null 2>&1")
-    if job.container is not None:
-        finish.append("  remove_container")
-    finish += [
-        '  exit "$1"',
-        "}",
-        "trap 'log \"stopping\"; finish 143' TERM INT",
-    ]
-    body = [
-        "# Each process runs in its own process group, so finish() reaches all of its children.",
-        "if [ ${#RAY_START[@]} -gt 0 ]; then",
-        '  log "starting ray ($ROLE)"',
-        '  setsid ${RUN[@]+"${RUN[@]}"} "${RAY_START[@]}" &',
-        "  RAY_PID=$!",
-        "fi",
-        "if [ ${#SERVE[@]} -gt 0 ]; then",
-    ]
-    if topo.backend == "ray":
-        body.append("  wait_for_ray || finish 1")
-    body += [
-        '  log "starting vLLM ($ROLE)"',
-        '  setsid ${RUN[@]+"${RUN[@]}"} ${NSYS[@]+"${NSYS[@]}"} "${SERVE[@]}" &',
-        "  PID=$!",
-        "else",
-        "  PID=$RAY_PID",
-        "fi",
-        'wait "$PID"',
-        "status=$?",
-        'log "the server process exited with status $status"',
-        "# A server never ends by itself: any exit is a failure, so the step and the job end.",
-        '[ "$status" -ne 0 ] || status=1',
-        'finish "$status"',
-    ]
-    return "\n".join(lines + wait_ray + finish + body) + "\n"
+    """The script every node runs (as one task of the srun step): templates/node.sh."""
+    return _render(
+        "node.sh",
+        container=_container_values(job.container),
+        nsys_dir=job.nsys_dir,
+        nsys_argv=("nsys", *NSYS_ARGS, "-o", NSYS_OUTPUT),
+        commands=_branches(job, node_commands(job)),
+        ray=_ray_wait(job),
+        nsys_finalize_seconds=NSYS_FINALIZE_SECONDS,
+        stop_grace_seconds=STOP_GRACE_SECONDS,
+    )
 
 
 #: The node script's line when a node's own server process ends (``finish`` after ``wait``).
@@ -460,97 +358,26 @@ def first_exit(node_logs: dict[int, list[str]]) -> str | None:
     return text
 
 
-def _header(job: JobScript, sbatch_line: str) -> list[str]:
-    topo = job.topology
-    lines = [
-        "#!/bin/bash",
-        "# pytest-vllm-serve: one vLLM server as a SLURM job.",
-    ]
-    if job.title:
-        lines.append(f"#   spec:     {job.title}")
-    lines += [
-        f"#   topology: {topo.describe()}",
-        f"#   submit:   {sbatch_line}",
-        "#   or, inside an allocation (salloc): bash THIS_FILE",
-        "# One srun step runs NODE_SCRIPT on every node; each node picks its command by its own",
-        "# SLURM_NODEID. Logs: node<N>.log (one per node) and batch-<job id>.log next to this file.",
-        f"#SBATCH --job-name={job.job_name}",
-        f"#SBATCH --nodes={topo.nodes}",
-        "#SBATCH --ntasks-per-node=1",
-    ]
-    if not re.search(r"\s", job.job_dir):
-        lines.append(f"#SBATCH --output={job.job_dir}/batch-%j.log")
-    return lines
-
-
 def render_script(job: JobScript, sbatch_line: str = "sbatch --parsable THIS_FILE") -> str:
-    """The whole batch script."""
+    """The whole batch script: templates/batch.sh, with the node script in it."""
     topo = job.topology
-    offset = f"(SLURM_JOB_ID + PORT_SEQUENCE) % {PORT_SPREAD}"
-    ports = [f"{name}=$(({base} + OFFSET))" for name, base in PORT_BASES.items()]
-    srun = (
-        [
-            "srun",
-            "--nodes=$NNODES",
-            "--ntasks-per-node=1",
-            "--kill-on-bad-exit=1",
-            f"--job-name={shlex.quote(job.job_name)}",
-            '--output="$JOB_DIR/node%n.log"',
-        ]
-        + [shlex.quote(o) for o in job.srun_options]
-        + ['bash -c "$NODE_SCRIPT"']
+    return _render(
+        "batch.sh",
+        title=job.title,
+        topology=topo.describe(),
+        sbatch_line=sbatch_line,
+        job_name=job.job_name,
+        nodes=topo.nodes,
+        # sbatch's --output cannot hold whitespace; then sbatch_argv's option names the file.
+        output=None if re.search(r"\s", job.job_dir) else f"{job.job_dir}/batch-%j.log",
+        job_dir=job.job_dir,
+        gpus_per_node=topo.gpus_per_node or "",
+        port_sequence=job.port_sequence,
+        port_spread=PORT_SPREAD,
+        ports=PORT_BASES,
+        node_script=node_script(job).rstrip("\n"),
+        srun_options=job.srun_options,
     )
-    gpus = str(topo.gpus_per_node) if topo.gpus_per_node else ""
-    lines = _header(job, sbatch_line) + [
-        "set -euo pipefail",
-        "",
-        f"JOB_DIR={shlex.quote(job.job_dir)}",
-        f"NNODES={topo.nodes}",
-        f"GPUS_PER_NODE={gpus}  # empty: CPU nodes",
-        f"PORT_SEQUENCE={job.port_sequence}",
-        "export JOB_DIR NNODES GPUS_PER_NODE",
-        'log() { echo "[$(date +%Y-%m-%dT%H:%M:%S)][batch] $*"; }',
-        'die() { log "error: $*"; exit 1; }',
-        "",
-        '[ -n "${SLURM_JOB_ID:-}" ] || die "not inside a SLURM job. fix: submit it with sbatch, or run it inside salloc"',
-        '[ "${SLURM_JOB_NUM_NODES:-0}" -eq "$NNODES" ] || die "the job has ${SLURM_JOB_NUM_NODES:-0} node(s) '
-        'but was planned for $NNODES. fix: ask for --nodes=$NNODES"',
-        'if [ -n "$GPUS_PER_NODE" ] && [ -n "${SLURM_GPUS_ON_NODE:-}" ] && [ "$SLURM_GPUS_ON_NODE" -ne "$GPUS_PER_NODE" ]; then',
-        '  die "a node has $SLURM_GPUS_ON_NODE GPU(s) but the plan needs $GPUS_PER_NODE. fix: ask for --gpus-per-node=$GPUS_PER_NODE"',
-        "fi",
-        "",
-        "# The head is the job's first node; its address is the one SLURM uses for it (NodeAddr).",
-        "node_address() {",
-        "  local addr",
-        "  addr=$(scontrol show node -o \"$1\" | tr ' ' '\\n' | sed -n 's/^NodeAddr=//p')",
-        "  getent ahostsv4 \"${addr:-$1}\" | awk '{print $1; exit}'",
-        "}",
-        'HEAD_NODE=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
-        'HEAD_IP=$(node_address "$HEAD_NODE")',
-        '[ -n "$HEAD_IP" ] || die "cannot resolve the head node $HEAD_NODE to an IPv4 address"',
-        "# Ports derive from the job id, so concurrent jobs do not collide.",
-        f"OFFSET=$(({offset}))",
-        *ports,
-        "export HEAD_NODE HEAD_IP " + " ".join(PORT_BASES),
-        'log "job ${SLURM_JOB_ID}: nodes $(scontrol show hostnames "$SLURM_JOB_NODELIST" | paste -sd " "), '
-        'head ${HEAD_NODE} (${HEAD_IP}), API port ${API_PORT}"',
-        "",
-        "NODE_SCRIPT=$(cat <<'NODE_SCRIPT_END'",
-        node_script(job).rstrip("\n"),
-        "NODE_SCRIPT_END",
-        ")",
-        "",
-        " ".join(srun) + " &",
-        "STEP=$!",
-        'trap \'log "stopping"; kill -TERM "$STEP" 2>/dev/null; wait "$STEP"; exit 143\' TERM INT',
-        "set +e",
-        'wait "$STEP"',
-        "status=$?",
-        'log "the server step ended with status $status"',
-        '[ "$status" -ne 0 ] || status=1',
-        'exit "$status"',
-    ]
-    return "\n".join(lines) + "\n"
 
 
 def sbatch_argv(script_path: str, job_dir: str, user_options: tuple[str, ...]) -> list[str]:
