@@ -1,7 +1,9 @@
 """Serving metrics with ``vllm bench serve``'s exact definitions, and a few beside them.
 
 The package's modules: common (constants), stats, per_request, compute (the point's
-metrics), names, vllm_result (vLLM's result file) and goodput. Pure functions over :class:`~pytest_vllm_serve.bench.records.RequestRecord` lists: no I/O,
+metrics), names, vllm_result (vLLM's result file), goodput, intervals (medians and
+bootstrap confidence intervals over repeats) and steady (the steady-state window). Pure
+functions over :class:`~pytest_vllm_serve.bench.records.RequestRecord` lists: no I/O,
 no clock. The formulas are those of ``vllm.benchmarks.serve.calculate_metrics`` and
 ``benchmark()`` (numpy mean, population std, median, linear-interpolation
 percentiles), so the numbers can be compared with ``vllm bench serve`` one to one.
@@ -34,6 +36,16 @@ from pytest_vllm_serve.bench.metrics.compute import (
     series_samples,
 )
 from pytest_vllm_serve.bench.metrics.goodput import format_goodput, format_number, parse_goodput, parse_number
+from pytest_vllm_serve.bench.metrics.intervals import (
+    DEFAULT_CONFIDENCE,
+    DEFAULT_RESAMPLES,
+    Difference,
+    Interval,
+    coefficient_of_variation,
+    difference,
+    over_repeats,
+    over_requests,
+)
 from pytest_vllm_serve.bench.metrics.names import (
     METRIC_DIRECTIONS,
     SCALAR_DIRECTIONS,
@@ -59,10 +71,13 @@ from pytest_vllm_serve.bench.metrics.per_request import (
     request_ttft,
 )
 from pytest_vllm_serve.bench.metrics.stats import Stats, compute_stats, percentile_label, validate_percentiles
+from pytest_vllm_serve.bench.metrics.steady import request_end, steady_state, window_duration
 from pytest_vllm_serve.bench.metrics.vllm_result import DETAILED_KEYS, to_vllm_result
 
 __all__ = [
+    "DEFAULT_CONFIDENCE",
     "DEFAULT_PERCENTILES",
+    "DEFAULT_RESAMPLES",
     "DETAILED_KEYS",
     "EXTRA_SERIES",
     "GOODPUT_METRICS",
@@ -73,12 +88,16 @@ __all__ = [
     "VLLM_SERIES",
     "AllRequestsFailedError",
     "BenchmarkMetrics",
+    "Difference",
     "Direction",
+    "Interval",
     "Stats",
     "TokenCounter",
+    "coefficient_of_variation",
     "compute_metrics",
     "compute_stats",
     "describe_metric_names",
+    "difference",
     "exact_peak_concurrency",
     "failure_reason",
     "format_goodput",
@@ -90,18 +109,23 @@ __all__ = [
     "metric_values",
     "none_items",
     "output_len",
+    "over_repeats",
+    "over_requests",
     "parse_goodput",
     "parse_number",
     "parse_series_metric",
     "per_token_itl",
     "percentile_label",
+    "request_end",
     "request_latency",
     "request_tpot",
     "request_ttft",
     "series_metric_names",
     "series_samples",
     "stats_items",
+    "steady_state",
     "suggest_metric",
     "to_vllm_result",
     "validate_percentiles",
+    "window_duration",
 ]
