@@ -1,7 +1,7 @@
 """Sending one process's share of a run: the jobs, each at its due time, under the cap.
 
-Both the single-process run (``loadgen``) and each client process of a multi-process
-run (``loadworker``) drive their jobs with :func:`drive`; everything a send needs is
+Both the single-process run (``generator.py``) and each client process of a multi-process
+run (``worker.py``) drive their jobs with :func:`drive`; everything a send needs is
 prepared before the clock starts (bodies encoded, connections opened).
 """
 
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -88,7 +88,7 @@ class Job:
     body: bytes
 
 
-def prepare(options: RequestOptions, jobs: list[tuple[int, Prompt, float]]) -> list[Job]:
+def prepare(options: RequestOptions, jobs: Sequence[tuple[int, Prompt, float]]) -> list[Job]:
     """Encode every request body (done before the clock starts)."""
     return [Job(index, prompt, offset, options.encode(prompt)) for index, prompt, offset in jobs]
 
@@ -139,32 +139,27 @@ async def drive(
     requests in flight are cancelled and recorded as failed with that reason, and
     the ones not yet sent are recorded as not sent.
     """
-    clock = time.perf_counter
-    records: dict[int, RequestRecord] = {}
+    sender = _Sender(client, options, slots, on_done, activity)
+    dispatch = asyncio.create_task(sender.dispatch(jobs, t0))
+    reason = await _wait(dispatch, sender.tasks, abort)
+    return _outcome(jobs, sender.records, t0, time.perf_counter(), reason)
 
-    async def one(record: RequestRecord, body: bytes) -> RequestRecord:
-        if slots is None:
-            await measured(record, body)
-        else:
-            async with slots:
-                await measured(record, body)
-        if on_done is not None:
-            on_done(record)
-        return record
 
-    async def measured(record: RequestRecord, body: bytes) -> None:
-        if activity is None:
-            await send(client, options, body, record)
-            return
-        activity.started(clock())
-        try:
-            await send(client, options, body, record, activity)
-        finally:
-            activity.ended()
+@dataclass
+class _Sender:
+    """One :func:`drive`'s sends: what each needs, and the records and tasks made so far."""
 
-    tasks: list[asyncio.Task] = []
+    client: httpx.AsyncClient
+    options: RequestOptions
+    slots: Slots | None
+    on_done: Callable[[RequestRecord], None] | None
+    activity: Activity | None
+    records: dict[int, RequestRecord] = field(default_factory=dict)
+    tasks: list[asyncio.Task[RequestRecord]] = field(default_factory=list)
 
-    async def dispatch() -> None:
+    async def dispatch(self, jobs: list[Job], t0: float) -> None:
+        """Start each job's request at its due time, then wait for them all."""
+        clock = time.perf_counter
         for job in jobs:
             due = t0 + job.offset
             delay = due - clock()
@@ -181,30 +176,62 @@ async def drive(
                 prompt_len=job.prompt.prompt_len,
                 expected_output_len=job.prompt.output_len,
             )
-            records[job.index] = record
-            tasks.append(asyncio.create_task(one(record, job.body)))
-            await asyncio.sleep(0)  # let it reach the wire (see above)
-        await asyncio.gather(*tasks)
+            self.records[job.index] = record
+            self.tasks.append(asyncio.create_task(self.one(record, job.body)))
+            await asyncio.sleep(0)  # let it reach the wire (see drive)
+        await asyncio.gather(*self.tasks)
 
-    sender = asyncio.create_task(dispatch())
-    reason = None
-    if abort is None:
-        await sender
-    else:
-        while not sender.done():
-            await asyncio.wait([sender], timeout=0.5)
-            if not sender.done():
-                reason = abort()
-                if reason:
-                    break
-        if reason:
-            sender.cancel()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(sender, *tasks, return_exceptions=True)
+    async def one(self, record: RequestRecord, body: bytes) -> RequestRecord:
+        """One request, under a slot of the cap when there is one."""
+        if self.slots is None:
+            await self.measured(record, body)
         else:
-            await sender
-    stopped = clock()
+            async with self.slots:
+                await self.measured(record, body)
+        if self.on_done is not None:
+            self.on_done(record)
+        return record
+
+    async def measured(self, record: RequestRecord, body: bytes) -> None:
+        """Send it, counted in ``activity`` (when there is one) while it is in flight."""
+        if self.activity is None:
+            await send(self.client, self.options, body, record)
+            return
+        self.activity.started(time.perf_counter())
+        try:
+            await send(self.client, self.options, body, record, self.activity)
+        finally:
+            self.activity.ended()
+
+
+async def _wait(
+    dispatch: asyncio.Task[None], tasks: list[asyncio.Task[RequestRecord]], abort: Abort | None
+) -> str | None:
+    """Wait for the sends to end, polling ``abort`` twice a second; on its first reason,
+    cancel the sends and the requests in flight and return it."""
+    if abort is None:
+        await dispatch
+        return None
+    reason = None
+    while not dispatch.done():
+        await asyncio.wait([dispatch], timeout=0.5)
+        if not dispatch.done():
+            reason = abort()
+            if reason:
+                dispatch.cancel()
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(dispatch, *tasks, return_exceptions=True)
+                return reason
+    await dispatch
+    return reason
+
+
+def _outcome(
+    jobs: list[Job], records: dict[int, RequestRecord], t0: float, stopped: float, reason: str | None
+) -> list[RequestRecord]:
+    """A record per job, in job order: one never sent is recorded as not sent, and one the
+    abort cancelled in flight ends at ``stopped``, failed with the reason."""
     out = []
     for job in jobs:
         record = records.get(job.index)
