@@ -33,13 +33,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from vllm_bench import bench_serve_argv  # benchmarks/, next to this script
+
 from pytest_vllm_serve.bench.client import Prompt, RequestOptions
 from pytest_vllm_serve.bench.loadgen.generator import LoadPlan, run_load
 from pytest_vllm_serve.bench.schedule import Schedule
 from pytest_vllm_serve.serving.models import ensure_tiny_model
 from pytest_vllm_serve.tools.latency_server import running
-
-HERE = Path(__file__).resolve().parent
 
 
 @dataclass
@@ -77,40 +77,9 @@ def ours(url: str, concurrency: int, n: int, tokens: int) -> Run:
 def theirs(url: str, concurrency: int, n: int, tokens: int, tokenizer: str) -> Run:
     with tempfile.TemporaryDirectory() as out:
         proc = subprocess.run(
-            [
-                sys.executable,
-                str(HERE / "vllm_bench.py"),
-                "bench",
-                "serve",
-                "--backend",
-                "openai",
-                "--endpoint",
-                "/v1/completions",
-                "--base-url",
-                url,
-                "--model",
-                "latency-server",
-                "--tokenizer",
-                tokenizer,
-                "--dataset-name",
-                "random",
-                "--random-input-len",
-                "4",
-                "--random-output-len",
-                str(tokens),
-                "--num-prompts",
-                str(n),
-                "--max-concurrency",
-                str(concurrency),
-                "--ignore-eos",
-                "--num-warmups",
-                "2",
-                "--save-result",
-                "--save-detailed",
-                "--result-dir",
-                out,
-                "--disable-tqdm",
-            ],
+            bench_serve_argv(
+                url, tokenizer, n, tokens, out, "--max-concurrency", str(concurrency), "--num-warmups", "2"
+            ),
             capture_output=True,
             text=True,
         )

@@ -28,14 +28,13 @@ import time
 from pathlib import Path
 
 import psutil
+from vllm_bench import bench_serve_argv  # benchmarks/, next to this script
 
 from pytest_vllm_serve.bench.client import Prompt, RequestOptions
 from pytest_vllm_serve.bench.loadgen.generator import LoadPlan, run_load
 from pytest_vllm_serve.bench.schedule import Schedule
 from pytest_vllm_serve.serving.models import ensure_tiny_model
 from pytest_vllm_serve.tools.latency_server import running
-
-HERE = Path(__file__).resolve().parent
 
 
 def judge(send_times: list[float], rate: float) -> tuple[float, float]:
@@ -63,40 +62,7 @@ def ours(url: str, rate: float, n: int, processes: int) -> tuple[list[float], fl
 
 def theirs(url: str, rate: float, n: int, tokenizer: str) -> tuple[list[float], float, int]:
     with tempfile.TemporaryDirectory() as out:
-        argv = [
-            sys.executable,
-            str(HERE / "vllm_bench.py"),
-            "bench",
-            "serve",
-            "--backend",
-            "openai",
-            "--endpoint",
-            "/v1/completions",
-            "--base-url",
-            url,
-            "--model",
-            "latency-server",
-            "--tokenizer",
-            tokenizer,
-            "--dataset-name",
-            "random",
-            "--random-input-len",
-            "4",
-            "--random-output-len",
-            "1",
-            "--num-prompts",
-            str(n),
-            "--request-rate",
-            str(rate),
-            "--burstiness",
-            "inf",
-            "--ignore-eos",
-            "--save-result",
-            "--save-detailed",
-            "--result-dir",
-            out,
-            "--disable-tqdm",
-        ]
+        argv = bench_serve_argv(url, tokenizer, n, 1, out, "--request-rate", str(rate), "--burstiness", "inf")
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         ps = psutil.Process(proc.pid)
         cpu_start = None
