@@ -268,7 +268,7 @@ def over_requests(
 def _relative(new: FloatArray, old: FloatArray) -> FloatArray:
     """(new - old) / |old| * 100; +-inf where old is 0 and new differs, 0 where both are 0."""
     change = new - old
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         out: FloatArray = np.where(old != 0, change / np.abs(old) * 100, np.sign(change) * np.inf)
     out[change == 0] = 0.0
     return out
