@@ -257,9 +257,59 @@ OPTIONS: tuple[Opt, ...] = (
     Opt("vllm-seed", "Seed for prompts and arrival times. Default 42.", default=FIELD, metavar="N"),
     Opt(
         "vllm-warmup",
-        "Warmup requests before each point, excluded from every metric. Default 2.",
+        "Warmup requests before each measured phase, excluded from every metric: a number, or auto "
+        "(enough to fill the point's concurrency once: its concurrency cap, else its prompts, at most 16). "
+        "Default auto.",
+        default="auto",
+        metavar="N|auto",
+    ),
+    Opt(
+        "vllm-prompts-per-concurrency",
+        "A point capped at concurrency C sends at least K x C prompts (more than --vllm-num-prompts when "
+        "that is too few to keep C requests in flight). 0 turns it off. Default 5.",
+        default=FIELD,
+        metavar="K",
+    ),
+    Opt(
+        "vllm-duration",
+        "Seconds of sending per point: prompts are sent at the point's schedule (and reused in order) until "
+        "then, instead of a fixed count; the count is recorded. Default: off (a fixed count).",
+        metavar="SECONDS",
+    ),
+    Opt(
+        "vllm-repeats",
+        "Measure each benchmark point N times on the same server; the point reports the median of each "
+        "metric with its 95 % confidence interval and CV, and the gate tells noise from a regression. Default 1.",
         default=FIELD,
         metavar="N",
+    ),
+    Opt(
+        "vllm-repeat-order",
+        "With --vllm-repeats: interleaved (every point once, then every point again: drift spreads over all "
+        "points) or grouped (a point's repeats back to back). Default interleaved.",
+        default=FIELD,
+        metavar="interleaved|grouped",
+    ),
+    Opt(
+        "vllm-min-duration",
+        "A point whose measured phase is shorter than this many seconds is marked unstable. Default 10.",
+        default=FIELD,
+        metavar="SECONDS",
+    ),
+    Opt(
+        "vllm-max-cv",
+        "A repeated point whose key metrics vary more than this (coefficient of variation, percent) between "
+        "repeats is marked unstable. Default 5.",
+        default=FIELD,
+        metavar="PERCENT",
+    ),
+    Opt(
+        "vllm-reset-prefix-cache",
+        "POST /reset_prefix_cache before each measured phase, so no point profits from the last one's cache: "
+        "on, off, or auto (on for servers the plugin launches, which then run with VLLM_SERVER_DEV_MODE=1; "
+        "off for --vllm-url). Each point records whether the reset happened. Default auto.",
+        default=FIELD,
+        metavar="auto|on|off",
     ),
     Opt(
         "vllm-endpoint",
@@ -350,6 +400,19 @@ OPTIONS: tuple[Opt, ...] = (
         "Fail a point that regresses against --vllm-baseline. Example: "
         '--vllm-fail-on "p99_ttft_ms:+10%,output_throughput:-5%"',
         metavar="RULES",
+    ),
+    Opt(
+        "vllm-gate-confidence",
+        "With repeats on either side, --vllm-fail-on fails a point only when the change is beyond its threshold "
+        "and this confidence interval of the difference excludes zero. Default 0.95.",
+        default=FIELD,
+        metavar="P",
+    ),
+    Opt(
+        "vllm-fail-on-undecided",
+        "Also fail a point that is too noisy to decide at its threshold (the interval of the difference is "
+        "wider than the threshold); by default it is reported as undecided, with the repeats it needs.",
+        flag=True,
     ),
     Opt("vllm-no-plots", "Do not draw the per-suite PNG plots at the end of the session.", flag=True),
     Opt(
@@ -581,17 +644,19 @@ def bench_settings(config: pytest.Config) -> BenchSettings:
     if fail_on and not baseline:
         raise ConfigError("--vllm-fail-on needs --vllm-baseline FILE (the results of the run to compare with)")
     tokenizer, dataset = path_option(config, "vllm_tokenizer"), path_option(config, "vllm_dataset_path")
-    timeout, goodput = get("vllm_request_timeout"), get("vllm_goodput")
+    timeout, goodput, prompts_per = (
+        get("vllm_request_timeout"),
+        get("vllm_goodput"),
+        get("vllm_prompts_per_concurrency"),
+    )
     return BenchSettings(
-        sweep_rate=_int_list("vllm_sweep_rate", get("vllm_sweep_rate"), allow_inf=True),
-        sweep_concurrency=tuple(int(v) for v in _int_list("vllm_sweep_concurrency", get("vllm_sweep_concurrency"))),
-        sweep_input_len=tuple(int(v) for v in _int_list("vllm_sweep_input_len", get("vllm_sweep_input_len"))),
-        sweep_output_len=tuple(int(v) for v in _int_list("vllm_sweep_output_len", get("vllm_sweep_output_len"))),
+        **_sweeps(get),
         num_prompts=_number("vllm_num_prompts", get("vllm_num_prompts"), int),
         input_len=_number("vllm_input_len", get("vllm_input_len"), int),
         output_len=_number("vllm_output_len", get("vllm_output_len"), int),
         seed=_number("vllm_seed", get("vllm_seed"), int, positive=False),
-        warmup=_number("vllm_warmup", get("vllm_warmup"), int, positive=False),
+        warmup_requests=_auto_or_number("vllm_warmup", get("vllm_warmup")),
+        prompts_per_concurrency=_number("vllm_prompts_per_concurrency", prompts_per, int, positive=False),
         endpoint=endpoint,
         burstiness=burstiness,
         processes=None if processes == "auto" else _number("vllm_client_processes", processes, int),
@@ -614,7 +679,55 @@ def bench_settings(config: pytest.Config) -> BenchSettings:
         plots=not get("vllm_no_plots"),
         progress_interval=_number("vllm_progress_interval", get("vllm_progress_interval"), float),
         given=given,
+        **_noise_settings(get),
     )
+
+
+def _sweeps(get: Callable[[str], Any]) -> dict[str, Any]:
+    """The four sweeps' grids."""
+    return {
+        "sweep_rate": _int_list("vllm_sweep_rate", get("vllm_sweep_rate"), allow_inf=True),
+        "sweep_concurrency": tuple(int(v) for v in _int_list("vllm_sweep_concurrency", get("vllm_sweep_concurrency"))),
+        "sweep_input_len": tuple(int(v) for v in _int_list("vllm_sweep_input_len", get("vllm_sweep_input_len"))),
+        "sweep_output_len": tuple(int(v) for v in _int_list("vllm_sweep_output_len", get("vllm_sweep_output_len"))),
+    }
+
+
+def _noise_settings(get: Callable[[str], Any]) -> dict[str, Any]:
+    """The options that make numbers hold still: repeats, the noise-aware gate, stability marks,
+    duration-bounded points and the prefix-cache reset."""
+    order, reset = str(get("vllm_repeat_order")).lower(), str(get("vllm_reset_prefix_cache")).lower()
+    if order not in ("interleaved", "grouped"):
+        raise ConfigError(f"--vllm-repeat-order must be interleaved or grouped, got {order!r}")
+    if reset not in ("auto", "on", "off"):
+        raise ConfigError(f"--vllm-reset-prefix-cache must be auto, on or off, got {reset!r}")
+    confidence = _number("vllm_gate_confidence", get("vllm_gate_confidence"), float)
+    if not 0 < confidence < 1:
+        raise ConfigError(f"--vllm-gate-confidence must be between 0 and 1 (e.g. 0.95), got {confidence!r}")
+    max_cv = _number("vllm_max_cv", get("vllm_max_cv"), float)
+    if not 0 < max_cv <= 100:
+        raise ConfigError(f"--vllm-max-cv is a percentage in (0, 100], e.g. 5, got {max_cv!r}")
+    duration = get("vllm_duration")
+    return {
+        "repeats": _number("vllm_repeats", get("vllm_repeats"), int),
+        "repeat_order": order,
+        "gate_confidence": confidence,
+        "fail_on_undecided": bool(get("vllm_fail_on_undecided")),
+        "min_duration": _not_negative("vllm_min_duration", get("vllm_min_duration")),
+        "max_cv": max_cv,
+        "duration": _number("vllm_duration", duration, float) if duration else None,
+        "reset_prefix_cache": reset,
+    }
+
+
+def _auto_or_number(dest: str, value: Any) -> int | None:
+    """``auto`` (None) or a number of at least 0."""
+    if str(value).strip().lower() == "auto":
+        return None
+    try:
+        return _number(dest, value, int, positive=False)
+    except ConfigError:
+        raise ConfigError(f"--{BY_DEST[dest].name} must be a number or auto, got {value!r}") from None
 
 
 def _not_negative(dest: str, value: Any) -> float:

@@ -119,3 +119,21 @@ def target_rate(schedule: Schedule, offsets: list[float]) -> float:
         return schedule.rate
     span = offsets[-1] - offsets[0] if len(offsets) > 1 else 0.0
     return (len(offsets) - 1) / span if span > 0 else math.inf
+
+
+#: --vllm-duration: at most this many requests per point, and, under a cap, as many as one
+#: request per slot every 10 ms would send (a point that is faster still ends early, and says so).
+DURATION_MAX_REQUESTS = 200_000
+DURATION_REQUESTS_PER_SLOT_SECOND = 100
+
+
+def requests_for_duration(schedule: Schedule, seconds: float, prompts: int) -> int | None:
+    """How many requests to plan for ``seconds`` of sending at ``schedule`` (at least ``prompts``),
+    or None where a duration does not apply: an uncapped rate-inf point sends all at once."""
+    if math.isfinite(schedule.rate):
+        wanted = math.ceil(schedule.rate * seconds) + 1
+    elif schedule.max_concurrency:
+        wanted = math.ceil(seconds * schedule.max_concurrency * DURATION_REQUESTS_PER_SLOT_SECOND)
+    else:
+        return None
+    return min(DURATION_MAX_REQUESTS, max(prompts, wanted))

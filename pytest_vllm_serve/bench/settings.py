@@ -22,7 +22,9 @@ class BenchSettings:
     input_len: int = 512
     output_len: int = 256
     seed: int = 42
-    warmup: int = 2
+    warmup_requests: int | None = None  # --vllm-warmup; None: auto (see warmup_for)
+    prompts_per_concurrency: int = 5  # 0: off
+    duration: float | None = None  # seconds of sending per point; None: a fixed count
     endpoint: str = "chat"
     burstiness: float = 1.0
     processes: int | None = None  # None: auto
@@ -37,6 +39,29 @@ class BenchSettings:
     record_metric: str = "ttft"
     baseline: Path | None = None
     fail_on: tuple = ()
+    repeats: int = 1
+    repeat_order: str = "interleaved"  # or "grouped"
+    gate_confidence: float = 0.95
+    fail_on_undecided: bool = False
+    min_duration: float = 10.0  # seconds; a shorter measured phase is unstable
+    max_cv: float = 5.0  # percent; repeats that vary more are unstable
+    reset_prefix_cache: str = "auto"  # auto (launched servers), on, off
     plots: bool = True
     progress_interval: float = 10.0
     given: frozenset[str] = frozenset()  # options set explicitly (CLI or ini), not defaulted
+
+    def prompts_for(self, concurrency: int | None) -> int:
+        """Prompts for a point capped at ``concurrency``: at least --vllm-prompts-per-concurrency
+        times the cap, so that every slot stays busy for more than one request."""
+        if not concurrency or not self.prompts_per_concurrency:
+            return self.num_prompts
+        return max(self.num_prompts, self.prompts_per_concurrency * concurrency)
+
+    def warmup_for(self, max_concurrency: int | None, num_prompts: int) -> int:
+        """Warmup requests for a point: --vllm-warmup N, or (auto) enough to fill the point's
+        concurrency once: its cap, else its prompts, at most 16."""
+        if self.warmup_requests is not None:
+            return self.warmup_requests
+        if max_concurrency:
+            return max_concurrency
+        return max(1, min(num_prompts, 16))

@@ -1,10 +1,11 @@
 """Collection: the marker checks, tests grouped by server spec, the sweep ids, the SLURM dry run,
-and the id a test's results are stored under."""
+the repeats' order, and the id a test's results are stored under."""
 
 from __future__ import annotations
 
 import pytest
 
+from pytest_vllm_serve.bench import repeats
 from pytest_vllm_serve.errors import ConfigError, VllmServeError
 from pytest_vllm_serve.plugin.keys import SESSION_KEY
 from pytest_vllm_serve.session import MARKER
@@ -31,12 +32,38 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
                 problems.append(str(exc))
     if problems:
         raise pytest.UsageError("\n".join(problems))
-    # Group tests by spec so each server starts once; groups keep first-seen order.
+    # Group tests by spec so each server starts once; groups keep first-seen order. Within a
+    # group, the repeats of a point run interleaved (every point once, then again) or grouped.
     group_rank: dict[str, int] = {}
     for key in keyed.values():
         group_rank.setdefault(key, len(group_rank))
-    order = sorted(range(len(items)), key=lambda i: (i in keyed, group_rank.get(keyed.get(i, ""), -1), i))
+    within = _repeat_order(items, vsession.bench.repeat_order == "interleaved")
+    order = sorted(range(len(items)), key=lambda i: (i in keyed, group_rank.get(keyed.get(i, ""), -1), within[i]))
     items[:] = [items[i] for i in order]
+    if vsession.bench.repeats > 1 and config.pluginmanager.hasplugin("xdist"):
+        for item in items:  # with --dist loadgroup, a point's repeats share one xdist worker
+            if repeat_index(item) is not None:
+                item.add_marker(pytest.mark.xdist_group(name=point_id(item)))
+
+
+def repeat_index(item: pytest.Item) -> int | None:
+    """Which repeat of its point a test is (--vllm-repeats), or None."""
+    callspec = getattr(item, "callspec", None)
+    return callspec.params.get(repeats.PARAM) if callspec is not None else None
+
+
+def _repeat_order(items: list[pytest.Item], interleaved: bool) -> list[tuple[int, int]]:
+    """A sort key per item: (repeat, first position of its point) interleaved, else the reverse."""
+    first: dict[str, int] = {}
+    keys = []
+    for index, item in enumerate(items):
+        repeat = repeat_index(item)
+        if repeat is None:
+            keys.append((0, index) if interleaved else (index, 0))
+            continue
+        position = first.setdefault(point_id(item), index)
+        keys.append((repeat, position) if interleaved else (position, repeat))
+    return keys
 
 
 SWEEPS = {
@@ -52,6 +79,7 @@ def _point_id(name: str, value: float) -> str:
     return f"{name}={text}"
 
 
+@pytest.hookimpl(trylast=True)  # after the tests' own parametrize: the repeat comes last in the id
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Sweep fixtures (vllm_rate, vllm_concurrency, vllm_input_len, vllm_output_len): one test id per point."""
     session = metafunc.config.stash.get(SESSION_KEY, None)
@@ -61,6 +89,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         if fixture in metafunc.fixturenames:
             values = list(getattr(session.bench, field))
             metafunc.parametrize(fixture, values, ids=[_point_id(name, v) for v in values])
+    count = session.bench.repeats
+    if count > 1 and "vllm_bench" in metafunc.fixturenames:
+        indices = list(range(1, count + 1))
+        metafunc.parametrize(
+            repeats.PARAM, indices, indirect=True, ids=[repeats.Repeat(i, count).test_id() for i in indices]
+        )
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -92,5 +126,5 @@ def point_id(item: pytest.Item) -> str:
     --vllm-suite or this repository's tests/), so a baseline matches across machines and layouts."""
     module = getattr(getattr(item, "function", None), "__module__", "") or ""
     if module.startswith(SUITES_MODULE):
-        return f"{module.replace('.', '/')}.py::{item.name}"
-    return item.nodeid
+        return repeats.without_repeat(f"{module.replace('.', '/')}.py::{item.name}")
+    return repeats.without_repeat(item.nodeid)

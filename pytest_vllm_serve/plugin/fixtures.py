@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from pytest_vllm_serve.bench.repeats import Repeat
 from pytest_vllm_serve.errors import VllmServeError
 from pytest_vllm_serve.plugin.collection import point_id
 from pytest_vllm_serve.plugin.keys import PROFILE_KEY, SERVER_KEY, SESSION_KEY
@@ -71,7 +72,15 @@ def vllm_bench_settings(vllm_session: VllmSession):
 
 
 @pytest.fixture
-def vllm_bench(request: pytest.FixtureRequest, vllm_server: RunningServer, vllm_session: VllmSession):
+def vllm_repeat(request: pytest.FixtureRequest, vllm_session: VllmSession) -> Repeat:
+    """Which of its point's --vllm-repeats this test measures (1 of 1 without repeats)."""
+    return Repeat(getattr(request, "param", 1), vllm_session.bench.repeats if hasattr(request, "param") else 1)
+
+
+@pytest.fixture
+def vllm_bench(
+    request: pytest.FixtureRequest, vllm_server: RunningServer, vllm_session: VllmSession, vllm_repeat: Repeat
+):
     """Measures one benchmark point against ``vllm_server``: ``vllm_bench.run(workload, schedule)``.
 
     Results go to the session's results dir at once, into pytest-benchmark's JSON
@@ -90,6 +99,7 @@ def vllm_bench(request: pytest.FixtureRequest, vllm_server: RunningServer, vllm_
         progress_writer=terminal_writer(request.config),
         on_point=vllm_session.points.append,
         hooks=_profiling_hooks(request, vllm_server, vllm_session),
+        repeat=vllm_repeat,
     )
 
 

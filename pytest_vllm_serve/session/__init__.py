@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_vllm_serve.bench.prefix_cache import DEV_MODE_ENV
 from pytest_vllm_serve.bench.sinks.results import Baseline, PointRecord, ResultsStore, load_baseline
 from pytest_vllm_serve.config import BenchSettings, Settings
 from pytest_vllm_serve.serving.launchers.base import Launcher
@@ -62,7 +63,9 @@ class VllmSession:
 
     def __post_init__(self) -> None:
         self.profiling = ProfilingWiring(self.settings, self.results_dir)
-        launchers = Launchers(self.settings, self.results_dir, self.profiling)
+        # the prefix-cache reset needs vLLM's dev-mode routes on the servers this session launches
+        dev_mode = DEV_MODE_ENV if self.bench.reset_prefix_cache != "off" else {}
+        launchers = Launchers(self.settings, self.results_dir, self.profiling, extra_env=dev_mode)
         self.starts = ServerStarts(self.settings, launchers, partial(write_line, self.config))
         self.pool = self._make_pool()
         if self.bench.baseline is not None and self.baseline is None:

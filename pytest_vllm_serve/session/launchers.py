@@ -3,6 +3,7 @@ serving/launchers/), with what the profiling options add, for a given owner."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,7 @@ class Launchers:
     settings: Settings
     results_dir: Path
     profiling: ProfilingWiring
+    extra_env: Mapping[str, str] = field(default_factory=dict)  # for every server, e.g. VLLM_SERVER_DEV_MODE
     _docker: dict[int | None, Launcher] = field(default_factory=dict, init=False, repr=False)
 
     @property
@@ -43,7 +45,7 @@ class Launchers:
             self.logs_dir,
             owner_pid=owner_pid,
             extra_args=added.args,
-            extra_env=added.env,
+            extra_env={**added.env, **self.extra_env},
             nsys_dir=self.profiling.nsys_dir if self.settings.nsys else None,  # per node, on the node
         )
 
@@ -65,7 +67,7 @@ class Launchers:
                 session=str(self.results_dir.resolve()),
                 owner_pid=owner_pid,
                 extra_args=added.args,
-                extra_env=dict(added.env),
+                extra_env={**added.env, **self.extra_env},
                 wrap=added.wrap,
             )
         return self._docker[owner_pid]
@@ -79,6 +81,6 @@ class Launchers:
             owner_pid=owner_pid,
             gpu_ledger=GpuLedger(self.settings.results_root / "gpu-ledger.json"),
             extra_args=added.args,
-            extra_env=dict(added.env),
+            extra_env={**added.env, **self.extra_env},
             wrap=added.wrap,
         )

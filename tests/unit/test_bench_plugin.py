@@ -27,6 +27,15 @@ from tests.support.inner_runs import BENCH_POINT, output
         (["--vllm-goodput=latency:5"], "goodput"),
         (["--vllm-endpoint=grpc"], "use chat or completions"),
         (["--vllm-token-ids", "--vllm-no-token-ids"], "--vllm-token-ids and --vllm-no-token-ids contradict"),
+        (["--vllm-repeats=0"], "--vllm-repeats must be positive"),
+        (["--vllm-duration=0"], "--vllm-duration must be positive"),
+        (["--vllm-duration=-5"], "--vllm-duration must be positive"),
+        (["--vllm-max-cv=0"], "--vllm-max-cv must be positive"),
+        (["--vllm-max-cv=150"], "--vllm-max-cv is a percentage in (0, 100]"),
+        (["--vllm-gate-confidence=1.5"], "--vllm-gate-confidence must be between 0 and 1"),
+        (["--vllm-repeat-order=random"], "--vllm-repeat-order must be interleaved or grouped"),
+        (["--vllm-reset-prefix-cache=maybe"], "--vllm-reset-prefix-cache must be auto, on or off"),
+        (["--vllm-warmup=some"], "--vllm-warmup must be a number or auto"),
     ],
 )
 def test_bad_input_fails_before_any_load(pytester, args, message):

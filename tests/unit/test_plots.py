@@ -72,3 +72,37 @@ def test_a_partial_point_gets_a_hollow_ring_and_one_legend_entry(tmp_path):
         store.save_point(p, {})
     (path,) = draw_suite_plots(store)
     assert path.stat().st_size > 10_000
+
+
+def test_repeated_points_get_error_bars_and_unstable_ones_an_orange_ring(tmp_path):
+    import matplotlib
+
+    from pytest_vllm_serve.bench.sinks.plots import UNSTABLE_LABEL, _draw_line, _mark_unstable
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steady, shaky = point(1), point(4)
+    for p in (steady, shaky):
+        value = p.metrics["median_ttft_ms"]
+        p.repeats = {
+            "n": 3,
+            "metrics": {"median_ttft_ms": {"median": value, "ci_low": value - 1, "ci_high": value + 2}},
+        }
+    shaky.stability = {"stable": False, "reasons": ["too short"]}
+    fig, axes = plt.subplots(1, 4)
+    _mark_unstable(axes, [steady, shaky], [1.0, 4.0])
+    rings = [line for axis in axes for line in axis.get_lines() if line.get_label() == UNSTABLE_LABEL]
+    assert rings and all(list(r.get_xdata()) == [4.0] for r in rings)
+    plt.close(fig)
+    fig, axes = plt.subplots(1, 4)
+    _draw_line(axes, (), [steady, shaky], [1.0, 4.0], {})
+    bars = [c for c in axes[0].containers if isinstance(c, matplotlib.container.ErrorbarContainer)]
+    assert len(bars) == 1  # TTFT p50 has intervals; p99 has none
+    (segments,) = bars[0].lines[2]
+    spans = [(seg[0][1], seg[1][1]) for seg in segments.get_segments()]
+    assert spans == [
+        (steady.metrics["median_ttft_ms"] - 1, steady.metrics["median_ttft_ms"] + 2),
+        (shaky.metrics["median_ttft_ms"] - 1, shaky.metrics["median_ttft_ms"] + 2),
+    ]
+    plt.close(fig)

@@ -6,7 +6,7 @@ import math
 
 from pytest_vllm_serve.bench.loadgen.generator import LoadResult
 from pytest_vllm_serve.bench.metrics import compute_metrics
-from pytest_vllm_serve.bench.point_files import ResultHead, failed_result_file, vllm_result_file
+from pytest_vllm_serve.bench.point.files import ResultHead, failed_result_file, vllm_result_file
 from pytest_vllm_serve.bench.records import RequestRecord
 from pytest_vllm_serve.bench.schedule import Schedule
 

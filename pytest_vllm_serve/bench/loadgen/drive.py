@@ -89,8 +89,16 @@ class Job:
 
 
 def prepare(options: RequestOptions, jobs: Sequence[tuple[int, Prompt, float]]) -> list[Job]:
-    """Encode every request body (done before the clock starts)."""
-    return [Job(index, prompt, offset, options.encode(prompt)) for index, prompt, offset in jobs]
+    """Encode every request body (done before the clock starts); a prompt sent several times
+    (--vllm-duration reuses them) is encoded once."""
+    bodies: dict[int, bytes] = {}
+    out = []
+    for index, prompt, offset in jobs:
+        body = bodies.get(id(prompt))
+        if body is None:
+            body = bodies[id(prompt)] = options.encode(prompt)
+        out.append(Job(index, prompt, offset, body))
+    return out
 
 
 def opening_burst(jobs: list[Job], concurrency: int | None) -> int:
@@ -122,8 +130,15 @@ async def drive(
     on_done: Callable[[RequestRecord], None] | None = None,
     abort: Abort | None = None,
     activity: Activity | None = None,
+    send_until: float | None = None,
+    cap: int | None = None,
 ) -> list[RequestRecord]:
     """Send the jobs at ``t0 + offset`` and wait for all.
+
+    ``send_until`` (--vllm-duration): no request is sent at or after this time; the jobs
+    left are not part of the run (no record). Under a ``cap`` (the point's max concurrency),
+    the sender then starts a request only when one of the cap's slots is free, so that a
+    long job list costs no waiting tasks.
 
     ``slots`` is the ``max_concurrency`` cap (None: no cap). Each request holds one
     slot from before its send stamp until its stream is done, as under vLLM's
@@ -139,10 +154,12 @@ async def drive(
     requests in flight are cancelled and recorded as failed with that reason, and
     the ones not yet sent are recorded as not sent.
     """
-    sender = _Sender(client, options, slots, on_done, activity)
+    sender = _Sender(client, options, slots, on_done, activity, send_until)
+    if send_until is not None and slots is not None and cap:
+        sender.admission = asyncio.Semaphore(cap)
     dispatch = asyncio.create_task(sender.dispatch(jobs, t0))
     reason = await _wait(dispatch, sender.tasks, abort)
-    return _outcome(jobs, sender.records, t0, time.perf_counter(), reason)
+    return _outcome(jobs, sender.records, t0, time.perf_counter(), reason, sender.dropped)
 
 
 @dataclass
@@ -154,14 +171,22 @@ class _Sender:
     slots: Slots | None
     on_done: Callable[[RequestRecord], None] | None
     activity: Activity | None
+    send_until: float | None = None
+    admission: asyncio.Semaphore | None = None  # with send_until under a cap: start only into a free slot
     records: dict[int, RequestRecord] = field(default_factory=dict)
     tasks: list[asyncio.Task[RequestRecord]] = field(default_factory=list)
+    dropped: set[int] = field(default_factory=set)  # reached their slot after send_until: not sent
+
+    def _past(self, when: float) -> bool:
+        return self.send_until is not None and when >= self.send_until
 
     async def dispatch(self, jobs: list[Job], t0: float) -> None:
         """Start each job's request at its due time, then wait for them all."""
         clock = time.perf_counter
         for job in jobs:
             due = t0 + job.offset
+            if self._past(due) or (self.admission is not None and not await self._admitted()):
+                break  # the point's duration is over: the rest is not sent
             delay = due - clock()
             if delay > SPIN_WINDOW:
                 # The event loop's timer wakes up to ~1 ms late; sleep to just before
@@ -181,13 +206,29 @@ class _Sender:
             await asyncio.sleep(0)  # let it reach the wire (see drive)
         await asyncio.gather(*self.tasks)
 
+    async def _admitted(self) -> bool:
+        """Wait for a free slot to start the next request into; False once the duration is over."""
+        assert self.admission is not None
+        await self.admission.acquire()
+        if self._past(time.perf_counter()):
+            self.admission.release()
+            return False
+        return True
+
     async def one(self, record: RequestRecord, body: bytes) -> RequestRecord:
         """One request, under a slot of the cap when there is one."""
-        if self.slots is None:
-            await self.measured(record, body)
-        else:
-            async with self.slots:
+        try:
+            if self.slots is None:
                 await self.measured(record, body)
+            else:
+                async with self.slots:
+                    if self._past(time.perf_counter()):
+                        self.dropped.add(record.index)  # its slot came after the duration: not sent
+                        return record
+                    await self.measured(record, body)
+        finally:
+            if self.admission is not None:
+                self.admission.release()
         if self.on_done is not None:
             self.on_done(record)
         return record
@@ -228,13 +269,23 @@ async def _wait(
 
 
 def _outcome(
-    jobs: list[Job], records: dict[int, RequestRecord], t0: float, stopped: float, reason: str | None
+    jobs: list[Job],
+    records: dict[int, RequestRecord],
+    t0: float,
+    stopped: float,
+    reason: str | None,
+    dropped: set[int] | None = None,
 ) -> list[RequestRecord]:
     """A record per job, in job order: one never sent is recorded as not sent, and one the
-    abort cancelled in flight ends at ``stopped``, failed with the reason."""
+    abort cancelled in flight ends at ``stopped``, failed with the reason. Jobs left over when
+    the point's duration ended (``send_until``) are not part of the run."""
     out = []
     for job in jobs:
         record = records.get(job.index)
+        if dropped and job.index in dropped:
+            continue
+        if record is None and reason is None:
+            continue  # the duration ended before it was due
         if record is None:
             out.append(not_sent(job.index, job.prompt, t0 + job.offset, reason or "the run stopped"))
             continue

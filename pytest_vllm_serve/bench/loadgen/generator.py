@@ -111,7 +111,16 @@ def _run_single(plan, headers, offsets, warmups, progress, interval, stop: Stop)
             watch = (lambda: stop.check(activity.last_byte, activity.in_flight)) if stop.watching else None
             try:
                 records = await drive(
-                    client, plan.options, jobs, t0, asyncio.Semaphore(cap) if cap else None, on_done, watch, activity
+                    client,
+                    plan.options,
+                    jobs,
+                    t0,
+                    asyncio.Semaphore(cap) if cap else None,
+                    on_done,
+                    watch,
+                    activity,
+                    send_until=t0 + plan.send_for if plan.send_for else None,
+                    cap=cap,
                 )
             finally:
                 if task:

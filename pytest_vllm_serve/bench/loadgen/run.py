@@ -31,6 +31,7 @@ class LoadPlan:
     warmup: int = 1
     headers: tuple[tuple[str, str], ...] = ()
     processes: int = 1
+    send_for: float | None = None  # --vllm-duration: seconds of sending; the prompts left are not sent
 
 
 @dataclass

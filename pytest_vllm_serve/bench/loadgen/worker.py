@@ -58,7 +58,19 @@ async def _send(
     task = asyncio.create_task(_report(stdout, counts, activity))
     cpu0 = time.process_time()
     try:
-        records = await drive(client, setup.plan.options, jobs, t0, slots, counts.on_done, abort, activity)
+        plan = setup.plan
+        records = await drive(
+            client,
+            plan.options,
+            jobs,
+            t0,
+            slots,
+            counts.on_done,
+            abort,
+            activity,
+            send_until=t0 + plan.send_for if plan.send_for else None,
+            cap=plan.schedule.max_concurrency,
+        )
     finally:
         task.cancel()
     return records, time.process_time() - cpu0

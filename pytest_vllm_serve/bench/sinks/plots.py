@@ -74,28 +74,56 @@ def _label(stat: str, line: tuple[tuple[str, str], ...]) -> str:
 
 
 PARTIAL_LABEL = "partial (cut short: server died or stalled)"
+UNSTABLE_LABEL = "unstable (too short, or repeats disagree)"
 
 
-def _mark_partial(axes, members: list[PointRecord], xs: list[float]) -> None:
-    """A hollow ring around each point that was cut short, with one legend entry per panel."""
-    cut = [(x, p) for x, p in zip(xs, members) if p.partial]
-    if not cut:
+def _mark(axes, members: list[PointRecord], xs: list[float], which, label: str, colour: str) -> None:
+    """A hollow ring around each point ``which`` picks, with one legend entry per panel."""
+    picked = [(x, p) for x, p in zip(xs, members) if which(p)]
+    if not picked:
         return
     for axis, (_, series) in zip(axes, (*PANELS, ("", "output_throughput"))):
         key = f"median_{series}_ms" if series != "output_throughput" else series
-        at = [(x, p.metrics.get(key)) for x, p in cut if p.metrics.get(key) is not None]
+        at = [(x, p.metrics.get(key)) for x, p in picked if p.metrics.get(key) is not None]
         if at:
             axis.plot(
                 [x for x, _ in at],
                 [y for _, y in at],
                 "o",
-                markersize=13,
+                markersize=13 if colour == "red" else 17,
                 markerfacecolor="none",
-                markeredgecolor="red",
+                markeredgecolor=colour,
                 markeredgewidth=1.5,
                 linestyle="none",
-                label=PARTIAL_LABEL,
+                label=label,
             )
+
+
+def _mark_partial(axes, members: list[PointRecord], xs: list[float]) -> None:
+    _mark(axes, members, xs, lambda p: p.partial, PARTIAL_LABEL, "red")
+
+
+def _mark_unstable(axes, members: list[PointRecord], xs: list[float]) -> None:
+    _mark(axes, members, xs, lambda p: p.unstable, UNSTABLE_LABEL, "orange")
+
+
+def _error_bars(axis, members: list[PointRecord], xs: list[float], key: str, colour: dict[str, str]) -> None:
+    """The 95 % interval of each repeated point's median, as an error bar."""
+    at = []
+    for x, point in zip(xs, members):
+        interval = ((point.repeats or {}).get("metrics") or {}).get(key) or {}
+        y, low, high = point.metrics.get(key), interval.get("ci_low"), interval.get("ci_high")
+        if y is not None and low is not None and high is not None:
+            at.append((x, y, max(y - low, 0.0), max(high - y, 0.0)))
+    if at:
+        axis.errorbar(
+            [a[0] for a in at],
+            [a[1] for a in at],
+            yerr=[[a[2] for a in at], [a[3] for a in at]],
+            fmt="none",
+            capsize=3,
+            **({"ecolor": colour["color"]} if colour else {}),
+        )
 
 
 def draw_suite_plots(store: ResultsStore) -> list[Path]:
@@ -161,7 +189,9 @@ def _draw_line(
                     label=_label(name, line),
                     **colour,
                 )
+                _error_bars(axis, members, xs, f"{stat}_{series}_ms", colour)
     _mark_partial(axes, members, xs)
+    _mark_unstable(axes, members, xs)
     throughput = axes[-1]
     throughput.plot(
         xs,
@@ -170,6 +200,7 @@ def _draw_line(
         label=_label("output tok/s", line),
         **colour,
     )
+    _error_bars(throughput, members, xs, "output_throughput", colour)
     throughput.plot(
         xs,
         [p.metrics.get("total_token_throughput") for p in members],

@@ -38,14 +38,21 @@ def supported(text: str | None = None) -> bool:
 
 
 def record(
-    fixture: Any, values: dict[str, float], params: dict[str, Any], suite: str, series_name: str, series: list[float]
+    fixture: Any,
+    values: dict[str, float],
+    params: dict[str, Any],
+    suite: str,
+    series_name: str,
+    series: list[float],
+    extra: dict[str, Any] | None = None,
 ) -> None:
-    """Put a point into pytest-benchmark: every metric in extra_info, one latency series
-    (seconds) as its timing data, so --benchmark-compare(-fail) works on it."""
+    """Put a point into pytest-benchmark: every metric in extra_info (with ``extra``, e.g. the
+    repeats' intervals), one latency series (seconds) as its timing data, so
+    --benchmark-compare(-fail) works on it."""
     if fixture is None or getattr(fixture, "disabled", True):
         return  # pytest-benchmark is off (e.g. under xdist); our own results files still exist
     fixture.group = fixture.group or suite
-    fixture.extra_info.update({"metrics": values, "params": params, "recorded_series": series_name})
+    fixture.extra_info.update({"metrics": values, "params": params, "recorded_series": series_name, **(extra or {})})
     if not supported():
         warnings.warn(
             f"pytest-benchmark {version('pytest-benchmark')} is not a release pytest-vllm-serve supports "

@@ -4,6 +4,9 @@ Layout of a session's results directory::
 
     points/<point>.json   one file per benchmark point: the keys of
                           `vllm bench serve --save-result`, plus ours
+    points/repeats/<point>.r<K>.json
+                          with --vllm-repeats: each repeat's own such file; the
+                          point's file then holds the medians and intervals
     summary.json          every point's flat metrics, rebuilt after each point
     summary.csv           the same as a table
     plots/<suite>.png     drawn at the end of the session
@@ -33,6 +36,7 @@ from pytest_vllm_serve.files import atomic_write_text
 POINTS_DIR = "points"
 SUMMARY_JSON = "summary.json"
 SUMMARY_CSV = "summary.csv"
+REPEATS_DIR = "repeats"
 #: Marks our summary files, so a baseline can be recognised as one.
 FORMAT = "pytest-vllm-serve/results-v1"
 
@@ -76,6 +80,12 @@ class PointRecord:
     server: dict[str, Any] = field(default_factory=dict)
     file: str = ""
     partial: str | None = None  # why the point was cut short (the server died or stalled); None: complete
+    #: --vllm-repeats: {"n": N, "metrics": {key: {median, ci_low, ci_high, cv}}, "values": {key: [...]}}
+    repeats: dict[str, Any] | None = None
+    #: {"stable": bool, "reasons": [...]}: too short, or too noisy between repeats
+    stability: dict[str, Any] | None = None
+    #: the metrics of the requests after the ramp-up and before the drain (capped points)
+    steady_state: dict[str, float] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -86,7 +96,15 @@ class PointRecord:
             "server": self.server,
             "file": self.file,
             "partial": self.partial,
+            "repeats": self.repeats,
+            "stability": self.stability,
+            "steady_state": self.steady_state,
         }
+
+    @property
+    def unstable(self) -> list[str]:
+        """Why the point's numbers are not to be trusted as they are; empty when they are."""
+        return list((self.stability or {}).get("reasons") or [])
 
 
 @dataclass
@@ -116,6 +134,28 @@ class ResultsStore:
             ) from None
         return path
 
+    def repeat_path(self, point_id: str, index: int) -> Path:
+        return self.points_dir / REPEATS_DIR / f"{safe_name(point_id)}.r{index}.json"
+
+    def save_repeat(self, point_id: str, index: int, full_result: dict[str, Any]) -> Path:
+        """One repeat's full result (``vllm bench serve`` keys plus ours), kept at once."""
+        path = self.repeat_path(point_id, index)
+        try:
+            atomic_write_text(path, dumps(full_result))
+        except OSError as exc:
+            raise ResultsWriteError(
+                f"could not write repeat {index} of {point_id} under {self.root}: {exc.strerror or exc}.\n"
+                "  fix: free space there, or choose another --vllm-results-dir"
+            ) from None
+        return path
+
+    def load_repeat(self, point_id: str, index: int) -> dict[str, Any] | None:
+        try:
+            data = json.loads(self.repeat_path(point_id, index).read_text())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
     def load_points(self) -> list[PointRecord]:
         points = []
         for path in sorted(self.points_dir.glob("*.json")):
@@ -138,23 +178,35 @@ class ResultsStore:
 
 
 def summary_csv(points: Iterable[PointRecord]) -> str:
+    """One row per point: its params, then its metrics; a repeated point adds each metric's
+    interval and CV (``<metric>_ci_low``, ``_ci_high``, ``_cv``); ``unstable`` says why not to trust it."""
     points = list(points)
     params = sorted({k for p in points for k in p.params})
     metrics = sorted({k for p in points for k in p.metrics})
+    spread = sorted({k for p in points for k in ((p.repeats or {}).get("metrics") or {})})
+    spread_columns = [f"{k}_{part}" for k in spread for part in ("ci_low", "ci_high", "cv")]
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["id", "suite", "partial", *params, *metrics])
+    writer.writerow(["id", "suite", "partial", "unstable", *params, *metrics, "repeats", *spread_columns])
     for p in points:
+        intervals = (p.repeats or {}).get("metrics") or {}
         writer.writerow(
             [
                 p.id,
                 p.suite,
                 p.partial or "",
+                "; ".join(p.unstable),
                 *(p.params.get(k, "") for k in params),
                 *(p.metrics.get(k, "") for k in metrics),
+                (p.repeats or {}).get("n", 1),
+                *(_blank(intervals.get(k, {}).get(part)) for k in spread for part in ("ci_low", "ci_high", "cv")),
             ]
         )
     return out.getvalue()
+
+
+def _blank(value: Any) -> Any:
+    return "" if value is None else value
 
 
 @dataclass
@@ -164,9 +216,15 @@ class Baseline:
 
     points: dict[str, dict[str, float]]
     partial: dict[str, str] = field(default_factory=dict)  # point id -> why it was cut short
+    #: point id -> metric -> the value of every repeat, for points measured with --vllm-repeats
+    repeats: dict[str, dict[str, list[float]]] = field(default_factory=dict)
 
     def get(self, point_id: str) -> dict[str, float] | None:
         return self.points.get(point_id)
+
+    def repeat_values(self, point_id: str) -> dict[str, list[float]] | None:
+        """Each metric's per-repeat values, or None for a point measured once."""
+        return self.repeats.get(point_id)
 
     def note(self) -> str | None:
         """One line naming the partial points, or None."""
@@ -181,7 +239,23 @@ def load_baseline(path: Path) -> Baseline:
     output (our metrics ride in each benchmark's extra_info)."""
     points = _load_baseline_points(path)
     partial = {pid: str(metrics.pop("partial")) for pid, metrics in points.items() if metrics.get("partial")}
-    return Baseline({pid: _floats(m) for pid, m in points.items() if pid not in partial}, partial)
+    repeats = {pid: _repeat_values(m.pop("repeats", None)) for pid, m in points.items()}
+    return Baseline(
+        {pid: _floats(m) for pid, m in points.items() if pid not in partial},
+        partial,
+        {pid: values for pid, values in repeats.items() if values and pid not in partial},
+    )
+
+
+def _repeat_values(repeats: Any) -> dict[str, list[float]] | None:
+    values = repeats.get("values") if isinstance(repeats, dict) else None
+    if not isinstance(values, dict):
+        return None
+    out = {}
+    for key, series in values.items():
+        if isinstance(series, list) and len(series) > 1 and all(isinstance(v, (int, float)) for v in series):
+            out[key] = [float(v) for v in series]
+    return out or None
 
 
 def _load_baseline_points(path: Path) -> dict[str, dict[str, Any]]:
@@ -192,12 +266,16 @@ def _load_baseline_points(path: Path) -> dict[str, dict[str, Any]]:
     except (OSError, ValueError) as exc:
         raise ConfigError(f"--vllm-baseline {path} is not a results file: not valid JSON ({exc})") from None
     if isinstance(data, dict) and data.get("format") == FORMAT:
-        return {p["id"]: {**p["metrics"], "partial": p.get("partial")} for p in data.get("points", [])}
+        return {
+            p["id"]: {**p["metrics"], "partial": p.get("partial"), "repeats": p.get("repeats")}
+            for p in data.get("points", [])
+        }
     if isinstance(data, dict) and isinstance(data.get("benchmarks"), list):
         found = {
             b["extra_info"].get("point_id") or b["fullname"]: {
                 **b["extra_info"]["metrics"],
                 "partial": b["extra_info"].get("partial"),
+                "repeats": b["extra_info"].get("repeats"),
             }
             for b in data["benchmarks"]
             if isinstance(b.get("extra_info"), dict) and isinstance(b["extra_info"].get("metrics"), dict)

@@ -34,16 +34,48 @@ def _cell(metrics: dict[str, float], key: str, fmt: str) -> str:
 
 
 PARTIAL_MARK = " (partial)"
+UNSTABLE_MARK = " (unstable)"
+#: With --vllm-repeats, these columns get a "±" column beside them: half the 95 % interval.
+SPREAD = ("request_throughput", "output_throughput", "median_ttft_ms", "p99_ttft_ms", "median_tpot_ms", "median_itl_ms")
+
+
+def _spread(point: PointRecord, key: str, fmt: str) -> str:
+    interval = ((point.repeats or {}).get("metrics") or {}).get(key)
+    if not interval or interval.get("ci_low") is None or interval.get("ci_high") is None:
+        return "-"
+    return "±" + fmt.format((interval["ci_high"] - interval["ci_low"]) / 2)
+
+
+def _columns(repeated: bool) -> list[tuple[str, str, str, bool]]:
+    """(title, key, format, is a ± column) for each column after the point's name."""
+    columns = []
+    for title, key, fmt in COLUMNS:
+        columns.append((title, key, fmt, False))
+        if repeated and key in SPREAD:
+            columns.append(("±", key, fmt, True))
+    return columns
+
+
+def _name(point: PointRecord) -> str:
+    return (
+        point.id.split("::")[-1] + (PARTIAL_MARK if point.partial else "") + (UNSTABLE_MARK if point.unstable else "")
+    )
 
 
 def points_table(points: Iterable[PointRecord]) -> list[str]:
-    """Rows of a fixed-width table; latencies in ms. A point cut short is marked, and a line
-    under the table says why."""
+    """Rows of a fixed-width table; latencies in ms. With repeats: the medians, the number of
+    repeats and "±" columns (half the confidence interval). A point cut short or unstable is
+    marked, and a line under the table says why."""
     points = list(points)
-    rows = [["point", *(title for title, _, _ in COLUMNS)]]
+    repeated = any(point.repeats for point in points)
+    columns = _columns(repeated)
+    rows = [["point", *(["n"] if repeated else []), *(title for title, _, _, _ in columns)]]
     for point in points:
-        name = point.id.split("::")[-1] + (PARTIAL_MARK if point.partial else "")
-        rows.append([name, *(_cell(point.metrics, key, fmt) for _, key, fmt in COLUMNS)])
+        cells = [
+            _spread(point, key, fmt) if spread else _cell(point.metrics, key, fmt) for _, key, fmt, spread in columns
+        ]
+        count = [str((point.repeats or {}).get("n", 1))] if repeated else []
+        rows.append([_name(point), *count, *cells])
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = []
     for n, row in enumerate(rows):
@@ -55,4 +87,6 @@ def points_table(points: Iterable[PointRecord]) -> list[str]:
     for point in points:
         if point.partial:
             lines.append(f"partial: {point.id.split('::')[-1]} was cut short: {point.partial}")
+        for reason in point.unstable:
+            lines.append(f"unstable: {point.id.split('::')[-1]}: {reason}")
     return lines

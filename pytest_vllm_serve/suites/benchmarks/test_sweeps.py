@@ -19,8 +19,8 @@ from pytest_vllm_serve.bench.workloads import RandomWorkload
 pytestmark = pytest.mark.benchmark
 
 
-def random_workload(s, input_len=None, output_len=None):
-    return RandomWorkload(input_len or s.input_len, output_len or s.output_len, s.num_prompts, s.seed)
+def random_workload(s, input_len=None, output_len=None, num_prompts=None):
+    return RandomWorkload(input_len or s.input_len, output_len or s.output_len, num_prompts or s.num_prompts, s.seed)
 
 
 def fixed(s, option: str, default: int) -> int:
@@ -41,7 +41,7 @@ def test_rate(vllm_bench, vllm_rate):
 def test_concurrency(vllm_bench, vllm_concurrency):
     s = vllm_bench.settings
     vllm_bench.run(
-        random_workload(s),
+        random_workload(s, num_prompts=s.prompts_for(vllm_concurrency)),  # K x concurrency, at least
         Schedule(rate=math.inf, max_concurrency=vllm_concurrency, seed=s.seed),
         suite="concurrency",
         params={"max_concurrency": vllm_concurrency},

@@ -87,7 +87,7 @@ def test_latency(vllm_bench, pair):
 def test_concurrency_type(vllm_bench, type_concurrency):
     s = vllm_bench.settings
     vllm_bench.run(
-        RandomWorkload(s.input_len, s.output_len, s.num_prompts, s.seed),
+        RandomWorkload(s.input_len, s.output_len, s.prompts_for(type_concurrency), s.seed),
         Schedule(max_concurrency=type_concurrency, seed=s.seed),
         suite="concurrency-type",
         params={"max_concurrency": type_concurrency},

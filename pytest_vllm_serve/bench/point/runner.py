@@ -1,42 +1,48 @@
-"""One benchmark point, end to end: the object behind the ``vllm_bench`` fixture.
-
-    prompts (workload) -> load plan -> run_load -> metrics -> results file
-    -> pytest-benchmark (extra_info + timing series) -> regression gate
-
-The point's results are written before anything that can fail afterwards
-(the all-failed check, the gate), so a measured point is never lost.
-"""
+"""VllmBench: one benchmark point's phases, in order (see the package's docstring)."""
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import pytest
 
+from pytest_vllm_serve.bench import prefix_cache
 from pytest_vllm_serve.bench.client import Prompt, RequestOptions
-from pytest_vllm_serve.bench.gates import check_baseline, check_thresholds
+from pytest_vllm_serve.bench.gates import check_baseline
 from pytest_vllm_serve.bench.loadgen.generator import LoadPlan, LoadResult, auto_processes, run_load
 from pytest_vllm_serve.bench.metrics import (
     AllRequestsFailedError,
     BenchmarkMetrics,
-    TokenCounter,
     compute_metrics,
-    metric_values,
-    series_samples,
 )
-from pytest_vllm_serve.bench.point_files import ResultHead, failed_result_file, server_info, vllm_result_file
-from pytest_vllm_serve.bench.schedule import Schedule, target_rate
-from pytest_vllm_serve.bench.settings import RECORDABLE, BenchSettings
+from pytest_vllm_serve.bench.noise_gate import Decision
+from pytest_vllm_serve.bench.point import checks
+from pytest_vllm_serve.bench.point.files import (
+    ResultHead,
+    failed_result_file,
+    flat_values,
+    point_file,
+    point_params_of,
+    repeated_point,
+    server_info,
+    single_point,
+    vllm_result_file,
+)
+from pytest_vllm_serve.bench.point.gate import PointGate
+from pytest_vllm_serve.bench.point.hooks import MeasureHook
+from pytest_vllm_serve.bench.repeats import Repeat, RepeatFiles, samples_of
+from pytest_vllm_serve.bench.schedule import Schedule, requests_for_duration, target_rate
+from pytest_vllm_serve.bench.settings import BenchSettings
 from pytest_vllm_serve.bench.sinks import pytest_benchmark
 from pytest_vllm_serve.bench.sinks.results import Baseline, PointRecord, ResultsStore
+from pytest_vllm_serve.bench.stability import steady_state_values
 from pytest_vllm_serve.bench.stall import StallWatch, health_probe
 from pytest_vllm_serve.bench.workloads import LocalTokenizer, Tokenizer, Workload, server_tokenizer
-from pytest_vllm_serve.errors import ConfigError, ResultsWriteError, ServerDiedError
+from pytest_vllm_serve.errors import ConfigError, ResultsWriteError
 from pytest_vllm_serve.serving.running import RunningServer
 
 
@@ -52,36 +58,6 @@ class PointResult:
     violations: list[str] = field(default_factory=list)
 
 
-def _server_max_model_len(server: RunningServer) -> int | None:
-    try:
-        data = server.client.get("/v1/models").json()["data"]
-    except Exception:
-        return None
-    for model in data:
-        if model.get("id") == server.model and isinstance(model.get("max_model_len"), int):
-            return model["max_model_len"]
-    return None
-
-
-def _series_values(load: LoadResult, name: str, count_tokens: TokenCounter | None = None) -> list[float]:
-    if name not in RECORDABLE:
-        raise ConfigError(f"--vllm-record-metric {name!r}: use one of {', '.join(RECORDABLE)}")
-    return series_samples(load.records, name, count_tokens)
-
-
-@runtime_checkable
-class MeasureHook(Protocol):
-    """Runs around a point's measured phase (``vllm_bench.hooks``): the profilers of
-    bench/profiling.py, or your own. Subclass it: ``in_process`` defaults to False."""
-
-    #: True: it sees only this process, so the point runs one client process.
-    in_process: bool = False
-
-    def before_measure(self) -> None: ...
-
-    def after_measure(self) -> None: ...
-
-
 @dataclass
 class VllmBench:
     """Runs benchmark points against one server and records them everywhere."""
@@ -95,9 +71,13 @@ class VllmBench:
     progress_writer: Callable[[str], None] | None = None
     on_point: Callable[[PointRecord], None] | None = None
     hooks: list[MeasureHook] = field(default_factory=list)  # profilers (bench/profiling.py)
+    repeat: Repeat = field(default_factory=Repeat)  # which of the point's --vllm-repeats this test is
     _tokenizer: Tokenizer | None = field(default=None, init=False, repr=False)
     _max_model_len: int | None = field(default=None, init=False, repr=False)
     _used: bool = field(default=False, init=False, repr=False)
+    prefix_cache_reset: prefix_cache.ResetOutcome = field(default="off", init=False)
+    _pooled: list[float] = field(default_factory=list, init=False, repr=False)  # the repeats' recorded series
+    decisions: list[Decision] = field(default_factory=list, init=False)  # the noise-aware gate's, per threshold
 
     # -- helpers -------------------------------------------------------------------
     def tokenizer(self) -> Tokenizer:
@@ -115,7 +95,7 @@ class VllmBench:
 
     def max_model_len(self) -> int | None:
         if self._max_model_len is None:
-            self._max_model_len = _server_max_model_len(self.server)
+            self._max_model_len = checks.server_max_model_len(self.server)
         return self._max_model_len
 
     def skip_if_too_long(self, total_len: int, what: str) -> None:
@@ -155,72 +135,73 @@ class VllmBench:
         self._check_before_load(workload)
         prompts = tuple(workload.prompts(self.tokenizer()))
         plan = self._plan(prompts, schedule, endpoint)
-        label = f"{self.node_id.split('::')[-1]} ({schedule.describe()}, {len(prompts)} prompts)"
+        sent = f"for {plan.send_for:g} s" if plan.send_for else f"{len(prompts)} prompts"
+        label = f"{self.node_id.split('::')[-1]} ({schedule.describe()}, {sent})"
+        if self.repeat.repeated:
+            label += f", repeat {self.repeat.index}/{self.repeat.count}"
         started = time.monotonic()
         if self.progress_writer:
             self.progress_writer(f"[vllm-bench] {label}: starting")
         load = self._load(plan, label, started)
-        point_params = {
-            "workload": workload.name,
-            "endpoint": plan.options.endpoint,
-            "num_prompts": len(prompts),
-            "request_rate": schedule.rate,
-            "burstiness": schedule.burstiness,
-            "max_concurrency": schedule.max_concurrency,
-            "client_processes": plan.processes,
-            **workload.params(),
-            **(params or {}),
-        }
+        point_params = point_params_of(workload, plan, self.prefix_cache_reset, params)
+        if plan.send_for:  # the count is what the duration let through
+            point_params.update(num_prompts=len(load.records), duration_s=plan.send_for)
         died = self.server.death()
-        partial = self._partial_cause(load, died)
+        partial = checks.partial_cause(load, died)
         metrics = self._metrics(load, schedule, suite, point_params, died, partial)
-        values = metric_values(metrics)
-        if metrics.target_request_rate is not None and math.isfinite(metrics.target_request_rate):
-            values.setdefault("target_request_rate", metrics.target_request_rate)
-        values["client_cpu_ms_per_request"] = 1000 * load.client_cpu_seconds / max(len(load.records), 1)
-        file = self._save(metrics, values, load, plan, suite, point_params, partial)
-        self._record_benchmark(load, values, point_params, suite)
-        if partial and self.benchmark is not None and not getattr(self.benchmark, "disabled", True):
-            self.benchmark.extra_info["partial"] = partial
+        values = flat_values(metrics, load)
+        steady = self._steady_state(load, schedule)
+        if self.repeat.repeated:
+            file = self._save_repeat(metrics, load, plan, values, steady, partial)
+            if not self.repeat.last:
+                self._skip_benchmark()  # the point is recorded once, by its last repeat
+                return self._finish(PointResult(self.node_id, metrics, values, load, file), died, label, started)
+            point = self._repeated_point(suite, point_params)
+        else:
+            point = single_point(
+                self._point(suite, point_params, partial), values, load.duration, steady, self.settings
+            )
+        file = self._save(point, metrics, load, plan)
+        self._record_benchmark(load, point, suite)
         outcome = PointResult(self.node_id, metrics, values, load, file)
-        self._fail_cut_short(died, load.stopped)  # measured what could be, saved it; now say what happened
+        self._finish(outcome, died, label, started)
+        self._gate(outcome, point)
+        return outcome
+
+    def _gate(self, outcome: PointResult, point: PointRecord) -> None:
+        """--vllm-fail-on against --vllm-baseline (bench/point/gate.py)."""
+        gate = PointGate(self.settings, self.baseline, self.node_id, self.progress_writer)
+        outcome.violations = gate.violations(outcome.values, point)
+        self.decisions = gate.decisions
+        if outcome.violations:
+            pytest.fail("regression against --vllm-baseline:\n  " + "\n  ".join(outcome.violations), pytrace=False)
+
+    def _finish(self, outcome: PointResult, died: str | None, label: str, started: float) -> PointResult:
+        """Say what happened to a point that was cut short (after saving it), then how it went."""
+        self._fail_cut_short(died, outcome.load.stopped)
+        metrics = outcome.metrics
         if self.progress_writer:
             self.progress_writer(
                 f"[vllm-bench] {label}: {metrics.completed} ok, {metrics.failed} failed, "
                 f"{metrics.request_throughput:.2f} req/s, median TTFT {metrics.ttft.median * 1000:.1f} ms "
                 f"({time.monotonic() - started:.0f} s)"
             )
-        self._gate(outcome)
         return outcome
 
     # -- the phases of run() -----------------------------------------------------------------
     def _check_before_load(self, workload: Workload) -> None:
-        """One point per test, a real workload, a point the server can hold, a live server,
-        and a baseline that has what --vllm-fail-on compares: all before any load."""
+        """One point per test, a real workload and hooks, a point the server can hold, a live
+        server, and a baseline that has what --vllm-fail-on compares: all before any load."""
         if self._used:
             raise ConfigError("vllm_bench.run() measures one point per test; parametrize the test for more points")
         self._used = True
-        if not isinstance(workload, Workload):
-            raise ConfigError(
-                f"vllm_bench.run(): {type(workload).__name__} is not a workload (it needs name, prompts(), "
-                "length_limit() and params()).\n  fix: subclass pytest_vllm_serve.bench.workloads.Workload, "
-                "which gives the last two defaults"
-            )
-        strangers = [type(hook).__name__ for hook in self.hooks if not isinstance(hook, MeasureHook)]
-        if strangers:
-            raise ConfigError(
-                f"vllm_bench.hooks: {', '.join(strangers)} is not a measure hook (it needs before_measure(), "
-                "after_measure() and in_process).\n  fix: subclass pytest_vllm_serve.bench.point.MeasureHook, "
-                "which defaults in_process to False"
-            )
+        checks.check_workload(workload)
+        checks.check_hooks(self.hooks)
         limit = workload.length_limit()
         if limit is not None:
             self.skip_if_too_long(*limit)
-        try:
-            self.server.check_alive()
-        except ServerDiedError as exc:
-            pytest.fail(str(exc), pytrace=False)
-        base = self._baseline_point()
+        checks.fail_if_dead(self.server)
+        base = self.baseline.get(self.node_id) if self.settings.fail_on and self.baseline is not None else None
         if base is not None:
             check_baseline(base, self.settings.fail_on, source=f"--vllm-baseline for {self.node_id}")
 
@@ -233,6 +214,8 @@ class VllmBench:
             token_ids=s.token_ids,
             timeout=s.request_timeout,
         )
+        warmup = s.warmup_for(schedule.max_concurrency, len(prompts))
+        send_for, prompts = self._for_duration(prompts, schedule)
         processes = s.processes or auto_processes(schedule, len(prompts))
         if any(hook.in_process for hook in self.hooks):
             processes = 1  # a client tracer sees only this process
@@ -241,10 +224,21 @@ class VllmBench:
             options=options,
             prompts=prompts,
             schedule=schedule,
-            warmup=s.warmup,
+            warmup=warmup,
             headers=tuple(self.server.headers.items()),
             processes=processes,
+            send_for=send_for,
         )
+
+    def _for_duration(self, prompts: tuple[Prompt, ...], schedule: Schedule) -> tuple[float | None, tuple[Prompt, ...]]:
+        """--vllm-duration: the seconds of sending and the prompts, reused in order, to fill them."""
+        seconds = self.settings.duration
+        count = requests_for_duration(schedule, seconds, len(prompts)) if seconds and prompts else None
+        if count is None:
+            if seconds and self.progress_writer:
+                self.progress_writer("[vllm-bench] --vllm-duration does not apply to an uncapped rate-inf point")
+            return None, prompts
+        return seconds, tuple(prompts[i % len(prompts)] for i in range(count))
 
     def _load(self, plan: LoadPlan, label: str, started: float) -> LoadResult:
         s = self.settings
@@ -252,11 +246,21 @@ class VllmBench:
             plan,
             progress=self._progress(label, started),
             progress_interval=s.progress_interval,
-            before_measure=lambda: [hook.before_measure() for hook in self.hooks],
+            before_measure=self._before_measure,
             after_measure=lambda: [hook.after_measure() for hook in reversed(self.hooks)],
             abort=self.server.death,
             stall=StallWatch(s.stall_timeout, health_probe(self.server.url, self.server.headers)),
         )
+
+    def _before_measure(self) -> None:
+        """Right before the measured phase (after the warmup): the prefix-cache reset, then the hooks."""
+        if prefix_cache.wanted(self.settings.reset_prefix_cache, self.server):
+            problem = prefix_cache.reset_prefix_cache(self.server)
+            self.prefix_cache_reset = "unavailable" if problem else "done"
+            if problem and self.progress_writer:
+                self.progress_writer(f"[vllm-bench] could not reset the prefix cache: {problem}; going on")
+        for hook in self.hooks:
+            hook.before_measure()
 
     def _metrics(
         self,
@@ -284,59 +288,68 @@ class VllmBench:
             self._fail_cut_short(died, load.stopped)
             pytest.fail(str(exc), pytrace=False)
 
-    def _save(
+    def _steady_state(self, load: LoadResult, schedule: Schedule) -> dict[str, float] | None:
+        s = self.settings
+        return steady_state_values(
+            load.records,
+            schedule.max_concurrency,
+            percentiles=s.percentiles,
+            goodput_slos=s.goodput,
+            count_tokens=self.count_tokens,
+        )
+
+    def _repeat_files(self) -> RepeatFiles:
+        return RepeatFiles(self.store, self.node_id, self.repeat)
+
+    def _save_repeat(
         self,
         metrics: BenchmarkMetrics,
-        values: dict[str, float],
         load: LoadResult,
         plan: LoadPlan,
-        suite: str,
-        point_params: dict[str, Any],
+        values: dict[str, float],
+        steady: dict[str, float] | None,
         partial: str | None,
     ) -> Path:
+        """Keep this repeat's own result file at once."""
         result = self._vllm_result(metrics, load, plan.schedule, plan.options, len(plan.prompts))
         result["partial"] = partial
-        point = PointRecord(
-            id=self.node_id,
-            suite=suite,
-            params=point_params,
-            metrics=values,
-            server=self._server_info(),
-            partial=partial,
-        )
+        samples = samples_of(load.records, self.count_tokens)
         try:
-            file = self.store.save_point(point, result)
+            return self._repeat_files().save(result, values, samples, load.duration, steady, partial)
+        except ResultsWriteError as exc:
+            pytest.fail(str(exc), pytrace=False)
+
+    def _point(self, suite: str, params: dict[str, Any], partial: str | None) -> PointRecord:
+        """The point's record before its metrics: its id, suite, params and server."""
+        return PointRecord(
+            id=self.node_id, suite=suite, params=params, metrics={}, server=self._server_info(), partial=partial
+        )
+
+    def _repeated_point(self, suite: str, params: dict[str, Any]) -> PointRecord:
+        """The point over every repeat, read back from the repeat files (this one included)."""
+        files = self._repeat_files()
+        gathered = files.gather()
+        partial = files.problem(gathered)
+        if not gathered.values:
+            pytest.fail(f"no complete repeat to summarize: {partial}", pytrace=False)
+        self._pooled = [v / 1000 for sample in gathered.samples for v in sample.get(self.settings.record_metric, [])]
+        return repeated_point(self._point(suite, params, None), gathered, partial, self.settings)
+
+    def _save(self, point: PointRecord, metrics: BenchmarkMetrics, load: LoadResult, plan: LoadPlan) -> Path:
+        """Save the point, before anything else can fail."""
+        vllm_result = None
+        if point.repeats is None:
+            vllm_result = self._vllm_result(metrics, load, plan.schedule, plan.options, len(plan.prompts))
+        try:
+            file = self.store.save_point(point, point_file(point, vllm_result))
         except ResultsWriteError as exc:
             pytest.fail(str(exc), pytrace=False)
         if self.on_point is not None:
             self.on_point(point)
         return file
 
-    @staticmethod
-    def _partial_cause(load: LoadResult, died: str | None) -> str | None:
-        """Why the point was cut short: the server died, or stalled; None for a whole point."""
-        if died:
-            return f"the server died: {died}"
-        return load.stopped
-
     def _fail_cut_short(self, died: str | None, stopped: str | None) -> None:
-        if died:
-            self._fail_dead_server()
-        if stopped:
-            pytest.fail(
-                f"{stopped}; the point stopped there, and what was measured is saved (marked partial).\n"
-                "  fix: look at the server's log and state (a frozen or swapping host, a hung engine); "
-                "a server that is slow but alive answers /health and is waited for; "
-                "--vllm-stall-timeout 0 turns this check off",
-                pytrace=False,
-            )
-
-    def _fail_dead_server(self) -> None:
-        """Fail the point with the dead process and the server's log tail."""
-        try:
-            self.server.check_alive()
-        except ServerDiedError as exc:
-            pytest.fail(f"the server died during this point; what was measured is saved.\n{exc}", pytrace=False)
+        checks.fail_cut_short(self.server, died, stopped)
 
     # -- sinks ------------------------------------------------------------------------
     def _server_info(self) -> dict[str, Any]:
@@ -365,33 +378,17 @@ class VllmBench:
         )
         self.store.save_point(point, failed_result_file(load, reason, partial))
 
-    def _record_benchmark(self, load: LoadResult, values: dict[str, float], params: dict[str, Any], suite: str) -> None:
-        pytest_benchmark.record(
-            self.benchmark,
-            values,
-            params,
-            suite,
-            self.settings.record_metric,
-            _series_values(load, self.settings.record_metric, self.count_tokens),
-        )
+    def _record_benchmark(self, load: LoadResult, point: PointRecord, suite: str) -> None:
+        """The point into pytest-benchmark: its metrics, and as timing data the recorded latency
+        series (pooled over the repeats of a repeated point)."""
+        name = self.settings.record_metric
+        series = self._pooled if point.repeats is not None else checks.series_values(load, name, self.count_tokens)
+        extra = {"repeats": point.repeats, "stability": point.stability}
+        pytest_benchmark.record(self.benchmark, point.metrics, point.params, suite, name, series, extra)
+        if point.partial and self.benchmark is not None and not getattr(self.benchmark, "disabled", True):
+            self.benchmark.extra_info["partial"] = point.partial
 
-    def _baseline_point(self) -> dict[str, float] | None:
-        if not self.settings.fail_on or self.baseline is None:
-            return None
-        return self.baseline.get(self.node_id)
-
-    def _gate(self, outcome: PointResult) -> None:
-        thresholds = self.settings.fail_on
-        if not thresholds or self.baseline is None:
-            return
-        base = self._baseline_point()
-        if base is None:
-            cause = self.baseline.partial.get(self.node_id)
-            why = f"the baseline of {self.node_id} is partial ({cause})" if cause else f"no baseline for {self.node_id}"
-            if self.progress_writer:
-                self.progress_writer(f"[vllm-bench] {why}; not gated")
-            return
-        violations = check_thresholds(base, outcome.values, thresholds)
-        outcome.violations = [v.message for v in violations]
-        if violations:
-            pytest.fail("regression against --vllm-baseline:\n  " + "\n  ".join(outcome.violations), pytrace=False)
+    def _skip_benchmark(self) -> None:
+        """Tell pytest-benchmark that this test records nothing (a repeat before the point's last)."""
+        if self.benchmark is not None:
+            self.benchmark.skipped = True
