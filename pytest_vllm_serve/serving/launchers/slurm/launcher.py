@@ -362,13 +362,13 @@ def slurm_launcher(
     logs_dir: Path,
     *,
     dry_run: bool = False,
-    owner_pid: int | None = -1,
+    owner_pid: int | None,
     extra_args: tuple[str, ...] = (),
     extra_env: Mapping[str, str] | None = None,
     nsys_dir: Path | None = None,
 ) -> SlurmLauncher:
     """The launcher for ``--vllm-slurm``, from the session's settings. ``owner_pid``: whose
-    death cancels the jobs (-1: this process; None: nobody). ``extra_args``/``extra_env``: what
+    death cancels the jobs (None: nobody's, for --vllm-reuse). ``extra_args``/``extra_env``: what
     the profiling options add to every server; ``nsys_dir``: --vllm-nsys reports."""
     image = settings.docker  # --vllm-docker IMAGE: run on every node
     # The head must be reachable from pytest's host: a loopback --vllm-host (the default)
@@ -387,5 +387,5 @@ def slurm_launcher(
         extra_args=tuple(extra_args),
         extra_env=dict(extra_env or {}),
         check_commands=not (dry_run or settings.slurm_dry_run),
-        owner_pid=os.getpid() if owner_pid == -1 else owner_pid,
+        owner_pid=owner_pid,
     )
