@@ -215,3 +215,26 @@ def test_a_duration_bounds_the_sending_and_the_count_is_recorded(pytester):
         assert point["failed"] == 0
     assert 20 <= points["test_point[rate20]"]["completed"] <= 60  # about 20 req/s for 2 s, Poisson
     assert points["test_point[cap4]"]["completed"] > 8 * 5  # paced by the cap, far past the 8 prompts
+
+
+def test_the_concurrency_suite_sends_k_prompts_per_slot(pytester):
+    with running(ttft_ms=2, itl_ms=1) as url:
+        result = pytester.runpytest_subprocess(
+            "-p",
+            "no:cacheprovider",
+            f"--vllm-url={url}",
+            f"--vllm-results-dir={pytester.path / 'results'}",
+            "--vllm-suite=benchmarks",
+            "-k",
+            "test_sweeps and test_concurrency",
+            "--vllm-sweep-concurrency=4",
+            "--vllm-num-prompts=8",
+            "--vllm-input-len=6",
+            "--vllm-output-len=4",
+            "--vllm-prompts-per-concurrency=5",
+            timeout=120,
+        )
+    result.assert_outcomes(passed=1)
+    point = json.loads(next((latest(pytester) / "points").glob("*.json")).read_text())
+    assert point["pytest_vllm_serve"]["params"]["num_prompts"] == 20  # 5 x concurrency 4, over the 8 asked
+    assert point["completed"] == 20
