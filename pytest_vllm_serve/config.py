@@ -416,6 +416,13 @@ OPTIONS: tuple[Opt, ...] = (
     ),
     Opt("vllm-no-plots", "Do not draw the per-suite PNG plots at the end of the session.", flag=True),
     Opt(
+        "vllm-metrics-interval",
+        "Seconds between scrapes of the server's /metrics during a benchmark point's measured phase "
+        "(in a process of its own; docs/server-metrics.md). 0 turns it off. Default 1.",
+        default=FIELD,
+        metavar="SECONDS",
+    ),
+    Opt(
         "vllm-progress-interval",
         "Seconds between progress lines during a benchmark point. Default 10.",
         default=FIELD,
@@ -677,8 +684,8 @@ def bench_settings(config: pytest.Config) -> BenchSettings:
         baseline=Path(baseline) if baseline else None,
         fail_on=tuple(parse_fail_on(fail_on)) if fail_on else (),
         plots=not get("vllm_no_plots"),
-        progress_interval=_number("vllm_progress_interval", get("vllm_progress_interval"), float),
         given=given,
+        **_intervals(get),
         **_noise_settings(get),
     )
 
@@ -690,6 +697,14 @@ def _sweeps(get: Callable[[str], Any]) -> dict[str, Any]:
         "sweep_concurrency": tuple(int(v) for v in _int_list("vllm_sweep_concurrency", get("vllm_sweep_concurrency"))),
         "sweep_input_len": tuple(int(v) for v in _int_list("vllm_sweep_input_len", get("vllm_sweep_input_len"))),
         "sweep_output_len": tuple(int(v) for v in _int_list("vllm_sweep_output_len", get("vllm_sweep_output_len"))),
+    }
+
+
+def _intervals(get: Callable[[str], Any]) -> dict[str, float]:
+    """How often a point says how it goes, and how often it scrapes the server's /metrics."""
+    return {
+        "progress_interval": _number("vllm_progress_interval", get("vllm_progress_interval"), float),
+        "metrics_interval": _not_negative("vllm_metrics_interval", get("vllm_metrics_interval")),
     }
 
 

@@ -48,6 +48,7 @@ class BenchSettings:
     reset_prefix_cache: str = "auto"  # auto (launched servers), on, off
     plots: bool = True
     progress_interval: float = 10.0
+    metrics_interval: float = 1.0  # seconds between /metrics scrapes in a measured phase; 0: off
     given: frozenset[str] = frozenset()  # options set explicitly (CLI or ini), not defaulted
 
     def prompts_for(self, concurrency: int | None) -> int:

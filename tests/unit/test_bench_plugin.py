@@ -36,6 +36,8 @@ from tests.support.inner_runs import BENCH_POINT, output
         (["--vllm-repeat-order=random"], "--vllm-repeat-order must be interleaved or grouped"),
         (["--vllm-reset-prefix-cache=maybe"], "--vllm-reset-prefix-cache must be auto, on or off"),
         (["--vllm-warmup=some"], "--vllm-warmup must be a number or auto"),
+        (["--vllm-metrics-interval=-1"], "--vllm-metrics-interval must be 0 (off) or positive"),
+        (["--vllm-metrics-interval=often"], "--vllm-metrics-interval must be a number"),
     ],
 )
 def test_bad_input_fails_before_any_load(pytester, args, message):

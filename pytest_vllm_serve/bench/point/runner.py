@@ -14,11 +14,7 @@ from pytest_vllm_serve.bench import prefix_cache
 from pytest_vllm_serve.bench.client import Prompt, RequestOptions
 from pytest_vllm_serve.bench.gates import check_baseline
 from pytest_vllm_serve.bench.loadgen.generator import LoadPlan, LoadResult, auto_processes, run_load
-from pytest_vllm_serve.bench.metrics import (
-    AllRequestsFailedError,
-    BenchmarkMetrics,
-    compute_metrics,
-)
+from pytest_vllm_serve.bench.metrics import AllRequestsFailedError, BenchmarkMetrics, compute_metrics
 from pytest_vllm_serve.bench.noise_gate import Decision
 from pytest_vllm_serve.bench.point import checks
 from pytest_vllm_serve.bench.point.files import (
@@ -36,6 +32,7 @@ from pytest_vllm_serve.bench.point.gate import PointGate
 from pytest_vllm_serve.bench.point.hooks import MeasureHook
 from pytest_vllm_serve.bench.repeats import Repeat, RepeatFiles, samples_of
 from pytest_vllm_serve.bench.schedule import Schedule, requests_for_duration, target_rate
+from pytest_vllm_serve.bench.server_metrics.recorder import ServerMetricsRecorder, series_path
 from pytest_vllm_serve.bench.settings import BenchSettings
 from pytest_vllm_serve.bench.sinks import pytest_benchmark
 from pytest_vllm_serve.bench.sinks.results import Baseline, PointRecord, ResultsStore
@@ -142,7 +139,8 @@ class VllmBench:
         started = time.monotonic()
         if self.progress_writer:
             self.progress_writer(f"[vllm-bench] {label}: starting")
-        load = self._load(plan, label, started)
+        scraper = ServerMetricsRecorder(self.server, self.settings.metrics_interval, self.progress_writer)
+        load = self._load(plan, label, started, scraper)
         point_params = point_params_of(workload, plan, self.prefix_cache_reset, params)
         if plan.send_for:  # the count is what the duration let through
             point_params.update(num_prompts=len(load.records), duration_s=plan.send_for)
@@ -151,8 +149,11 @@ class VllmBench:
         metrics = self._metrics(load, schedule, suite, point_params, died, partial)
         values = flat_values(metrics, load)
         steady = self._steady_state(load, schedule)
+        server = scraper.record(
+            metrics, load.records, series_path(self.store, self.node_id, self.repeat), self.store.root
+        )
         if self.repeat.repeated:
-            file = self._save_repeat(metrics, load, plan, values, steady, partial)
+            file = self._save_repeat(metrics, load, plan, values, steady, partial, server)
             if not self.repeat.last:
                 self._skip_benchmark()  # the point is recorded once, by its last repeat
                 return self._finish(PointResult(self.node_id, metrics, values, load, file), died, label, started)
@@ -161,6 +162,7 @@ class VllmBench:
             point = single_point(
                 self._point(suite, point_params, partial), values, load.duration, steady, self.settings
             )
+        point.server_metrics = server  # a repeated point's: its last repeat's
         file = self._save(point, metrics, load, plan)
         self._record_benchmark(load, point, suite)
         outcome = PointResult(self.node_id, metrics, values, load, file)
@@ -240,20 +242,21 @@ class VllmBench:
             return None, prompts
         return seconds, tuple(prompts[i % len(prompts)] for i in range(count))
 
-    def _load(self, plan: LoadPlan, label: str, started: float) -> LoadResult:
+    def _load(self, plan: LoadPlan, label: str, started: float, scraper: ServerMetricsRecorder) -> LoadResult:
         s = self.settings
         return run_load(
             plan,
             progress=self._progress(label, started),
             progress_interval=s.progress_interval,
-            before_measure=self._before_measure,
-            after_measure=lambda: [hook.after_measure() for hook in reversed(self.hooks)],
+            before_measure=lambda: self._before_measure(scraper),
+            after_measure=lambda: [hook.after_measure() for hook in (scraper, *reversed(self.hooks))],
             abort=self.server.death,
             stall=StallWatch(s.stall_timeout, health_probe(self.server.url, self.server.headers)),
         )
 
-    def _before_measure(self) -> None:
-        """Right before the measured phase (after the warmup): the prefix-cache reset, then the hooks."""
+    def _before_measure(self, scraper: ServerMetricsRecorder) -> None:
+        """Right before the measured phase (after the warmup): the prefix-cache reset, the hooks,
+        then the server metrics' first scrape and scraper."""
         if prefix_cache.wanted(self.settings.reset_prefix_cache, self.server):
             problem = prefix_cache.reset_prefix_cache(self.server)
             self.prefix_cache_reset = "unavailable" if problem else "done"
@@ -261,6 +264,7 @@ class VllmBench:
                 self.progress_writer(f"[vllm-bench] could not reset the prefix cache: {problem}; going on")
         for hook in self.hooks:
             hook.before_measure()
+        scraper.before_measure()
 
     def _metrics(
         self,
@@ -309,10 +313,11 @@ class VllmBench:
         values: dict[str, float],
         steady: dict[str, float] | None,
         partial: str | None,
+        server: dict[str, Any] | None,
     ) -> Path:
-        """Keep this repeat's own result file at once."""
+        """Keep this repeat's own result file at once, with its server metrics."""
         result = self._vllm_result(metrics, load, plan.schedule, plan.options, len(plan.prompts))
-        result["partial"] = partial
+        result.update(partial=partial, server_metrics=server)
         samples = samples_of(load.records, self.count_tokens)
         try:
             return self._repeat_files().save(result, values, samples, load.duration, steady, partial)
@@ -322,7 +327,7 @@ class VllmBench:
     def _point(self, suite: str, params: dict[str, Any], partial: str | None) -> PointRecord:
         """The point's record before its metrics: its id, suite, params and server."""
         return PointRecord(
-            id=self.node_id, suite=suite, params=params, metrics={}, server=self._server_info(), partial=partial
+            id=self.node_id, suite=suite, params=params, metrics={}, server=server_info(self.server), partial=partial
         )
 
     def _repeated_point(self, suite: str, params: dict[str, Any]) -> PointRecord:
@@ -352,9 +357,6 @@ class VllmBench:
         checks.fail_cut_short(self.server, died, stopped)
 
     # -- sinks ------------------------------------------------------------------------
-    def _server_info(self) -> dict[str, Any]:
-        return server_info(self.server)
-
     def _vllm_result(self, metrics, load, schedule, options, num_prompts) -> dict[str, Any]:
         head = ResultHead(
             model=self.server.model,
@@ -373,7 +375,7 @@ class VllmBench:
             suite=suite,
             params=params,
             metrics={"completed": 0.0, "failed": float(len(load.records))},
-            server=self._server_info(),
+            server=server_info(self.server),
             partial=partial,
         )
         self.store.save_point(point, failed_result_file(load, reason, partial))

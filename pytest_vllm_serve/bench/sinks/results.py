@@ -39,6 +39,17 @@ SUMMARY_CSV = "summary.csv"
 REPEATS_DIR = "repeats"
 #: Marks our summary files, so a baseline can be recognised as one.
 FORMAT = "pytest-vllm-serve/results-v1"
+#: The server's figures in summary.csv, when a point has them (docs/server-metrics.md).
+SERVER_COLUMNS = (
+    "server_kv_cache_usage_max",
+    "server_running_max",
+    "server_waiting_max",
+    "server_ttft_mean_ms",
+    "server_e2e_mean_ms",
+    "server_queue_mean_ms",
+    "server_preemptions",
+    "server_prefix_cache_hit_rate",
+)
 
 
 def _json_default(value: Any) -> Any:
@@ -86,6 +97,8 @@ class PointRecord:
     stability: dict[str, Any] | None = None
     #: the metrics of the requests after the ramp-up and before the drain (capped points)
     steady_state: dict[str, float] | None = None
+    #: the server's /metrics over the measured phase (bench/server_metrics/): status, figures, warnings
+    server_metrics: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -99,7 +112,13 @@ class PointRecord:
             "repeats": self.repeats,
             "stability": self.stability,
             "steady_state": self.steady_state,
+            "server_metrics": self.server_metrics,
         }
+
+    def server_figures(self) -> dict[str, float]:
+        """The server's figures as flat ``server_<name>`` values (empty without them)."""
+        figures = (self.server_metrics or {}).get("figures") or {}
+        return {f"server_{k}": v for k, v in figures.items()}
 
     @property
     def unstable(self) -> list[str]:
@@ -185,9 +204,10 @@ def summary_csv(points: Iterable[PointRecord]) -> str:
     metrics = sorted({k for p in points for k in p.metrics})
     spread = sorted({k for p in points for k in ((p.repeats or {}).get("metrics") or {})})
     spread_columns = [f"{k}_{part}" for k in spread for part in ("ci_low", "ci_high", "cv")]
+    server = [k for k in SERVER_COLUMNS if any(k in p.server_figures() for p in points)]
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["id", "suite", "partial", "unstable", *params, *metrics, "repeats", *spread_columns])
+    writer.writerow(["id", "suite", "partial", "unstable", *params, *metrics, "repeats", *spread_columns, *server])
     for p in points:
         intervals = (p.repeats or {}).get("metrics") or {}
         writer.writerow(
@@ -200,6 +220,7 @@ def summary_csv(points: Iterable[PointRecord]) -> str:
                 *(p.metrics.get(k, "") for k in metrics),
                 (p.repeats or {}).get("n", 1),
                 *(_blank(intervals.get(k, {}).get(part)) for k in spread for part in ("ci_low", "ci_high", "cv")),
+                *(_blank(p.server_figures().get(k)) for k in server),
             ]
         )
     return out.getvalue()

@@ -21,6 +21,12 @@ COLUMNS = (
     ("ITL p99", "p99_itl_ms", "{:.2f}"),
     ("E2EL p99", "p99_e2el_ms", "{:.0f}"),
 )
+#: The server's own figures (its /metrics), as columns only when a point has them.
+SERVER_COLUMNS = (
+    ("srv TTFT", "server_ttft_mean_ms", "{:.1f}"),
+    ("srv wait max", "server_waiting_max", "{:.0f}"),
+    ("srv KV max", "server_kv_cache_usage_max", "{:.2f}"),
+)
 
 
 def _cell(metrics: dict[str, float], key: str, fmt: str) -> str:
@@ -46,10 +52,10 @@ def _spread(point: PointRecord, key: str, fmt: str) -> str:
     return "±" + fmt.format((interval["ci_high"] - interval["ci_low"]) / 2)
 
 
-def _columns(repeated: bool) -> list[tuple[str, str, str, bool]]:
+def _columns(repeated: bool, server: bool) -> list[tuple[str, str, str, bool]]:
     """(title, key, format, is a ± column) for each column after the point's name."""
     columns = []
-    for title, key, fmt in COLUMNS:
+    for title, key, fmt in COLUMNS + (SERVER_COLUMNS if server else ()):
         columns.append((title, key, fmt, False))
         if repeated and key in SPREAD:
             columns.append(("±", key, fmt, True))
@@ -68,11 +74,12 @@ def points_table(points: Iterable[PointRecord]) -> list[str]:
     marked, and a line under the table says why."""
     points = list(points)
     repeated = any(point.repeats for point in points)
-    columns = _columns(repeated)
+    columns = _columns(repeated, any(point.server_figures() for point in points))
     rows = [["point", *(["n"] if repeated else []), *(title for title, _, _, _ in columns)]]
     for point in points:
         cells = [
-            _spread(point, key, fmt) if spread else _cell(point.metrics, key, fmt) for _, key, fmt, spread in columns
+            _spread(point, key, fmt) if spread else _cell({**point.metrics, **point.server_figures()}, key, fmt)
+            for _, key, fmt, spread in columns
         ]
         count = [str((point.repeats or {}).get("n", 1))] if repeated else []
         rows.append([_name(point), *count, *cells])

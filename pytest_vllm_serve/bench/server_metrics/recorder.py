@@ -1,0 +1,147 @@
+"""Server metrics around a point's measured phase: one synchronous scrape right before it, the
+scraper process during it, one synchronous scrape right after it; then what the point records
+under ``server_metrics`` (docs/server-metrics.md).
+
+A server without /metrics (404, or no Prometheus text at the first scrape) is said once on the
+progress writer and the point goes on without server metrics (``status: unavailable``). A scrape
+that fails later makes them ``partial``, with the reason; the client's metrics are untouched.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pytest_vllm_serve.bench.metrics import BenchmarkMetrics
+from pytest_vllm_serve.bench.records import RequestRecord
+from pytest_vllm_serve.bench.repeats import Repeat
+from pytest_vllm_serve.bench.server_metrics.checks import client_prompt_tokens, cross_checks
+from pytest_vllm_serve.bench.server_metrics.parse import Snapshot
+from pytest_vllm_serve.bench.server_metrics.scraper import ScrapeError, ScraperProcess, scrape
+from pytest_vllm_serve.bench.server_metrics.series import series_csv
+from pytest_vllm_serve.bench.server_metrics.summary import client_gaps, summarize
+from pytest_vllm_serve.bench.sinks.results import ResultsStore, safe_name
+from pytest_vllm_serve.files import atomic_write_text
+from pytest_vllm_serve.serving.running import RunningServer
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Phase:
+    """What was scraped over one measured phase."""
+
+    start: Snapshot
+    scraped: list[Snapshot] = field(default_factory=list)
+    end: Snapshot | None = None
+    errors: list[str] = field(default_factory=list)
+
+    def series(self) -> list[Snapshot]:
+        inside = [s for s in self.scraped if s.t > self.start.t and (self.end is None or s.t < self.end.t)]
+        return [self.start, *inside, *([self.end] if self.end is not None else [])]
+
+
+def phase_record(
+    phase: Phase, metrics: BenchmarkMetrics, records: Sequence[RequestRecord], interval: float
+) -> dict[str, Any]:
+    """The point's ``server_metrics``: its status, figures, gaps to the client and cross-checks.
+    Without the last full scrape the counters' growth is not the phase's: only the gauges stay."""
+    series = phase.series()
+    figures = summarize(series)
+    if phase.end is None:
+        figures = {k: v for k, v in figures.items() if k.endswith(("_mean", "_max")) and not k.endswith("_ms")}
+    warnings: list[str] = []
+    if phase.end is not None:
+        figures.update(client_gaps(figures, 1000 * metrics.ttft.mean, 1000 * metrics.e2el.mean))
+        warnings = cross_checks(
+            figures,
+            output_tokens=metrics.total_output_tokens,
+            prompt_tokens=client_prompt_tokens(records),
+            completed=metrics.completed,
+        )
+    return {
+        "status": "partial" if phase.errors else "complete",
+        "reason": phase.errors[0] if phase.errors else None,
+        "errors": len(phase.errors),
+        "interval_s": interval,
+        "samples": len(series),
+        "engines": phase.start.engines(),
+        "figures": figures,
+        "warnings": warnings,
+    }
+
+
+@dataclass
+class ServerMetricsRecorder:
+    """Runs around the measured phase, after the hooks' before_measure and before their
+    after_measure (so that a profiler's start and stop are not in the phase's figures)."""
+
+    server: RunningServer
+    interval: float  # --vllm-metrics-interval; 0: off
+    progress: Progress | None = None
+    phase: Phase | None = None
+    unavailable: str | None = None
+    _process: ScraperProcess | None = None
+    _dir: tempfile.TemporaryDirectory[str] | None = None
+
+    def before_measure(self) -> None:
+        if self.interval <= 0:
+            return
+        try:
+            self.phase = Phase(scrape(self.server.client, self.server.url))
+        except ScrapeError as exc:
+            self.unavailable = str(exc)
+            self._say(f"no server metrics for this point: {exc}; going on without them")
+            return
+        self._dir = tempfile.TemporaryDirectory(prefix="vllm-scrapes-")
+        path = Path(self._dir.name) / "scrapes.jsonl"
+        self._process = ScraperProcess(self.server.url, self.server.headers, self.interval, path)
+
+    def after_measure(self) -> None:
+        if self.phase is None or self._process is None:
+            return
+        scraped, errors = self._process.stop()
+        self.phase.scraped, self.phase.errors = scraped, errors
+        if self._dir is not None:
+            self._dir.cleanup()
+        try:
+            self.phase.end = scrape(self.server.client, self.server.url)
+        except ScrapeError as exc:
+            self.phase.errors.append(f"the scrape at the end of the phase: {exc}")
+
+    def record(
+        self, metrics: BenchmarkMetrics, records: Sequence[RequestRecord], series_file: Path, root: Path
+    ) -> dict[str, Any] | None:
+        """The point's ``server_metrics`` (None when off), its time series written to
+        ``series_file``; warnings and a partial phase said on the progress writer."""
+        if self.interval <= 0:
+            return None
+        if self.phase is None:
+            return {"status": "unavailable", "reason": self.unavailable}
+        result = phase_record(self.phase, metrics, records, self.interval)
+        try:
+            atomic_write_text(series_file, series_csv(self.phase.series()))
+            result["series_file"] = str(series_file.relative_to(root))
+        except (OSError, ValueError) as exc:
+            result["series_file"] = None
+            self._say(f"could not write the server metrics' time series: {exc}")
+        if result["reason"]:
+            self._say(f"server metrics are partial: {result['reason']}")
+        for warning in result["warnings"]:
+            self._say(f"server metrics cross-check: {warning}")
+        return result
+
+    def _say(self, line: str) -> None:
+        if self.progress is not None:
+            self.progress(f"[vllm-bench] {line}")
+
+
+def series_path(store: ResultsStore, point_id: str, repeat: Repeat) -> Path:
+    """``points/<point>.metrics.csv``, or ``points/repeats/<point>.r<K>.metrics.csv`` for a
+    repeat: beside the point's files, out of the ``points/*.json`` glob."""
+    if repeat.repeated:
+        return store.repeat_path(point_id, repeat.index).with_suffix(".metrics.csv")
+    return store.points_dir / f"{safe_name(point_id)}.metrics.csv"

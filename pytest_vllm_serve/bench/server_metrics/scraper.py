@@ -1,0 +1,135 @@
+"""Sampling ``/metrics`` during a measured phase, in a process of its own, so that a scrape
+never delays the load generator's sends.
+
+The process (``python -m pytest_vllm_serve.bench.server_metrics.scraper``) reads the server's
+headers as one JSON line on stdin (so no key shows in the process list), GETs ``/metrics``
+every interval at a lower priority (nice +5), and appends one JSON line per scrape to its file:
+``{"t": ..., "samples": [[name, labels, value], ...]}`` (the gauges and counters of the time
+series) or ``{"t": ..., "error": ...}``. ``t`` is ``time.monotonic()``: CLOCK_MONOTONIC, the
+same clock in every process of the machine. It stops when its stdin closes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+
+from pytest_vllm_serve.bench.server_metrics.parse import MetricsTextError, Snapshot, parse_metrics
+from pytest_vllm_serve.bench.server_metrics.summary import COUNTERS, GAUGES
+
+#: What the process keeps of each scrape: the time series' names.
+SERIES_NAMES = frozenset([name for name, _ in GAUGES.values()] + list(COUNTERS.values()))
+
+
+class ScrapeError(Exception):
+    """A scrape that gave no samples, and why."""
+
+
+def scrape(client: httpx.Client, url: str, timeout: float = 5.0) -> Snapshot:
+    """One GET /metrics, parsed; ScrapeError says why not."""
+    t = time.monotonic()
+    try:
+        response = client.get(f"{url}/metrics", timeout=timeout)
+    except httpx.HTTPError as exc:
+        raise ScrapeError(f"GET /metrics failed: {type(exc).__name__}: {exc}") from None
+    if response.status_code == 404:
+        raise ScrapeError("the server has no /metrics (HTTP 404)")
+    if response.status_code != 200:
+        raise ScrapeError(f"GET /metrics answered HTTP {response.status_code}")
+    try:
+        return Snapshot(t, parse_metrics(response.text))
+    except MetricsTextError as exc:
+        raise ScrapeError(f"GET /metrics answered no vLLM metrics ({exc})") from None
+
+
+def _line(client: httpx.Client, url: str) -> dict[str, Any]:
+    try:
+        snapshot = scrape(client, url)
+    except ScrapeError as exc:
+        return {"t": time.monotonic(), "error": str(exc)}
+    samples = [[name, dict(labels), v] for (name, labels), v in snapshot.values.items() if name in SERIES_NAMES]
+    return {"t": snapshot.t, "samples": samples}
+
+
+def _wait_or_stop(stdin: IO[str], seconds: float) -> bool:
+    """Sleep up to ``seconds``; True when stdin closed (time to stop)."""
+    readable, _, _ = select.select([stdin], [], [], max(seconds, 0.0))
+    return bool(readable) and stdin.readline() == ""
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="sample a vLLM server's /metrics until stdin closes")
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--interval", type=float, required=True)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    headers = json.loads(sys.stdin.readline() or "{}")
+    try:
+        os.nice(5)
+    except OSError:
+        pass
+    with httpx.Client(headers=headers) as client, open(args.out, "a", buffering=1) as out:
+        due = time.monotonic()
+        while True:
+            due += args.interval
+            out.write(json.dumps(_line(client, args.url)) + "\n")
+            if _wait_or_stop(sys.stdin, due - time.monotonic()):
+                return
+
+
+class ScraperProcess:
+    """The parent's side: start the process, stop it, read what it wrote."""
+
+    def __init__(self, url: str, headers: dict[str, str], interval: float, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("")
+        argv = [sys.executable, "-m", __name__, "--url", url, "--interval", str(interval), "--out", str(path)]
+        self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, text=True)
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(headers) + "\n")
+        self.process.stdin.flush()
+        self.interval = interval
+
+    def stop(self) -> tuple[list[Snapshot], list[str]]:
+        """Close its stdin, wait for it, and read its snapshots and errors."""
+        try:
+            if self.process.stdin is not None:
+                self.process.stdin.close()
+            self.process.wait(timeout=10 + self.interval)
+        except (OSError, subprocess.TimeoutExpired):
+            self.process.kill()
+            self.process.wait()
+        return read_scrapes(self.path)
+
+
+def read_scrapes(path: Path) -> tuple[list[Snapshot], list[str]]:
+    snapshots, errors = [], []
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        return [], [f"could not read the scrapes: {exc}"]
+    for line in lines:
+        try:
+            data = json.loads(line)
+        except ValueError:
+            continue  # a line cut short
+        if "error" in data:
+            errors.append(str(data["error"]))
+            continue
+        values = {(n, tuple(sorted(labels.items()))): float(v) for n, labels, v in data["samples"]}
+        snapshots.append(Snapshot(float(data["t"]), values))
+    return snapshots, errors
+
+
+if __name__ == "__main__":
+    main()
