@@ -113,6 +113,31 @@ def test_a_server_without_metrics_runs_its_point_and_says_so(pytester):
     assert "server_ttft_mean_ms" not in header
 
 
+def test_each_repeat_records_its_server_metrics(pytester):
+    pytester.makepyfile(BENCH_POINT)
+    with running(ttft_ms=5, itl_ms=1) as url:
+        result = pytester.runpytest_subprocess(
+            "-p",
+            "no:cacheprovider",
+            f"--vllm-url={url}",
+            f"--vllm-results-dir={pytester.path / 'results'}",
+            "--vllm-num-prompts=4",
+            "--vllm-input-len=4",
+            "--vllm-output-len=3",
+            "--vllm-repeats=2",
+            "-s",
+            timeout=120,
+        )
+    result.assert_outcomes(passed=2)
+    assert output(result).count("no server metrics for this point") == 2  # once per repeat
+    root = (pytester.path / "results" / "latest").resolve()
+    repeats = sorted((root / "points" / "repeats").glob("*.json"))
+    assert len(repeats) == 2
+    for path in repeats:
+        assert json.loads(path.read_text())["server_metrics"]["status"] == "unavailable"
+    assert point_of(root)["pytest_vllm_serve"]["server_metrics"]["status"] == "unavailable"
+
+
 class _Metrics(http.server.BaseHTTPRequestHandler):
     body = FIXTURE.read_bytes()
 
