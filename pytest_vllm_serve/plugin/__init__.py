@@ -14,6 +14,7 @@ from pytest_vllm_serve.plugin.collection import (
     pytest_collection_finish,
     pytest_collection_modifyitems,
     pytest_generate_tests,
+    pytest_generate_tests_repeats,
 )
 from pytest_vllm_serve.plugin.configure import (
     pytest_addoption,
@@ -50,6 +51,7 @@ __all__ = [
     "pytest_configure",
     "pytest_configure_node",
     "pytest_generate_tests",
+    "pytest_generate_tests_repeats",
     "pytest_load_initial_conftests",
     "pytest_report_header",
     "pytest_runtest_makereport",

@@ -79,7 +79,6 @@ def _point_id(name: str, value: float) -> str:
     return f"{name}={text}"
 
 
-@pytest.hookimpl(trylast=True)  # after the tests' own parametrize: the repeat comes last in the id
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Sweep fixtures (vllm_rate, vllm_concurrency, vllm_input_len, vllm_output_len): one test id per point."""
     session = metafunc.config.stash.get(SESSION_KEY, None)
@@ -89,12 +88,20 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         if fixture in metafunc.fixturenames:
             values = list(getattr(session.bench, field))
             metafunc.parametrize(fixture, values, ids=[_point_id(name, v) for v in values])
+
+
+@pytest.hookimpl(specname="pytest_generate_tests", trylast=True)
+def pytest_generate_tests_repeats(metafunc: pytest.Metafunc) -> None:
+    """--vllm-repeats: each benchmark test once per repeat, the repeat last in its id (after the
+    test's own parametrize marks and the sweeps, whose ids stay as they were)."""
+    session = metafunc.config.stash.get(SESSION_KEY, None)
+    if session is None:
+        return
     count = session.bench.repeats
     if count > 1 and "vllm_bench" in metafunc.fixturenames:
         indices = list(range(1, count + 1))
-        metafunc.parametrize(
-            repeats.PARAM, indices, indirect=True, ids=[repeats.Repeat(i, count).test_id() for i in indices]
-        )
+        ids = [repeats.Repeat(i, count).test_id() for i in indices]
+        metafunc.parametrize(repeats.PARAM, indices, indirect=True, ids=ids)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

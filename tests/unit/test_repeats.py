@@ -114,3 +114,34 @@ def test_the_sinks_show_a_repeated_points_spread_and_stability(tmp_path):
     baseline = load_baseline(summary)
     assert baseline.get(point.id)["request_throughput"] == 11.0
     assert baseline.repeat_values(point.id) == {"request_throughput": [10.0, 12.0, 11.0]}
+
+
+def test_the_repeat_comes_last_in_the_id_and_the_sweeps_keep_their_place(pytester):
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("x", [1], ids=["x1"])
+        def test_a(vllm_bench, vllm_rate, x):
+            pass
+
+        def test_plain(vllm_rate):
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "--collect-only",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--vllm-url=http://127.0.0.1:9",
+        "--vllm-sweep-rate=4",
+        "--vllm-repeats=2",
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "*::test_plain[[]rate=4[]]",  # no vllm_bench: measured once, no repeat in its id
+            "*::test_a[[]rate=4-x1-repeat=1[]]",
+            "*::test_a[[]rate=4-x1-repeat=2[]]",
+        ]
+    )
