@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.server
 import math
+import os
 import threading
 import time
 import types
@@ -18,6 +19,7 @@ from pytest_vllm_serve.bench.records import RequestRecord
 from pytest_vllm_serve.bench.repeats import Repeat
 from pytest_vllm_serve.bench.server_metrics.checks import client_prompt_tokens, cross_checks
 from pytest_vllm_serve.bench.server_metrics.parse import MetricsTextError, Snapshot, parse_metrics
+from pytest_vllm_serve.bench.server_metrics.process import local_pid, process_figures
 from pytest_vllm_serve.bench.server_metrics.recorder import Phase, ServerMetricsRecorder, phase_record, series_path
 from pytest_vllm_serve.bench.server_metrics.scraper import ScrapeError, ScraperProcess, read_scrapes, scrape
 from pytest_vllm_serve.bench.server_metrics.series import series_rows
@@ -273,8 +275,8 @@ def test_the_scraper_process_samples_until_stopped(metrics_server, tmp_path):
     assert "vllm:e2e_request_latency_seconds_bucket" not in {n for n, _ in scraped[0].values}  # series names only
 
 
-def fake_server(url: str):
-    return types.SimpleNamespace(url=url, headers={}, client=httpx.Client())
+def fake_server(url: str, launcher: str = "external", ids: dict | None = None):
+    return types.SimpleNamespace(url=url, headers={}, client=httpx.Client(), launcher=launcher, ids=ids or {})
 
 
 def test_the_recorder_around_a_phase(metrics_server, tmp_path):
@@ -292,7 +294,9 @@ def test_the_recorder_around_a_phase(metrics_server, tmp_path):
 
 def test_a_server_without_metrics_is_said_once_and_the_point_goes_on(tmp_path):
     lines = []
-    server = types.SimpleNamespace(url="http://server", headers={}, client=mock(404, "Not Found"))
+    server = types.SimpleNamespace(
+        url="http://server", headers={}, client=mock(404, "Not Found"), launcher="external", ids={}
+    )
     recorder = ServerMetricsRecorder(server, 1.0, lines.append)
     recorder.before_measure()
     recorder.after_measure()
@@ -300,6 +304,29 @@ def test_a_server_without_metrics_is_said_once_and_the_point_goes_on(tmp_path):
     assert result == {"status": "unavailable", "reason": "the server has no /metrics (HTTP 404)"}
     assert len(lines) == 1 and "no server metrics for this point" in lines[0]
     assert not (tmp_path / "p.metrics.csv").exists()
+
+
+def test_process_figures_by_hand():
+    # 12.5 - 10 CPU seconds; peak RSS over the samples and both ends: 3 MiB
+    figures = process_figures((10.0, 1 * 2**20), (12.5, 2 * 2**20), [3 * 2**20, 2**20])
+    assert figures == {"cpu_seconds": 2.5, "rss_peak_mb": 3.0}
+    assert process_figures(None, None, []) == {}
+    assert local_pid("local", {"pid": 42}) == 42
+    assert local_pid("external", {"pid": 42}) is None and local_pid("docker", {}) is None
+
+
+def test_a_local_servers_process_tree_is_measured(metrics_server, tmp_path):
+    server = fake_server(metrics_server, "local", {"pid": os.getpid()})  # this process stands in for it
+    recorder = ServerMetricsRecorder(server, 0.1)
+    recorder.before_measure()
+    sum(i * i for i in range(2_000_000))  # some CPU in the tree
+    time.sleep(0.5)
+    recorder.after_measure()
+    result = recorder.record(client(), records(), tmp_path / "p.metrics.csv", tmp_path)
+    figures = result["figures"]
+    assert figures["process_cpu_seconds"] > 0.05
+    assert figures["process_rss_peak_mb"] > 10
+    assert recorder._process is not None and recorder._process.rss  # the scraper sampled the tree's RSS too
 
 
 def test_interval_zero_turns_it_off(tmp_path):

@@ -20,6 +20,7 @@ from pytest_vllm_serve.bench.records import RequestRecord
 from pytest_vllm_serve.bench.repeats import Repeat
 from pytest_vllm_serve.bench.server_metrics.checks import client_prompt_tokens, cross_checks
 from pytest_vllm_serve.bench.server_metrics.parse import Snapshot
+from pytest_vllm_serve.bench.server_metrics.process import local_pid, process_figures, tree_usage
 from pytest_vllm_serve.bench.server_metrics.scraper import ScrapeError, ScraperProcess, scrape
 from pytest_vllm_serve.bench.server_metrics.series import series_csv
 from pytest_vllm_serve.bench.server_metrics.summary import client_gaps, summarize
@@ -86,10 +87,17 @@ class ServerMetricsRecorder:
     unavailable: str | None = None
     _process: ScraperProcess | None = None
     _dir: tempfile.TemporaryDirectory[str] | None = None
+    _usage: list[tuple[float, int] | None] = field(default_factory=list)  # the local tree's, at start and end
+
+    @property
+    def pid(self) -> int | None:
+        return local_pid(self.server.launcher, self.server.ids)
 
     def before_measure(self) -> None:
         if self.interval <= 0:
             return
+        if self.pid is not None:
+            self._usage.append(tree_usage(self.pid))
         try:
             self.phase = Phase(scrape(self.server.client, self.server.url))
         except ScrapeError as exc:
@@ -98,9 +106,11 @@ class ServerMetricsRecorder:
             return
         self._dir = tempfile.TemporaryDirectory(prefix="vllm-scrapes-")
         path = Path(self._dir.name) / "scrapes.jsonl"
-        self._process = ScraperProcess(self.server.url, self.server.headers, self.interval, path)
+        self._process = ScraperProcess(self.server.url, self.server.headers, self.interval, path, self.pid)
 
     def after_measure(self) -> None:
+        if self.pid is not None and self._usage:
+            self._usage.append(tree_usage(self.pid))
         if self.phase is None or self._process is None:
             return
         scraped, errors = self._process.stop()
@@ -119,9 +129,11 @@ class ServerMetricsRecorder:
         ``series_file``; warnings and a partial phase said on the progress writer."""
         if self.interval <= 0:
             return None
+        process = self._process_figures()
         if self.phase is None:
-            return {"status": "unavailable", "reason": self.unavailable}
+            return {"status": "unavailable", "reason": self.unavailable, **({"figures": process} if process else {})}
         result = phase_record(self.phase, metrics, records, self.interval)
+        result["figures"].update(process)
         try:
             atomic_write_text(series_file, series_csv(self.phase.series()))
             result["series_file"] = str(series_file.relative_to(root))
@@ -133,6 +145,14 @@ class ServerMetricsRecorder:
         for warning in result["warnings"]:
             self._say(f"server metrics cross-check: {warning}")
         return result
+
+    def _process_figures(self) -> dict[str, float]:
+        """The local server tree's CPU seconds and peak RSS over the phase (empty for others)."""
+        if len(self._usage) < 2:
+            return {}
+        rss = self._process.rss if self._process is not None else []
+        figures = process_figures(self._usage[0], self._usage[-1], rss)
+        return {f"process_{k}": v for k, v in figures.items()}
 
     def _say(self, line: str) -> None:
         if self.progress is not None:

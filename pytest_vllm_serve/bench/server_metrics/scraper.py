@@ -3,7 +3,8 @@ never delays the load generator's sends.
 
 The process (``python -m pytest_vllm_serve.bench.server_metrics.scraper``) reads the server's
 headers as one JSON line on stdin (so no key shows in the process list), GETs ``/metrics``
-every interval at a lower priority (nice +5), and appends one JSON line per scrape to its file:
+every interval at a lower priority (nice +5) (with ``--pid``, also the RSS of that process
+tree, a launched local server's), and appends one JSON line per scrape to its file:
 ``{"t": ..., "samples": [[name, labels, value], ...]}`` (the gauges and counters of the time
 series) or ``{"t": ..., "error": ...}``. ``t`` is ``time.monotonic()``: CLOCK_MONOTONIC, the
 same clock in every process of the machine. It stops when its stdin closes.
@@ -24,6 +25,7 @@ from typing import IO, Any
 import httpx
 
 from pytest_vllm_serve.bench.server_metrics.parse import MetricsTextError, Snapshot, parse_metrics
+from pytest_vllm_serve.bench.server_metrics.process import tree_usage
 from pytest_vllm_serve.bench.server_metrics.summary import COUNTERS, GAUGES
 
 #: What the process keeps of each scrape: the time series' names.
@@ -51,13 +53,15 @@ def scrape(client: httpx.Client, url: str, timeout: float = 5.0) -> Snapshot:
         raise ScrapeError(f"GET /metrics answered no vLLM metrics ({exc})") from None
 
 
-def _line(client: httpx.Client, url: str) -> dict[str, Any]:
+def _line(client: httpx.Client, url: str, pid: int | None) -> dict[str, Any]:
+    usage = tree_usage(pid) if pid is not None else None
+    rss = {"rss": usage[1]} if usage is not None else {}
     try:
         snapshot = scrape(client, url)
     except ScrapeError as exc:
-        return {"t": time.monotonic(), "error": str(exc)}
+        return {"t": time.monotonic(), "error": str(exc), **rss}
     samples = [[name, dict(labels), v] for (name, labels), v in snapshot.values.items() if name in SERIES_NAMES]
-    return {"t": snapshot.t, "samples": samples}
+    return {"t": snapshot.t, "samples": samples, **rss}
 
 
 def _wait_or_stop(stdin: IO[str], seconds: float) -> bool:
@@ -71,6 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--url", required=True)
     parser.add_argument("--interval", type=float, required=True)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--pid", type=int, default=None, help="also sample this process tree's RSS")
     args = parser.parse_args(argv)
     headers = json.loads(sys.stdin.readline() or "{}")
     try:
@@ -81,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
         due = time.monotonic()
         while True:
             due += args.interval
-            out.write(json.dumps(_line(client, args.url)) + "\n")
+            out.write(json.dumps(_line(client, args.url, args.pid)) + "\n")
             if _wait_or_stop(sys.stdin, due - time.monotonic()):
                 return
 
@@ -89,11 +94,13 @@ def main(argv: list[str] | None = None) -> None:
 class ScraperProcess:
     """The parent's side: start the process, stop it, read what it wrote."""
 
-    def __init__(self, url: str, headers: dict[str, str], interval: float, path: Path) -> None:
+    def __init__(self, url: str, headers: dict[str, str], interval: float, path: Path, pid: int | None = None) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("")
         argv = [sys.executable, "-m", __name__, "--url", url, "--interval", str(interval), "--out", str(path)]
+        argv += ["--pid", str(pid)] if pid is not None else []
+        self.rss: list[int] = []
         self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, text=True)
         assert self.process.stdin is not None
         self.process.stdin.write(json.dumps(headers) + "\n")
@@ -109,10 +116,11 @@ class ScraperProcess:
         except (OSError, subprocess.TimeoutExpired):
             self.process.kill()
             self.process.wait()
-        return read_scrapes(self.path)
+        return read_scrapes(self.path, self.rss)
 
 
-def read_scrapes(path: Path) -> tuple[list[Snapshot], list[str]]:
+def read_scrapes(path: Path, rss: list[int] | None = None) -> tuple[list[Snapshot], list[str]]:
+    """The snapshots and errors in the process's file; its RSS samples appended to ``rss``."""
     snapshots, errors = [], []
     try:
         lines = path.read_text().splitlines()
@@ -123,6 +131,8 @@ def read_scrapes(path: Path) -> tuple[list[Snapshot], list[str]]:
             data = json.loads(line)
         except ValueError:
             continue  # a line cut short
+        if rss is not None and isinstance(data.get("rss"), int):
+            rss.append(data["rss"])
         if "error" in data:
             errors.append(str(data["error"]))
             continue

