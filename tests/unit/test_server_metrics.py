@@ -266,13 +266,22 @@ def metrics_server():
 
 def test_the_scraper_process_samples_until_stopped(metrics_server, tmp_path):
     process = ScraperProcess(metrics_server, {"Authorization": "Bearer k"}, 0.1, tmp_path / "s.jsonl")
-    time.sleep(1.5)
+    time.sleep(1.0)
+    assert (tmp_path / "s.jsonl").read_text() == ""  # started, but it waits for the phase
+    process.go()
+    time.sleep(0.6)
     scraped, errors = process.stop()
     assert process.process.returncode == 0
     assert errors == []
     assert len(scraped) >= 3
     assert scraped[-1].total("vllm:generation_tokens_total") == 384
     assert "vllm:e2e_request_latency_seconds_bucket" not in {n for n, _ in scraped[0].values}  # series names only
+
+
+def test_a_scraper_closed_before_the_phase_scrapes_nothing(metrics_server, tmp_path):
+    process = ScraperProcess(metrics_server, {}, 0.1, tmp_path / "s.jsonl")
+    assert process.stop() == ([], [])
+    assert process.process.returncode == 0
 
 
 def fake_server(url: str, launcher: str = "external", ids: dict | None = None):

@@ -93,6 +93,14 @@ class ServerMetricsRecorder:
     def pid(self) -> int | None:
         return local_pid(self.server.launcher, self.server.ids)
 
+    def __post_init__(self) -> None:
+        """Start the scraper process now, during the warmup, so that its start-up is not in the
+        measured phase; it scrapes from before_measure on."""
+        if self.interval > 0:
+            self._dir = tempfile.TemporaryDirectory(prefix="vllm-scrapes-")
+            path = Path(self._dir.name) / "scrapes.jsonl"
+            self._process = ScraperProcess(self.server.url, self.server.headers, self.interval, path, self.pid)
+
     def before_measure(self) -> None:
         if self.interval <= 0:
             return
@@ -103,24 +111,29 @@ class ServerMetricsRecorder:
         except ScrapeError as exc:
             self.unavailable = str(exc)
             self._say(f"no server metrics for this point: {exc}; going on without them")
+            self._close()
             return
-        self._dir = tempfile.TemporaryDirectory(prefix="vllm-scrapes-")
-        path = Path(self._dir.name) / "scrapes.jsonl"
-        self._process = ScraperProcess(self.server.url, self.server.headers, self.interval, path, self.pid)
+        if self._process is not None:
+            self._process.go()
 
     def after_measure(self) -> None:
         if self.pid is not None and self._usage:
             self._usage.append(tree_usage(self.pid))
-        if self.phase is None or self._process is None:
+        if self.phase is None:
             return
-        scraped, errors = self._process.stop()
-        self.phase.scraped, self.phase.errors = scraped, errors
-        if self._dir is not None:
-            self._dir.cleanup()
+        self.phase.scraped, self.phase.errors = self._close()
         try:
             self.phase.end = scrape(self.server.client, self.server.url)
         except ScrapeError as exc:
             self.phase.errors.append(f"the scrape at the end of the phase: {exc}")
+
+    def _close(self) -> tuple[list[Snapshot], list[str]]:
+        """Stop the scraper process (idempotent) and read what it scraped."""
+        scraped, errors = self._process.stop() if self._process is not None else ([], [])
+        if self._dir is not None:
+            self._dir.cleanup()
+            self._dir = None
+        return scraped, errors
 
     def record(
         self, metrics: BenchmarkMetrics, records: Sequence[RequestRecord], series_file: Path, root: Path

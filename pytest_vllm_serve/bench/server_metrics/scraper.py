@@ -1,8 +1,10 @@
 """Sampling ``/metrics`` during a measured phase, in a process of its own, so that a scrape
 never delays the load generator's sends.
 
-The process (``python -m pytest_vllm_serve.bench.server_metrics.scraper``) reads the server's
-headers as one JSON line on stdin (so no key shows in the process list), GETs ``/metrics``
+The process (``python -m pytest_vllm_serve.bench.server_metrics.scraper``) is started during the
+warmup, so that its start-up is not in the measured phase. It reads the server's headers as one
+JSON line on stdin (so no key shows in the process list), waits for a second line (the phase
+begins; the end of stdin before it: no phase), then GETs ``/metrics``
 every interval at a lower priority (nice +5) (with ``--pid``, also the RSS of that process
 tree, a launched local server's), and appends one JSON line per scrape to its file:
 ``{"t": ..., "samples": [[name, labels, value], ...]}`` (the gauges and counters of the time
@@ -78,6 +80,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pid", type=int, default=None, help="also sample this process tree's RSS")
     args = parser.parse_args(argv)
     headers = json.loads(sys.stdin.readline() or "{}")
+    if sys.stdin.readline() == "":
+        return  # closed before the phase began: nothing to scrape
     try:
         os.nice(5)
     except OSError:
@@ -106,6 +110,15 @@ class ScraperProcess:
         self.process.stdin.write(json.dumps(headers) + "\n")
         self.process.stdin.flush()
         self.interval = interval
+
+    def go(self) -> None:
+        """The phase begins: scrape from now on."""
+        try:
+            assert self.process.stdin is not None
+            self.process.stdin.write("go\n")
+            self.process.stdin.flush()
+        except OSError:
+            pass  # it died: stop() reads what there is
 
     def stop(self) -> tuple[list[Snapshot], list[str]]:
         """Close its stdin, wait for it, and read its snapshots and errors."""
