@@ -7,11 +7,19 @@ a deliberately slow server.
 
     python -m pytest_vllm_serve.tools.latency_server --port 8100 --ttft-ms 50 --itl-ms 10
 
-Chunk times are absolute (request arrival + TTFT + k x ITL), so server-side
-scheduling jitter does not accumulate. Tokens are whitespace-separated words
-(``/tokenize`` and ``/detokenize`` agree with that), and every answer has
-exactly ``max_tokens`` tokens. ``--tokens-per-chunk K`` sends K tokens per
+Chunk times are absolute (request arrival + TTFT + k x ITL; with noise, the sum of
+the k gaps drawn), so server-side scheduling jitter does not accumulate. Tokens are
+whitespace-separated words (``/tokenize`` and ``/detokenize`` agree with that), and
+every answer has exactly ``max_tokens`` tokens. ``--tokens-per-chunk K`` sends K tokens per
 chunk every K x ITL, like vLLM's ``--stream-interval``.
+
+Noise, for tests of what a benchmark makes of a server that does not repeat itself:
+``--jitter SIGMA`` multiplies each request's TTFT and each ITL gap by its own
+exp(N(0, SIGMA^2) - SIGMA^2/2), a log-normal factor whose mean is 1 (so the mean
+latency stays the set one; the median is exp(-SIGMA^2/2) of it), and ``--run-drift
+SIGMA`` multiplies every latency of this server by one such factor drawn at start,
+like a GPU server that is a few percent faster or slower from one start to the next.
+Both come from ``--seed``: request k's factors depend only on the seed and k.
 """
 
 from __future__ import annotations
@@ -19,11 +27,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
+import random
 import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -56,6 +66,20 @@ class Timing:
     # handed to the socket are appended to this JSON-lines file (perf_counter
     # times: CLOCK_MONOTONIC, the same clock as the client's on one machine).
     trace: str | None = None
+    # Noise (see the module's docstring): log-normal factors of mean 1, from the seed.
+    jitter: float = 0.0  # sigma of each request's TTFT factor and each ITL gap's
+    run_drift: float = 0.0  # sigma of this server's one factor on every latency
+    seed: int = 0
+
+
+def lognormal_factor(rng: random.Random, sigma: float) -> float:
+    """exp(N(0, sigma^2) - sigma^2/2): a factor of mean 1; exactly 1 for sigma 0."""
+    return math.exp(rng.gauss(0.0, sigma) - sigma * sigma / 2) if sigma else 1.0
+
+
+def drift_factor(timing: Timing) -> float:
+    """The server's one factor on every latency (``--run-drift``), drawn from the seed."""
+    return lognormal_factor(random.Random(f"{timing.seed}:drift"), timing.run_drift)
 
 
 class Vocabulary:
@@ -95,6 +119,15 @@ class LatencyServer:
         self.vocab = Vocabulary()
         self.counter = 0
         self.trace = open(timing.trace, "a", buffering=1) if timing.trace else None  # noqa: SIM115  (server lifetime)
+        self.drift = drift_factor(timing)
+
+    def noise(self, request: int) -> Callable[[float], float]:
+        """Request ``request``'s latencies: each call gives one (a TTFT, then ITL gaps) times
+        its own jitter factor and the server's drift; without noise, the latency as set."""
+        if not self.timing.jitter and self.drift == 1.0:
+            return lambda seconds: seconds
+        rng = random.Random(f"{self.timing.seed}:{request}")
+        return lambda seconds: seconds * self.drift * lognormal_factor(rng, self.timing.jitter)
 
     # -- HTTP plumbing ---------------------------------------------------------
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -191,7 +224,8 @@ class LatencyServer:
 
     async def complete(self, request: dict, chat: bool, arrived: float, writer) -> None:
         prompt_tokens, n = self._lengths(request)
-        await self._sleep_until(arrived + self.timing.ttft + (n - 1) * self.timing.itl)
+        noisy = self.noise(self.counter)
+        await self._sleep_until(arrived + noisy(self.timing.ttft) + sum(noisy(self.timing.itl) for _ in range(n - 1)))
         text = " ".join([WORD] * n)
         choice = {"index": 0, "finish_reason": "length"}
         choice.update({"message": {"role": "assistant", "content": text}} if chat else {"text": text})
@@ -242,10 +276,12 @@ class LatencyServer:
 
         k = max(1, self.timing.tokens_per_chunk)
         sent = 0
-        first_at = arrived + self.timing.ttft
+        noisy = self.noise(self.counter)
+        first_at = arrived + noisy(self.timing.ttft)
         if self.timing.stall_every and self.counter % self.timing.stall_every == 0:
             first_at += self.timing.stall_ms / 1000
         await self._sleep_until(first_at)
+        due = first_at  # when the last chunk was due: each chunk is due its tokens' gaps later
         if self.timing.empty_stream:
             event(b"[DONE]")
             writer.write(b"0\r\n\r\n")
@@ -280,7 +316,8 @@ class LatencyServer:
                 writer.transport.abort()  # mid-stream: no [DONE], no terminating chunk
                 raise ConnectionResetError("injected cut")
             tokens = min(k, n - sent)
-            await self._sleep_until(first_at + (sent + tokens - 1) * self.timing.itl)
+            due += sum(noisy(self.timing.itl) for _ in range(tokens))
+            await self._sleep_until(due)
             sent += tokens
             event(chunk(tokens, sent == n))
             await writer.drain()
@@ -316,7 +353,7 @@ async def serve_forever(host: str, port: int, timing: Timing, ready=None) -> Non
         await listener.serve_forever()
 
 
-def main(argv: list[str] | None = None) -> None:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8100)
@@ -346,7 +383,27 @@ def main(argv: list[str] | None = None) -> None:
         help="tag each stream's first token with its request id and "
         "append the times its events were written to FILE (JSON lines)",
     )
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--jitter",
+        type=float,
+        default=0.0,
+        metavar="SIGMA",
+        help="multiply each request's TTFT and each ITL gap by a log-normal factor of mean 1, "
+        "exp(N(0, SIGMA^2) - SIGMA^2/2) (default 0: exact latencies)",
+    )
+    parser.add_argument(
+        "--run-drift",
+        type=float,
+        default=0.0,
+        metavar="SIGMA",
+        help="multiply every latency by one such factor, drawn once at start (default 0: none)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of --jitter and --run-drift (default 0)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
     timing = Timing(
         args.ttft_ms / 1000,
         args.itl_ms / 1000,
@@ -362,6 +419,9 @@ def main(argv: list[str] | None = None) -> None:
         args.stall_ms,
         bad_utf8=args.bad_utf8,
         trace=args.trace,
+        jitter=args.jitter,
+        run_drift=args.run_drift,
+        seed=args.seed,
     )
     try:
         import uvloop
@@ -370,8 +430,14 @@ def main(argv: list[str] | None = None) -> None:
     except ImportError:
         pass
 
+    noise = (
+        f" jitter={args.jitter} drift={drift_factor(timing):.4f} seed={args.seed}"
+        if args.jitter or args.run_drift
+        else ""
+    )
+
     def ready(port: int) -> None:
-        print(f"listening on {args.host}:{port} ttft={args.ttft_ms} ms itl={args.itl_ms} ms", flush=True)
+        print(f"listening on {args.host}:{port} ttft={args.ttft_ms} ms itl={args.itl_ms} ms{noise}", flush=True)
 
     asyncio.run(serve_forever(args.host, args.port, timing, ready))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import re
 import statistics
 
@@ -17,7 +18,7 @@ from pytest_vllm_serve.bench.client import Prompt, RequestOptions
 from pytest_vllm_serve.bench.loadgen.generator import LoadPlan, run_load
 from pytest_vllm_serve.bench.metrics import compute_metrics, per_token_itl, to_vllm_result
 from pytest_vllm_serve.bench.schedule import Schedule
-from pytest_vllm_serve.tools.latency_server import running
+from pytest_vllm_serve.tools.latency_server import LatencyServer, Timing, drift_factor, lognormal_factor, running
 from tests.support.loadgen import PROMPTS, below_cap_fraction, plan
 
 
@@ -276,3 +277,42 @@ def test_the_trace_holds_the_times_the_client_measured(tmp_path):
         delays = [c - w for c, w in zip(record.chunk_times, line["writes"])]
         assert all(0 < d < 0.05 for d in delays), delays
         assert line["writes"][0] - line["arrived"] == pytest.approx(0.030, abs=0.002)
+
+
+def _iqr(values: list[float]) -> float:
+    q1, _, q3 = statistics.quantiles(values, n=4)
+    return q3 - q1
+
+
+def test_jitter_spreads_the_latencies_around_the_set_mean_and_the_seed_fixes_them():
+    """--jitter: each TTFT and ITL gap times exp(N(0, sigma^2) - sigma^2/2), request k's from
+    the seed and k alone; --run-drift: one such factor on every latency of a server start."""
+    prompts = tuple(Prompt("one two three four", 4, 8) for _ in range(60))
+    ttfts, gaps = {}, {}
+    for sigma in (0.0, 0.4):
+        with running(ttft_ms=40, itl_ms=10, jitter=sigma, seed=7) as url:
+            result = run_load(plan(url, Schedule(max_concurrency=4), prompts=prompts, warmup=0))
+        assert all(r.success for r in result.records), [r.error for r in result.records]
+        ttfts[sigma] = sorted(r.ttft for r in result.records)
+        gaps[sigma] = [g for r in result.records for g in per_token_itl(r)]
+    # The spread, as the interquartile range (robust to the client's own odd late wake-up);
+    # without jitter it is the client's timing alone: under a millisecond on an idle machine.
+    assert _iqr(ttfts[0.4]) > max(0.010, 2.5 * _iqr(ttfts[0.0]))  # 40 ms x (e^0.27 - e^-0.27) x e^-0.08 = 20 ms
+    assert 0.012 < statistics.stdev(ttfts[0.4]) < 0.025  # 40 ms x sqrt(exp(0.16) - 1) = 16.7 ms
+    assert _iqr(gaps[0.4]) > 0.0036  # 10 ms: 5 ms (a busy client reading late only widens it)
+    # The means stay the set ones (a gap's mean is each request's decode time over its gaps).
+    assert statistics.mean(ttfts[0.4]) == pytest.approx(0.040, rel=0.15)
+    assert statistics.mean(gaps[0.4]) == pytest.approx(0.010, rel=0.1)
+    # The seed fixes every request's latencies: the measured TTFTs are the planned ones.
+    server = LatencyServer(Timing(ttft=0.040, itl=0.010, jitter=0.4, seed=7))
+    planned = sorted(server.noise(k)(0.040) for k in range(1, 61))
+    lags = [m - p for m, p in zip(ttfts[0.4], planned)]
+    assert min(lags) >= 0 and statistics.median(lags) < 0.005 and max(lags) < 0.05, lags
+    assert server.noise(3)(1.0) == LatencyServer(Timing(jitter=0.4, seed=7)).noise(3)(1.0)
+    assert server.noise(3)(1.0) != LatencyServer(Timing(jitter=0.4, seed=8)).noise(3)(1.0)
+    draws = [lognormal_factor(random.Random(f"0:{k}"), 0.5) for k in range(20_000)]
+    assert statistics.mean(draws) == pytest.approx(1.0, abs=0.02)  # 5 standard errors
+    assert statistics.median(draws) == pytest.approx(math.exp(-0.125), abs=0.02)
+    drifting = LatencyServer(Timing(jitter=0.0, run_drift=0.1, seed=1))
+    assert drifting.drift == drift_factor(Timing(run_drift=0.1, seed=1)) != 1.0
+    assert drifting.noise(1)(1.0) == drifting.noise(2)(1.0) == drifting.drift  # one factor for all
