@@ -137,6 +137,7 @@ def test_one_server_across_two_nodes_smoke_bench_and_a_killed_worker(pytester, i
         *TWO_NODES,
         "--vllm-sweep-concurrency=4",
         "--vllm-num-prompts=8",
+        "--vllm-prompts-per-concurrency=0",  # the 8 prompts as asked, at concurrency 4
         "--vllm-input-len=32",
         "--vllm-output-len=16",
         "--vllm-warmup=1",

@@ -121,7 +121,10 @@ def test_fail_on_catches_a_slowed_server(pytester):
         baseline_run = run(pytester, fast)
     baseline_run.assert_outcomes(passed=1)
     baseline = latest(pytester) / "summary.json"
-    gate = ["--vllm-baseline", str(baseline), "--vllm-fail-on", "p99_ttft_ms:+10%,output_throughput:-5%"]
+    # Wide enough that a loaded CI machine's noise on a 12-request point never trips it (the p99
+    # of 12 requests is their slowest; the gate over repeats is in test_repeats.py), and far
+    # inside the slowed server's change (TTFT x8, ITL x8).
+    gate = ["--vllm-baseline", str(baseline), "--vllm-fail-on", "median_ttft_ms:+100%,output_throughput:-40%"]
     with running(ttft_ms=10, itl_ms=1) as same:
         unchanged = run(pytester, same, *gate)
     unchanged.assert_outcomes(passed=1)
@@ -130,9 +133,9 @@ def test_fail_on_catches_a_slowed_server(pytester):
     slowed.assert_outcomes(failed=1)
     out = output(slowed)
     assert "regression against --vllm-baseline" in out
-    for needle in ("p99_ttft_ms", "output_throughput", "+10%", "-5%"):
+    for needle in ("median_ttft_ms", "output_throughput", "+100%", "-40%"):
         assert needle in out
-    base = json.loads(baseline.read_text())["points"][0]["metrics"]["p99_ttft_ms"]
+    base = json.loads(baseline.read_text())["points"][0]["metrics"]["median_ttft_ms"]
     assert f"{base:.4g}"[:3] in out  # the baseline value is quoted
     # Nothing measured is lost: the failing point is still in the new run's results.
     assert json.loads((latest(pytester) / "summary.json").read_text())["points"][0]["metrics"]["completed"] == 12
