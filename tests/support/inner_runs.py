@@ -176,3 +176,21 @@ class ProcessWatcher:
 def results_dir(inner_args: list[str]) -> Path:
     """The --vllm-results-dir an inner run was given (see the inner_args fixture)."""
     return Path(next(a for a in inner_args if a.startswith("--vllm-results-dir=")).split("=", 1)[1])
+
+
+def run_against(pytester, url: str, *args: str, timeout: float = 120):
+    """An inner run attached to the server at ``url`` (--vllm-url), with its results under the
+    pytester directory (``latest_results``)."""
+    return pytester.runpytest_subprocess(
+        "-p",
+        "no:cacheprovider",
+        f"--vllm-url={url}",
+        f"--vllm-results-dir={pytester.path / 'results'}",
+        *args,
+        timeout=timeout,
+    )
+
+
+def latest_results(pytester) -> Path:
+    """The results directory of the newest inner run started by ``run_against``."""
+    return (pytester.path / "results" / "latest").resolve()

@@ -17,25 +17,17 @@ import pytest
 
 from pytest_vllm_serve.tools.latency_server import running
 from tests.support import ROOT
-from tests.support.inner_runs import BENCH_POINT, output
+from tests.support.inner_runs import BENCH_POINT, latest_results, output, run_against
 
 SMALL = ["--vllm-num-prompts=12", "--vllm-input-len=6", "--vllm-output-len=5", "--vllm-warmup=1"]
 
 
 def run(pytester, url, *args, timeout=120):
-    return pytester.runpytest_subprocess(
-        "-p",
-        "no:cacheprovider",
-        f"--vllm-url={url}",
-        f"--vllm-results-dir={pytester.path / 'results'}",
-        *SMALL,
-        *args,
-        timeout=timeout,
-    )
+    return run_against(pytester, url, *SMALL, *args, timeout=timeout)
 
 
 def latest(pytester) -> Path:
-    return (pytester.path / "results" / "latest").resolve()
+    return latest_results(pytester)
 
 
 def test_point_results_files_and_benchmark_json(pytester):

