@@ -19,8 +19,13 @@ noise-aware gate: a fail needs the change beyond the threshold and the confidenc
 interval of the difference clear of zero; too noisy to tell is "undecided", which
 does not fail). A decision's baseline run serves both of its scenarios; seeds differ
 between all runs and decisions. The verdicts are the plugin's (its exit status and its
-messages); the change of the median and, for repeats, its interval are recomputed from
-the saved results with the gate's own function, to show how wide the intervals were.
+messages); the change and, for repeats, its interval are recomputed from the saved
+results with the gate's own function (``noise_gate.decide``: a latency percentile over
+the requests of the repeat files), to show how wide the intervals were.
+
+How often the gate catches a slowdown depends on how many samples a run has: the
+change itself must come out beyond the threshold, and its spread shrinks with the
+requests (``--prompts``), not with the interval's method.
 
 With the defaults (--jitter 0.5; 16 requests of 16 tokens at concurrency 4, TTFT 20 ms,
 ITL 10 ms), 20 decisions take about 12 minutes on 2 CPUs. Progress goes to stderr, the
@@ -42,7 +47,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from pytest_vllm_serve.bench.metrics import difference
+from pytest_vllm_serve.bench.gates import parse_fail_on
+from pytest_vllm_serve.bench.noise_gate import decide as gate_decide
+from pytest_vllm_serve.bench.noise_gate import request_samples
+from pytest_vllm_serve.bench.sinks.results import load_baseline
 from pytest_vllm_serve.tools.latency_server import Timing, drift_factor, running
 
 POINT = """
@@ -64,7 +72,7 @@ GATES = ("single", "repeats")
 
 def inner_run(work: Path, name: str, url: str, args: argparse.Namespace, repeats: int, baseline: Path | None):
     """One pytest run of the point; returns (verdict, the repeats an undecided verdict asked
-    for, the metric per repeat, the results file)."""
+    for, the metric per repeat, each repeat's per-request samples or None, the results file)."""
     results = work / name
     argv = [
         sys.executable,
@@ -101,7 +109,8 @@ def inner_run(work: Path, name: str, url: str, args: argparse.Namespace, repeats
     [point] = json.loads(summary.read_text())["points"]
     repeated = (point.get("repeats") or {}).get("values")
     values = repeated[args.metric] if repeated else [point["metrics"][args.metric]]
-    return verdict, int(asked.group(1)) if asked else None, values, summary
+    samples = load_baseline(summary).repeat_samples(point["id"])
+    return verdict, int(asked.group(1)) if asked else None, values, samples, summary
 
 
 def decide(work: Path, i: int, gate: str, args: argparse.Namespace) -> dict:
@@ -112,12 +121,14 @@ def decide(work: Path, i: int, gate: str, args: argparse.Namespace) -> dict:
     itl = {"same": args.itl_ms, "slower": args.itl_ms * args.slowdown}
     record: dict = {"decision": i, "gate": gate, "repeats": repeats, "load_average": os.getloadavg()[0]}
     with running(itl_ms=args.itl_ms, seed=seed, **noise) as url:
-        _, _, base, summary = inner_run(work, f"{i}-{gate}-baseline", url, args, repeats, None)
+        _, _, base, base_samples, summary = inner_run(work, f"{i}-{gate}-baseline", url, args, repeats, None)
     record["baseline"] = {"seed": seed, "drift": _drift(args, seed), "values": base}
     for k, scenario in enumerate(SCENARIOS, 1):
         with running(itl_ms=itl[scenario], seed=seed + k, **noise) as url:
-            verdict, asked, now, _ = inner_run(work, f"{i}-{gate}-{scenario}", url, args, repeats, summary)
-        diff = difference(base, now, relative=True, confidence=args.confidence)
+            verdict, asked, now, now_samples, _ = inner_run(work, f"{i}-{gate}-{scenario}", url, args, repeats, summary)
+        samples = request_samples(args.metric, base_samples, now_samples)
+        diff = gate_decide(args.threshold_spec, base, now, args.confidence, samples).difference
+        assert diff is not None
         record[scenario] = {
             "seed": seed + k,
             "drift": _drift(args, seed + k),
@@ -126,6 +137,7 @@ def decide(work: Path, i: int, gate: str, args: argparse.Namespace) -> dict:
             "repeats_asked": asked,
             "change_pct": diff.change,
             "ci_pct": [diff.ci_low, diff.ci_high],
+            "over": diff.over,
         }
     return record
 
@@ -236,6 +248,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.decisions = 4
     args.fail_on = f"{args.metric}:{args.threshold}"
+    [args.threshold_spec] = parse_fail_on(args.fail_on)
     return args
 
 
@@ -256,7 +269,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = tally(records)
     figures = {
         "command": shlex.join([Path(sys.argv[0]).as_posix(), *(sys.argv[1:] if argv is None else argv)]),
-        "settings": {k: v for k, v in vars(args).items() if k not in ("json", "workdir")},
+        "settings": {k: v for k, v in vars(args).items() if k not in ("json", "workdir", "threshold_spec")},
         "seconds": round(seconds, 1),
         "rows": rows,
         "spread": spread(records),

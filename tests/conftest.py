@@ -6,7 +6,8 @@ the report header and the summary say, naming what is missing and the fix.
 
 Where a test lives says what it needs, and its markers say the same (pyproject.toml declares
 them): ``unit`` for tests/unit (no service), ``integration`` for tests/integration, plus
-``docker`` or ``slurm`` for tests/integration/docker and tests/integration/slurm.
+``docker``, ``slurm`` or ``browser`` for tests/integration/docker, tests/integration/slurm and
+tests/integration/browser (a headless Chromium).
 The fixtures both kinds use are here; helpers are in tests/support.
 """
 
@@ -25,7 +26,7 @@ from tests.support.inner_runs import TAG_VAR, ProcessWatcher
 TESTS = Path(__file__).resolve().parent
 OWN_TESTS = ("unit", "integration")  # the folders that need the test extra
 #: tests/integration/<folder> -> the marker beside ``integration``
-SERVICE_MARKERS = {"docker": "docker", "slurm": "slurm"}
+SERVICE_MARKERS = {"docker": "docker", "slurm": "slurm", "browser": "browser"}
 
 
 def _missing_test_extra() -> list[str]:

@@ -8,7 +8,7 @@
 # OLD_TREE and NEW_TREE (default: this checkout) each hold a pytest_vllm_serve/. AB_SERVE
 # replaces the server command before the model path (default: vLLM's CLI, `... serve`).
 set -uo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 out=${1:?usage: run_ab.sh OUT_DIR OLD_TREE}
 old=$(cd "${2:?usage: run_ab.sh OUT_DIR OLD_TREE [NEW_TREE]}" && pwd)
 new=$(cd "${3:-.}" && pwd)
@@ -20,25 +20,12 @@ model="$out/models/qwen-1.5b"
 [ -f "$model/config.json" ] || PYTHONPATH="$PWD${base:+:$base}" $python benchmarks/gpu/make_model.py --shape "${AB_SHAPE:-qwen2.5-1.5b}" --out "$model" >/dev/null
 export PEER_TOKENIZER="$model"
 port=${AB_PORT:-8123}
-PYTHONPATH="$base" ${AB_SERVE:-$python -m vllm.entrypoints.cli.main serve} "$model" --port "$port" --load-format dummy \
-    --max-model-len 8192 --no-enable-prefix-caching ${AB_SERVE_ARGS:-} > "$out/server.log" 2>&1 &
-export SERVER_PID=$!
-trap 'kill $SERVER_PID 2>/dev/null; wait $SERVER_PID 2>/dev/null' EXIT
-$python - "$port" <<'PY' || { tail -30 "$out/server.log"; exit 1; }
-import sys, time, urllib.request
-deadline = time.time() + 400
-while time.time() < deadline:
-    try:
-        if urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/health", timeout=2).status == 200:
-            sys.exit(0)
-    except OSError:
-        time.sleep(1)
-sys.exit(1)
-PY
-echo "server healthy" | tee -a "$out/summary.txt"
+# shellcheck source=benchmarks/gpu/serve.sh
+source benchmarks/gpu/serve.sh
+read -r -a serve_args <<< "${AB_SERVE_ARGS:-}"
+BASE_PYTHONPATH="$base" SERVE=${AB_SERVE:-} start_server "$out" "$model" "$port" --no-enable-prefix-caching "${serve_args[@]}" || exit 1
 # Load the plugin by name where it is only on PYTHONPATH (not pip-installed): the tree given wins.
-plugin=()
-$python -c "import importlib.metadata as m; m.distribution('pytest-vllm-serve')" 2>/dev/null || plugin=(-p pytest_vllm_serve.plugin)
+read -r -a plugin <<< "$(plugin_args)"
 one() {  # name, tree, processes, test
     local name=$1 tree=$2
     # -P: no current directory ahead of PYTHONPATH, so the tree given is the one imported.

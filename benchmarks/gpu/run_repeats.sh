@@ -9,7 +9,7 @@
 # plugin with --vllm-duration 30 (about 12 min in all; REP_PARTS runs a part of it).
 # report_repeats.py OUT_DIR prints the tables.
 set -uo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 out=${1:?usage: run_repeats.sh OUT_DIR}
 python=${PYTHON:-python3}
 mkdir -p "$out"
@@ -19,24 +19,10 @@ model="$out/models/qwen-1.5b"
 [ -f "$model/config.json" ] || PYTHONPATH="$PWD${base:+:$base}" $python benchmarks/gpu/make_model.py --shape qwen2.5-1.5b --out "$model" >/dev/null
 export PEER_TOKENIZER="$model"
 port=${REP_PORT:-8124}
-PYTHONPATH="$base" ${REP_SERVE:-$python -m vllm.entrypoints.cli.main serve} "$model" --port "$port" --load-format dummy \
-    --max-model-len 8192 --no-enable-prefix-caching > "$out/server.log" 2>&1 &
-server=$!
-trap 'kill $server 2>/dev/null; wait $server 2>/dev/null' EXIT
-$python - "$port" <<'PY' || { tail -30 "$out/server.log"; exit 1; }
-import sys, time, urllib.request
-deadline = time.time() + 400
-while time.time() < deadline:
-    try:
-        if urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/health", timeout=2).status == 200:
-            sys.exit(0)
-    except OSError:
-        time.sleep(1)
-sys.exit(1)
-PY
-echo "server healthy" | tee -a "$out/summary.txt"
-plugin=()
-$python -c "import importlib.metadata as m; m.distribution('pytest-vllm-serve')" 2>/dev/null || plugin=(-p pytest_vllm_serve.plugin)
+# shellcheck source=benchmarks/gpu/serve.sh
+source benchmarks/gpu/serve.sh
+BASE_PYTHONPATH="$base" SERVE=${REP_SERVE:-} start_server "$out" "$model" "$port" --no-enable-prefix-caching || exit 1
+read -r -a plugin <<< "$(plugin_args)"
 one() {  # name, point, test, extra pytest args...
     local name=$1 point=$2 test=$3
     shift 3

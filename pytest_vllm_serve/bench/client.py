@@ -19,7 +19,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import aiohttp
+import msgspec
+from yarl import URL
 
 from pytest_vllm_serve.bench.records import RequestRecord
 from pytest_vllm_serve.bench.sse import SSEParser
@@ -96,11 +98,68 @@ def _chunk_tokens(choice: dict[str, Any]) -> int:
     return 1 if text else 0
 
 
+class _Delta(msgspec.Struct):
+    content: str | None = None
+
+
+class _Choice(msgspec.Struct):
+    text: str | None = None
+    delta: _Delta | None = None
+    token_ids: list[int] | None = None
+
+
+class _Usage(msgspec.Struct):
+    prompt_tokens: int | msgspec.UnsetType | None = msgspec.UNSET
+    completion_tokens: int | msgspec.UnsetType | None = msgspec.UNSET
+
+
+class _Chunk(msgspec.Struct):
+    """The fields of a streamed chunk that a record takes; the others are skipped unread."""
+
+    choices: list[_Choice] | None = None
+    usage: _Usage | None = None
+    error: Any = msgspec.UNSET
+
+
+_decode_chunk = msgspec.json.Decoder(_Chunk).decode
+
+
 def _handle_event(data: str, record: RequestRecord, now: float) -> bool:
-    """Apply one SSE data payload to the record. Returns True on [DONE]."""
+    """Apply one SSE data payload to the record. Returns True on [DONE].
+
+    A chunk of the usual shape is decoded straight into the fields it sets (msgspec); any
+    other payload (another shape, invalid JSON) takes the general path, whose outcome
+    (record or error) is the same as it would be for every payload."""
     if data == "[DONE]":
         record.done_time = now
         return True
+    try:
+        chunk = _decode_chunk(data)
+    except msgspec.MsgspecError:
+        return _handle_any_event(data, record, now)
+    if chunk.error is not msgspec.UNSET and not chunk.choices:
+        return _handle_any_event(data, record, now)
+    if chunk.choices:
+        choice = chunk.choices[0]
+        record.chunk_times.append(now)
+        text = choice.delta.content if choice.delta is not None else choice.text
+        ids = choice.token_ids
+        record.chunk_tokens.append(len(ids) if ids is not None else 1 if text else 0)
+        if text:
+            record.text_parts.append(text)
+            if record.first_content_time is None:
+                record.first_content_time = now
+    usage = chunk.usage
+    if usage is not None:
+        if usage.prompt_tokens is not msgspec.UNSET:
+            record.prompt_tokens = usage.prompt_tokens
+        if usage.completion_tokens is not msgspec.UNSET:
+            record.completion_tokens = usage.completion_tokens
+    return False
+
+
+def _handle_any_event(data: str, record: RequestRecord, now: float) -> bool:
+    """:func:`_handle_event` for any payload, through the standard library's JSON."""
     chunk = json.loads(data)
     if not isinstance(chunk, dict):
         raise ValueError(f"stream event is not a JSON object: {data[:100]!r}")
@@ -133,8 +192,31 @@ def _handle_event(data: str, record: RequestRecord, now: float) -> bool:
 JSON_HEADERS = {"Content-Type": "application/json"}
 
 
+@dataclass
+class StreamClient:
+    """The HTTP session the load generator streams with (aiohttp's, called directly: no
+    layer between the request and aiohttp's C parser), and the server's base URL."""
+
+    session: aiohttp.ClientSession
+    base_url: str
+    _urls: dict[str, URL] = field(default_factory=dict, init=False, repr=False)
+
+    def url(self, path: str) -> URL:
+        """``base_url`` + ``path``, parsed once (a base URL's own path is kept)."""
+        found = self._urls.get(path)
+        if found is None:
+            found = self._urls[path] = URL(self.base_url.rstrip("/") + path)
+        return found
+
+    async def __aenter__(self) -> StreamClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.session.close()
+
+
 async def _stream(
-    client: httpx.AsyncClient,
+    client: StreamClient,
     options: RequestOptions,
     body: bytes,
     record: RequestRecord,
@@ -142,23 +224,22 @@ async def _stream(
 ) -> None:
     clock = time.perf_counter
     record.send_time = clock()
-    async with client.stream("POST", options.path, content=body, headers=JSON_HEADERS) as response:
-        record.status = response.status_code
+    async with client.session.post(client.url(options.path), data=body, headers=JSON_HEADERS) as response:
+        record.status = response.status
         if activity is not None:
             activity.last_byte = clock()
-        if response.status_code != 200:
-            record.error = _error_message(response.status_code, await response.aread())
+        if response.status != 200:
+            record.error = _error_message(response.status, await response.read())
             return
         parser = SSEParser()
         done = False
-        async for raw in response.aiter_raw():
+        async for raw in response.content.iter_any():
             now = clock()
             if activity is not None:
                 activity.last_byte = now
-            for event in parser.feed(raw):
-                if done:
-                    continue
-                done = _handle_event(event.data, record, now)
+            for data in parser.feed_data(raw):
+                if not done:
+                    done = _handle_event(data, record, now)
         for event in parser.close():
             if not done:
                 done = _handle_event(event.data, record, clock())
@@ -170,7 +251,7 @@ async def _stream(
 
 
 async def send(
-    client: httpx.AsyncClient,
+    client: StreamClient,
     options: RequestOptions,
     body: bytes,
     record: RequestRecord,
@@ -189,10 +270,7 @@ async def send(
         record.error = f"timeout: no complete answer within {options.timeout:g} s (--vllm-request-timeout)"
     except asyncio.CancelledError:
         raise
-    except Exception as exc:  # recorded, never raised out of the run
-        # The transport maps aiohttp's errors onto httpx's classes, not always to the
-        # closest one (a refused connection becomes ConnectTimeout): name the cause.
-        cause = exc.__cause__ if isinstance(exc, httpx.TransportError) and exc.__cause__ else exc
-        record.error = f"{type(cause).__name__}: {cause}"
+    except Exception as exc:  # recorded, never raised out of the run: aiohttp's own error names
+        record.error = f"{type(exc).__name__}: {exc}"
     record.end_time = time.perf_counter()
     return record

@@ -26,12 +26,11 @@ from typing import Any, Literal
 
 from pytest_vllm_serve.bench.metrics import (
     Direction,
-    describe_metric_names,
     format_number,
     metric_direction,
     parse_number,
     parse_series_metric,
-    suggest_metric,
+    require_metric,
 )
 from pytest_vllm_serve.errors import ConfigError
 
@@ -94,12 +93,7 @@ def _parse_item(item: str, spec: str) -> Threshold:
     name, colon, change = (part.strip() for part in item.partition(":"))
     if not colon or not name or not change:
         raise ConfigError(f"--vllm-fail-on item {item.strip()!r} in {spec!r} is not METRIC:CHANGE.\n{_FIX}")
-    direction = metric_direction(name)
-    if direction is None:
-        raise ConfigError(
-            f"--vllm-fail-on names an unknown metric {name!r}{suggest_metric(name)}.\n"
-            f"  valid metrics: {describe_metric_names()}.\n{_FIX}"
-        )
+    direction = require_metric(name, "--vllm-fail-on", _FIX)
     relative = change.endswith("%")
     number = change[:-1].rstrip() if relative else change
     value = parse_number(number)

@@ -17,6 +17,14 @@ medians and bootstraps a confidence interval of the change
 
 A side with a single value is taken as exact, so with one run on each side the
 interval is a point and the verdict is that of :func:`.check_thresholds`.
+
+A latency percentile (``p99_ttft_ms``, ``median_itl_ms``) whose per-request samples both
+sides kept in every repeat (:class:`RequestSamples`) is decided over the requests: its
+value is the percentile of the pooled requests (what a repeated point reports) and its
+interval the two-level bootstrap of
+:func:`~pytest_vllm_serve.bench.metrics.difference_over_requests`. With five repeats a
+side, the interval of a median over repeats is about the range of the five values; over
+the requests it is as wide as the drift between repeats and the requests' own spread make it.
 """
 
 from __future__ import annotations
@@ -33,8 +41,11 @@ from pytest_vllm_serve.bench.metrics import (
     Difference,
     Interval,
     difference,
+    difference_over_requests,
     format_number,
     over_repeats,
+    over_requests,
+    percentile_of,
 )
 
 Verdict = Literal["pass", "fail", "undecided"]
@@ -73,6 +84,35 @@ class GateResult:
     @property
     def messages(self) -> list[str]:
         return [d.message for d in self.failures]
+
+
+@dataclass(frozen=True)
+class RequestSamples:
+    """A latency percentile's per-request samples on both sides: one sequence per repeat."""
+
+    q: float
+    baseline: Sequence[Sequence[float]]
+    current: Sequence[Sequence[float]]
+
+
+#: Per repeat: each series' per-request samples (ms), as the repeat files keep them.
+SeriesSamples = Sequence[Mapping[str, Sequence[float]]]
+
+
+def request_samples(
+    metric: str, baseline: SeriesSamples | None, current: SeriesSamples | None
+) -> RequestSamples | None:
+    """Both sides' samples of the series ``metric`` is a percentile of; None when it is no
+    percentile, or either side lacks the series in a repeat, or a side was measured once."""
+    named = percentile_of(metric)
+    if named is None or not baseline or not current or len(baseline) < 2 or len(current) < 2:
+        return None
+    q, series = named
+    old = [repeat.get(series) for repeat in baseline]
+    new = [repeat.get(series) for repeat in current]
+    if any(not s for s in old) or any(not s for s in new):
+        return None
+    return RequestSamples(q, [s for s in old if s], [s for s in new if s])
 
 
 def _number(value: Any) -> float | None:
@@ -120,20 +160,28 @@ def decide(
     baseline: Sequence[float],
     current: Sequence[float],
     confidence: float = DEFAULT_CONFIDENCE,
+    samples: RequestSamples | None = None,
 ) -> Decision:
-    """The verdict on ``threshold`` from the baseline's and this run's per-repeat values.
+    """The verdict on ``threshold`` from the baseline's and this run's per-repeat values,
+    or, given ``samples``, from both sides' requests (a latency percentile).
 
     A relative threshold against a baseline median of 0 allows a change of 0 in the
     metric's unit (its limits are those of :meth:`.Threshold.limits`), and the change
     is compared in that unit. Raises ValueError for an empty side or a value that is
     not finite.
     """
-    base = over_repeats(baseline, confidence)
-    now = over_repeats(current, confidence)
+    if samples is None:
+        base, now = over_repeats(baseline, confidence), over_repeats(current, confidence)
+    else:
+        base = over_requests(samples.baseline, samples.q, confidence)
+        now = over_requests(samples.current, samples.q, confidence)
     allowed = threshold
     if threshold.relative and base.median == 0:
         allowed = replace(threshold, amount=0.0, relative=False)
-    diff = difference(baseline, current, allowed.relative, confidence)
+    if samples is None:
+        diff = difference(baseline, current, allowed.relative, confidence)
+    else:
+        diff = difference_over_requests(samples.baseline, samples.current, samples.q, allowed.relative, confidence)
     verdict = _verdict(threshold, allowed, base.median, now.median, diff)
     needed = repeats_needed(diff, allowed.amount) if verdict == "undecided" else None
     decision = Decision(threshold, verdict, diff, base, now, needed, "")
@@ -164,9 +212,10 @@ def _message(d: Decision, allowed: Threshold, confidence: float) -> str:
     ci = f"{confidence * 100:g}% CI "  # said once, at the first interval
     baseline = _side(d.baseline, "the baseline", "baseline median", ci)
     current = _side(now, "this run", "this run", "" if d.baseline.n > 1 else ci)
+    basis = " over the requests" if diff.over == "requests" else ""
     text = (
         f"{t.metric} {verb}{size} ({baseline}; {current}; "
-        f"difference {change} [{number(diff.ci_low)}, {number(diff.ci_high)}]); allowed {limit}"
+        f"difference {change} [{number(diff.ci_low)}, {number(diff.ci_high)}]{basis}); allowed {limit}"
     )
     if d.verdict != "undecided":
         return text + (": a regression" if d.verdict == "fail" else ": passed")
@@ -191,6 +240,8 @@ def check_decisions(
     thresholds: Sequence[Threshold],
     confidence: float = DEFAULT_CONFIDENCE,
     fail_on_undecided: bool = False,
+    baseline_samples: SeriesSamples | None = None,
+    current_samples: SeriesSamples | None = None,
 ) -> GateResult:
     """Every threshold's :func:`decide` verdict, and those that fail the point.
 
@@ -210,6 +261,7 @@ def check_decisions(
         if not now or None in now:
             decisions.append(_not_measured(t, over_repeats(base, confidence), now or [None]))
             continue
-        decisions.append(decide(t, base, [v for v in now if v is not None], confidence))
+        samples = request_samples(t.metric, baseline_samples, current_samples)
+        decisions.append(decide(t, base, [v for v in now if v is not None], confidence, samples))
     failing = ("fail", "undecided") if fail_on_undecided else ("fail",)
     return GateResult(decisions, [d for d in decisions if d.verdict in failing])

@@ -21,18 +21,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_vllm_serve.bench.metrics import TokenCounter, parse_series_metric, series_samples
+from pytest_vllm_serve.bench.metrics import TokenCounter, percentile_of, series_samples
 from pytest_vllm_serve.bench.metrics.intervals import Interval, over_repeats, over_requests
 from pytest_vllm_serve.bench.records import RequestRecord
-from pytest_vllm_serve.bench.sinks.results import ResultsStore
+from pytest_vllm_serve.bench.sinks.results import REPEAT_KEY, ResultsStore
 
 #: The fixture the plugin parametrizes, and the id of one repeat in a test id.
 PARAM = "vllm_repeat"
 _ID = re.compile(r"repeat=\d+")
 #: Per-request series a repeat keeps (ms), for the latency percentiles' intervals over requests.
 SAMPLED_SERIES = ("ttft", "tpot", "itl", "e2el", "per_token_itl")
-#: Where a repeat file keeps what the point's last repeat reads back.
-REPEAT_KEY = "pytest_vllm_serve_repeat"
 
 
 @dataclass(frozen=True)
@@ -118,14 +116,14 @@ def summarize(
 def _percentile_samples(
     key: str, samples: Sequence[Mapping[str, Sequence[float]]]
 ) -> tuple[float, list[Sequence[float]]] | None:
-    """(q, each repeat's samples) for a latency percentile whose samples every repeat kept."""
-    parsed = parse_series_metric(key)
-    if parsed is None or parsed[0] != "p" or parsed[1] is None or not key.endswith("_ms"):
+    """(q, each repeat's samples) for a latency percentile or median whose samples every repeat kept."""
+    named = percentile_of(key)
+    if named is None:
         return None
-    series = [repeat.get(parsed[2]) for repeat in samples]
+    series = [repeat.get(named[1]) for repeat in samples]
     if not series or any(not s for s in series):
         return None
-    return parsed[1], [s for s in series if s]
+    return named[0], [s for s in series if s]
 
 
 def _finite(value: Any) -> bool:

@@ -38,6 +38,22 @@ class SSEParser:
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         return self._feed_text(self._decoder.decode(chunk))
 
+    def feed_data(self, chunk: bytes) -> list[str]:
+        """The data of each event that ``chunk`` completes: the same events as :meth:`feed`.
+
+        Whole ``data: ...`` events (what vLLM streams) are split off at once, with nothing
+        but a partial line buffered from before; the rest of the read, and any read of
+        another form, goes through the line-by-line parser."""
+        text = self._decoder.decode(chunk)
+        if "\r" in text or self._pending_cr or self._has_data or self._event:
+            return [event.data for event in self._feed_text(text)]
+        text, self._buffer = self._buffer + text, ""  # the buffer holds at most a partial line
+        end = text.rfind("\n\n")
+        blocks = text[:end].split("\n\n") if end >= 0 else []
+        if not blocks or not all(block.startswith("data: ") and "\n" not in block for block in blocks):
+            return [event.data for event in self._feed_text(text)]
+        return [block[6:] for block in blocks] + [event.data for event in self._feed_text(text[end + 2 :])]
+
     def close(self) -> list[SSEEvent]:
         """End of stream. Per the format, an event without its final blank line is dropped."""
         events = self._feed_text(self._decoder.decode(b"", final=True))

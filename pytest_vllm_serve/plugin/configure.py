@@ -100,6 +100,7 @@ def pytest_configure(config: pytest.Config) -> None:
     except ConfigError as exc:  # e.g. a --vllm-baseline that is not a results file, no nsys
         raise pytest.UsageError(str(exc)) from None
     config.stash[SESSION_KEY] = session
+    session.start_results()
     # SIGTERM (e.g. from a CI runner) unwinds like Ctrl-C, so teardown still runs.
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)

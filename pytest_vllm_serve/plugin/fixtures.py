@@ -97,7 +97,7 @@ def vllm_bench(
         benchmark=benchmark,
         baseline=vllm_session.baseline,
         progress_writer=terminal_writer(request.config),
-        on_point=vllm_session.points.append,
+        on_point=vllm_session.record_point,
         hooks=_profiling_hooks(request, vllm_server, vllm_session),
         repeat=vllm_repeat,
     )
@@ -148,7 +148,7 @@ def vllm_offline(request: pytest.FixtureRequest, vllm_session: VllmSession, vllm
         viztracer=vllm_session.settings.viztracer,
         before_run=vllm_session.free_devices,
         progress_writer=terminal_writer(request.config),
-        on_point=vllm_session.points.append,
+        on_point=vllm_session.record_point,
     )
     yield bench
     if bench.extra_files:

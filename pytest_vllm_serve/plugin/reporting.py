@@ -45,6 +45,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         from pytest_vllm_serve.bench.sinks.plots import draw_suite_plots
 
         vsession.plot_files = draw_suite_plots(vsession.store)
+    vsession.finish_results()
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
@@ -61,6 +62,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         terminalreporter.write_line(f"summary: {session.store.root / 'summary.csv'}")
         for plot in session.plot_files:
             terminalreporter.write_line(f"plot: {plot}")
+        if session.report_file is not None:
+            terminalreporter.write_line(f"report: {session.report_file}")
     shared = session.worker_id is None and session.shared_registry_dir.exists()
     if not (session.launched or session.attached or shared):
         return

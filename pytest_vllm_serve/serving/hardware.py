@@ -22,14 +22,15 @@ def _parse_visible(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip() and part.strip() != "-1"]
 
 
-@lru_cache(maxsize=1)
-def _nvidia_smi_gpus() -> tuple[str, ...]:
+@lru_cache(maxsize=4)
+def _smi_query(field: str) -> tuple[str, ...]:
+    """One line per GPU of ``nvidia-smi --query-gpu=FIELD`` (empty without nvidia-smi)."""
     smi = shutil.which("nvidia-smi")
     if not smi:
         return ()
     try:
         out = subprocess.run(
-            [smi, "--query-gpu=index", "--format=csv,noheader"],
+            [smi, f"--query-gpu={field}", "--format=csv,noheader"],
             capture_output=True,
             text=True,
             timeout=20,
@@ -40,6 +41,10 @@ def _nvidia_smi_gpus() -> tuple[str, ...]:
     return tuple(line.strip() for line in out.splitlines() if line.strip())
 
 
+def _nvidia_smi_gpus() -> tuple[str, ...]:
+    return _smi_query("index")
+
+
 def visible_gpus(env: Mapping[str, str] | None = None) -> list[str]:
     """GPU ids this process may use, honouring ``CUDA_VISIBLE_DEVICES``."""
     env = os.environ if env is None else env
@@ -48,6 +53,23 @@ def visible_gpus(env: Mapping[str, str] | None = None) -> list[str]:
         wanted = _parse_visible(env["CUDA_VISIBLE_DEVICES"])
         return wanted if not physical else [g for g in wanted if g in physical or not g.isdigit()]
     return physical
+
+
+def gpu_names() -> tuple[str, ...]:
+    """The name of each GPU nvidia-smi sees (empty without one), for reports."""
+    return _smi_query("name")
+
+
+def cpu_model() -> str | None:
+    """The CPU's model name (Linux's /proc/cpuinfo), or None."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
 
 
 def has_cuda() -> bool:

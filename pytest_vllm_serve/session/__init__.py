@@ -25,6 +25,7 @@ from pytest_vllm_serve.serving.registry import ServerRegistry
 from pytest_vllm_serve.serving.spec import ServerSpec
 from pytest_vllm_serve.session.launchers import Launchers
 from pytest_vllm_serve.session.profiling import ProfilingWiring
+from pytest_vllm_serve.session.report import SessionReport, write_session_info
 from pytest_vllm_serve.session.specs import MARKER, spec_for
 from pytest_vllm_serve.session.starts import ServerStarts
 from pytest_vllm_serve.session.terminal import write_line
@@ -57,7 +58,9 @@ class VllmSession:
     baseline: Baseline | None = None
     points: list[PointRecord] = field(default_factory=list)  # measured in this process
     plot_files: list[Path] = field(default_factory=list)
+    report_file: Path | None = None
     profiling: ProfilingWiring = field(init=False)
+    report: SessionReport = field(init=False)
     starts: ServerStarts = field(init=False)
     pool: Pool = field(init=False)
 
@@ -68,6 +71,7 @@ class VllmSession:
         launchers = Launchers(self.settings, self.results_dir, self.profiling, extra_env=dev_mode)
         self.starts = ServerStarts(self.settings, launchers, partial(write_line, self.config))
         self.pool = self._make_pool()
+        self.report = SessionReport(self.results_dir, partial(write_line, self.config))
         if self.bench.baseline is not None and self.baseline is None:
             self.baseline = load_baseline(self.bench.baseline)
 
@@ -138,6 +142,25 @@ class VllmSession:
         return ServerRegistry(self.shared_registry_dir).stop_all()
 
     # -- where results go ----------------------------------------------------------------
+    def start_results(self) -> None:
+        """The session's header for its report (session.json); the xdist controller's, or
+        a lone process's."""
+        if self.worker_id is None:
+            try:
+                write_session_info(self.results_dir, self.bench)
+            except OSError as exc:
+                write_line(self.config, f"vllm: session.json not written: {exc}")
+
+    def record_point(self, point: PointRecord) -> None:
+        """A point was saved: keep it, and rewrite report.html when it is due."""
+        self.points.append(point)
+        self.report.after_point()
+
+    def finish_results(self) -> None:
+        """The session's last report.html (the xdist controller's, or a lone process's)."""
+        if self.worker_id is None and self.store.points_dir.exists():
+            self.report_file = self.report.write()
+
     @property
     def store(self) -> ResultsStore:
         return ResultsStore(self.results_dir)

@@ -18,6 +18,7 @@ from pytest_vllm_serve.bench.metrics import (
     Interval,
     coefficient_of_variation,
     difference,
+    difference_over_requests,
     over_repeats,
     over_requests,
     request_end,
@@ -303,3 +304,58 @@ def test_a_request_without_an_end_time_ends_at_its_last_chunk():
     assert request_end(rec(0, 1.0, None)) == 1.5
     assert request_end(RequestRecord(index=0, scheduled_time=0.0, send_time=2.0)) == 2.0
     assert request_end(rec(0, 1.0, 7.0)) == 7.0
+
+
+# -- difference_over_requests ------------------------------------------------------------------
+def _repeats_of(rng: np.random.Generator, scale: float, n: int = 5, size: int = 240) -> list[list[float]]:
+    return [list(rng.lognormal(np.log(10 * scale), 0.5, size)) for _ in range(n)]
+
+
+def test_over_requests_a_shift_of_10_percent_over_enough_requests_excludes_zero():
+    rng = np.random.default_rng(7)
+    old, new = _repeats_of(rng, 1.0, size=720), _repeats_of(rng, 1.1, size=720)
+    d = difference_over_requests(old, new, 50, relative=True)
+    assert d.over == "requests" and (d.n_old, d.n_new) == (5, 5)
+    assert 0 < d.ci_low <= 10 <= d.ci_high
+    pooled = np.percentile(np.concatenate(new), 50) / np.percentile(np.concatenate(old), 50)
+    assert d.change == pytest.approx((pooled - 1) * 100)  # the pooled percentiles, not a median of medians
+    assert difference([1.0, 2.0], [2.0, 3.0], relative=True).over == "repeats"
+
+
+def test_over_requests_the_same_distribution_holds_zero():
+    rng = np.random.default_rng(11)
+    d = difference_over_requests(_repeats_of(rng, 1.0), _repeats_of(rng, 1.0), 99, relative=True)
+    assert d.ci_low <= 0 <= d.ci_high
+
+
+def test_over_requests_a_drift_between_repeats_widens_the_interval():
+    rng = np.random.default_rng(3)
+    steady = _repeats_of(rng, 1.0)
+    drifting = [[v * f for v in r] for r, f in zip(_repeats_of(rng, 1.0), (0.7, 0.85, 1.0, 1.15, 1.3))]
+    base = _repeats_of(rng, 1.0)
+    assert (
+        difference_over_requests(base, drifting, 50, True).width
+        > 2 * difference_over_requests(base, steady, 50, True).width
+    )
+
+
+def test_over_requests_absolute_and_seeded():
+    rng = np.random.default_rng(5)
+    old, new = _repeats_of(rng, 1.0), _repeats_of(rng, 1.2)
+    a = difference_over_requests(old, new, 90, relative=False, seed=4)
+    assert a == difference_over_requests(old, new, 90, relative=False, seed=4)
+    assert a.change == pytest.approx(np.percentile(np.concatenate(new), 90) - np.percentile(np.concatenate(old), 90))
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "q", "message"),
+    [
+        ([], [[1.0]], 50, "at least one repeat"),
+        ([[1.0]], [[1.0, float("nan")]], 50, "finite"),
+        ([[1.0]], [[1.0]], 101, "0..100"),
+        ([[0.0, 0.0]], [[1.0]], 50, "baseline percentile of 0"),
+    ],
+)
+def test_over_requests_bad_input_is_refused(old, new, q, message):
+    with pytest.raises(ValueError, match=message):
+        difference_over_requests(old, new, q, relative=True)

@@ -26,3 +26,21 @@ def test_auto_processes():
     assert auto_processes(Schedule(rate=10), 100) == 1
     assert auto_processes(Schedule(max_concurrency=4), 10_000) == 1
     assert 1 <= auto_processes(Schedule(rate=10_000), 100_000) <= 64
+
+
+def test_a_base_url_with_a_path_keeps_it():
+    """--vllm-url http://gateway/team-a serves /team-a/v1/completions; each path's URL is parsed once."""
+    import asyncio
+
+    from pytest_vllm_serve.bench.loadgen.drive import make_client
+
+    async def urls() -> tuple[str, str, bool]:
+        async with make_client("http://gateway:8000/team-a/", {}, 4) as client:
+            first = client.url("/v1/completions")
+            return str(first), str(client.url("/v1/models")), client.url("/v1/completions") is first
+
+    assert asyncio.run(urls()) == (
+        "http://gateway:8000/team-a/v1/completions",
+        "http://gateway:8000/team-a/v1/models",
+        True,
+    )

@@ -12,6 +12,7 @@ import math
 import random
 import types
 
+import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -31,6 +32,7 @@ from pytest_vllm_serve.bench.metrics import (
     is_measured_success,
     metric_direction,
     metric_values,
+    output_len,
     parse_goodput,
     per_token_itl,
     percentile_label,
@@ -221,6 +223,39 @@ def test_output_tokens_without_usage_are_counted_from_the_text_when_a_tokenizer_
     assert to_vllm_result(m, [r, zero], count_tokens=words)["output_lens"] == [6, 6]
     usage = dataclasses.replace(r, completion_tokens=4)
     assert compute_metrics([usage], 2.0, count_tokens=words).total_output_tokens == 4  # usage wins
+
+
+def test_a_tokenizer_that_cannot_answer_leaves_the_chunk_tokens():
+    """A counter that gives None (the server's /tokenize after the server died) falls
+    back to the chunk tokens, as without a tokenizer."""
+    r = rec(0, scheduled=0, dispatch=0, send=0.0, chunks=[0.5, 1.0, 1.5], tokens=[1, 2, 1],
+            text=["one two ", "three four ", "five six"])  # fmt: skip
+    r = dataclasses.replace(r, completion_tokens=None)
+    assert output_len(r, lambda text: None) == 4
+    assert compute_metrics([r], 2.0, count_tokens=lambda text: None).total_output_tokens == 4
+
+
+def test_the_runner_counts_chunks_once_the_servers_tokenizer_is_gone():
+    """A point whose server died must still compute and save its metrics: the runner's
+    counter answers None (and says so once) when /tokenize stops answering."""
+    from pytest_vllm_serve.bench.point.runner import VllmBench
+
+    alive = [True]
+
+    def tokenize(request: httpx.Request) -> httpx.Response:
+        if not alive[0]:
+            raise httpx.ConnectError("Connection refused", request=request)
+        return httpx.Response(200, json={"tokens": [1] * len(json.loads(request.content)["prompt"].split())})
+
+    lines: list[str] = []
+    with httpx.Client(base_url="http://server", transport=httpx.MockTransport(tokenize)) as client:
+        server = types.SimpleNamespace(client=client, model="m")
+        bench = VllmBench(server, types.SimpleNamespace(tokenizer=None), None, "t", progress_writer=lines.append)
+        assert bench.count_tokens("one two") == 2
+        alive[0] = False  # the server died
+        assert bench.count_tokens("one two") is None
+        assert bench.count_tokens("three") is None
+    assert len(lines) == 1 and "/tokenize failed (ConnectError" in lines[0] and "streamed chunks" in lines[0]
 
 
 def test_series_samples_are_what_the_metrics_summarize():

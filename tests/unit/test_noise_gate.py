@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from pytest_vllm_serve.bench.gates import Threshold, check_thresholds, parse_fail_on
-from pytest_vllm_serve.bench.metrics import Difference, difference, over_repeats
-from pytest_vllm_serve.bench.noise_gate import check_decisions, decide, repeats_needed
+from pytest_vllm_serve.bench.metrics import (
+    Difference,
+    difference,
+    difference_over_requests,
+    over_repeats,
+    over_requests,
+)
+from pytest_vllm_serve.bench.noise_gate import check_decisions, decide, repeats_needed, request_samples
 from pytest_vllm_serve.errors import ConfigError
 
 TIGHT = [100.0, 101.0, 99.0, 100.5, 99.5]  # median 100, 95 % CI of the median [99, 101]
@@ -238,3 +245,47 @@ def test_the_intervals_are_those_of_the_metrics_functions():
     assert d.baseline == over_repeats(NOISY, 0.9) and d.current == over_repeats(TIGHT, 0.9)
     assert d.difference == difference(NOISY, TIGHT, True, 0.9)
     assert "[90% CI 80, 120]" in d.message
+
+
+# ------------------------------------------------------------------ latency percentiles over requests
+def _samples(scale: float, seed: int, n: int = 5, size: int = 240) -> list[dict[str, list[float]]]:
+    rng = np.random.default_rng(seed)
+    return [{"itl": list(rng.lognormal(math.log(10 * scale), 0.5, size))} for _ in range(n)]
+
+
+def _medians(samples):
+    return {"median_itl_ms": [float(np.median(s["itl"])) for s in samples], "completed": 240}
+
+
+ITL = parse_fail_on("median_itl_ms:+5%")[0]
+
+
+def test_a_10_percent_slower_itl_fails_over_the_requests():
+    old, new = _samples(1.0, 1, size=720), _samples(1.1, 2, size=720)
+    result = check_decisions(_medians(old), _medians(new), [ITL], baseline_samples=old, current_samples=new)
+    (d,) = result.decisions
+    assert d.verdict == "fail" and result.failures == [d]
+    assert "over the requests" in d.message and "a regression" in d.message
+    old_itl, new_itl = [s["itl"] for s in old], [s["itl"] for s in new]
+    assert d.difference == difference_over_requests(old_itl, new_itl, 50, True)
+    assert d.baseline == over_requests(old_itl, 50) and d.current == over_requests(new_itl, 50)
+    over_repeats_only = check_decisions(_medians(old), _medians(new), [ITL]).decisions[0]
+    assert over_repeats_only.difference.over == "repeats"
+
+
+def test_the_same_itl_passes_over_requests():
+    old, new = _samples(1.0, 3), _samples(1.0, 4)
+    (d,) = check_decisions(_medians(old), _medians(new), [ITL], baseline_samples=old, current_samples=new).decisions
+    assert d.verdict == "pass" and d.difference.over == "requests"
+
+
+def test_request_samples_need_the_series_in_every_repeat_of_both_repeated_sides():
+    old, new = _samples(1.0, 5), _samples(1.0, 6)
+    assert request_samples("p99_itl_ms", old, new).q == 99
+    assert request_samples("median_itl_ms", old, new).q == 50
+    assert request_samples("mean_itl_ms", old, new) is None  # a mean is decided over repeats
+    assert request_samples("output_throughput", old, new) is None
+    assert request_samples("p99_ttft_ms", old, new) is None  # no ttft series kept
+    assert request_samples("p99_itl_ms", old[:1], new) is None  # a single run is exact
+    assert request_samples("p99_itl_ms", [*old[:4], {"itl": []}], new) is None
+    assert request_samples("p99_itl_ms", None, new) is None

@@ -145,3 +145,32 @@ def test_the_repeat_comes_last_in_the_id_and_the_sweeps_keep_their_place(pyteste
             "*::test_a[[]rate=4-x1-repeat=2[]]",
         ]
     )
+
+
+def test_a_summary_baseline_reads_its_repeats_samples_and_skips_cut_short_ones(tmp_path):
+    store = ResultsStore(tmp_path)
+    point = _repeated_point()
+    files = []
+    for index, partial in ((1, None), (2, "server died"), (3, None)):
+        kept = {"samples": {"itl": [float(index)] * 3}, "partial": partial}
+        path = store.save_repeat(point.id, index, {"pytest_vllm_serve_repeat": kept})
+        files.append(str(path.relative_to(tmp_path)))
+    point.repeats = {**point.repeats, "files": files}
+    summary = tmp_path / "summary.json"
+    summary.write_text(json.dumps({"format": "pytest-vllm-serve/results-v1", "points": [point.to_json()]}))
+    assert load_baseline(summary).repeat_samples(point.id) == [{"itl": [1.0] * 3}, {"itl": [3.0] * 3}]
+    store.repeat_path(point.id, 3).unlink()
+    assert load_baseline(summary).repeat_samples(point.id) is None  # a file gone: decided over the repeats
+
+
+def test_points_load_in_natural_order(tmp_path):
+    store = ResultsStore(tmp_path)
+    for c in (128, 32, 1, 256, 8):
+        point = PointRecord(
+            id=f"t.py::test[concurrency={c}]", suite="concurrency", params={}, metrics={"completed": 1.0}
+        )
+        store.save_point(point, {})
+    assert [p.id.split("=")[1] for p in store.load_points()] == ["1]", "8]", "32]", "128]", "256]"]
+    assert [r.split(",")[0] for r in summary_csv(store.load_points()).splitlines()[1:]] == [
+        f"t.py::test[concurrency={c}]" for c in (1, 8, 32, 128, 256)
+    ]

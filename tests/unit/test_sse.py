@@ -11,14 +11,15 @@ from hypothesis import strategies as st
 from pytest_vllm_serve.bench.sse import SSEEvent, SSEParser, parse_all
 
 
+def pieces(payload: bytes, cuts: list[int]) -> list[bytes]:
+    """The payload cut at the given points (modulo its length + 1)."""
+    points = sorted({c % (len(payload) + 1) for c in cuts}) + [len(payload)]
+    return [payload[start:end] for start, end in zip([0, *points], points)]
+
+
 def feed_in_pieces(payload: bytes, cuts: list[int]) -> list[SSEEvent]:
     parser = SSEParser()
-    events: list[SSEEvent] = []
-    points = sorted({c % (len(payload) + 1) for c in cuts})
-    start = 0
-    for cut in points + [len(payload)]:
-        events += parser.feed(payload[start:cut])
-        start = cut
+    events = [event for piece in pieces(payload, cuts) for event in parser.feed(piece)]
     return events + parser.close()
 
 
@@ -67,3 +68,43 @@ def test_arbitrary_splits_parse_identically(texts, newline, cuts):
 @given(payload=st.binary(max_size=400), cuts=st.lists(st.integers(min_value=0, max_value=500), max_size=20))
 def test_garbage_never_raises_and_splits_do_not_matter(payload, cuts):
     assert feed_in_pieces(payload, cuts) == parse_all(payload)
+
+
+def data_in_pieces(payload: bytes, cuts: list[int]) -> list[str]:
+    """feed_data over the same pieces as feed_in_pieces."""
+    parser = SSEParser()
+    data = [item for piece in pieces(payload, cuts) for item in parser.feed_data(piece)]
+    return data + [e.data for e in parser.close()]
+
+
+def test_feed_data_splits_whole_events_and_parses_the_rest():
+    parser = SSEParser()
+    assert parser.feed_data(b"data: a\n\ndata: \n\n") == ["a", ""]  # the fast path
+    assert parser.feed_data(b"data: b\n\ndata: c") == ["b"]  # a partial event: the parser
+    assert parser.feed_data(b"\n\nevent: x\ndata: d\n\n") == ["c", "d"]
+    assert parser.feed_data(b"data:e\n\n\n") == ["e"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    texts=st.lists(st.text(min_size=0, max_size=12), min_size=1, max_size=8),
+    newline=st.sampled_from(["\n", "\r\n", "\r"]),
+    cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=30),
+)
+def test_feed_data_gives_the_data_of_feeds_events(texts, newline, cuts):
+    payload = vllm_like_stream(texts, newline)
+    assert data_in_pieces(payload, cuts) == [e.data for e in feed_in_pieces(payload, cuts)]
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    payload=st.one_of(
+        st.binary(max_size=400),
+        st.lists(
+            st.sampled_from([b"data: ", b"data:", b"x", b"\n", b"\r", b"\n\n", b": c", b"event: e"]), max_size=40
+        ).map(b"".join),
+    ),
+    cuts=st.lists(st.integers(min_value=0, max_value=500), max_size=20),
+)
+def test_feed_data_on_garbage_gives_the_data_of_feeds_events(payload, cuts):
+    assert data_in_pieces(payload, cuts) == [e.data for e in feed_in_pieces(payload, cuts)]

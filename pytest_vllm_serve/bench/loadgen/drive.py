@@ -14,10 +14,9 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-from httpx_aiohttp import HttpxAiohttpClient
+import aiohttp
 
-from pytest_vllm_serve.bench.client import Prompt, RequestOptions, send
+from pytest_vllm_serve.bench.client import Prompt, RequestOptions, StreamClient, send
 from pytest_vllm_serve.bench.records import RequestRecord
 from pytest_vllm_serve.bench.stall import Activity
 
@@ -39,30 +38,30 @@ SPIN_WINDOW = 0.0015
 KEEPALIVE_EXPIRY = 2.0
 
 
-def make_client(base_url: str, headers: dict[str, str], connections: int) -> httpx.AsyncClient:
-    """The httpx client the load generator streams with.
+def make_client(base_url: str, headers: dict[str, str], connections: int) -> StreamClient:
+    """The client the load generator streams with: aiohttp's session, called directly.
 
-    Its transport is aiohttp's (``httpx-aiohttp``): the same httpx API, but HTTP
-    parsing in C and a connection pool whose cost does not grow with the number
-    of connections. With httpx's default transport the client spent ~90 us of CPU
-    per streamed chunk and its pool scans every connection per queued request,
-    which made it the bottleneck at 64 concurrent streams; with this one, ~45 us.
+    aiohttp parses HTTP in C and its connection pool's cost does not grow with the number
+    of connections (httpx's own transport spent ~90 us of CPU per streamed chunk and scanned
+    every connection per queued request, the bottleneck at 64 concurrent streams). Calling
+    it directly, not through httpx's API over it, leaves out httpx's URL, request and
+    response models on every request (docs/benchmarks.md, "Client CPU per request").
 
-    ``connections`` must cover every request that can be in flight at once: the
-    transport maps "no limit" onto aiohttp's default of 100 connections, which
-    silently capped a 200-request burst at 100 concurrent requests.
+    ``connections`` must cover every request that can be in flight at once (aiohttp's
+    default limit is 100 connections, which would cap a 200-request burst at 100).
 
     Idle connections are reused for at most ``KEEPALIVE_EXPIRY`` seconds (see there):
     with 60 s, a burst that the client dispatched slowly under CPU starvation sent
     some requests on pre-opened connections the server had already closed.
     """
     size = max(int(connections), 1)
-    return HttpxAiohttpClient(
-        base_url=base_url,
+    connector = aiohttp.TCPConnector(limit=size, limit_per_host=0, keepalive_timeout=KEEPALIVE_EXPIRY)
+    session = aiohttp.ClientSession(
         headers=headers,
-        timeout=httpx.Timeout(connect=30.0, read=None, write=60.0, pool=None),
-        limits=httpx.Limits(max_connections=size, max_keepalive_connections=size, keepalive_expiry=KEEPALIVE_EXPIRY),
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=30.0),
     )
+    return StreamClient(session, base_url)
 
 
 def not_sent(index: int, prompt: Prompt, due: float, reason: str) -> RequestRecord:
@@ -107,7 +106,12 @@ def opening_burst(jobs: list[Job], concurrency: int | None) -> int:
     return min(due, concurrency) if concurrency else due
 
 
-async def open_connections(client: httpx.AsyncClient, count: int) -> None:
+async def _probe(client: StreamClient) -> None:
+    async with client.session.get(client.url("/v1/models")) as response:
+        await response.read()
+
+
+async def open_connections(client: StreamClient, count: int) -> None:
     """Open ``count`` connections before the clock starts (best effort).
 
     A request that has to open its connection first waits for the TCP handshake,
@@ -118,11 +122,11 @@ async def open_connections(client: httpx.AsyncClient, count: int) -> None:
     """
     if count <= 0:
         return
-    await asyncio.gather(*(client.get("/v1/models") for _ in range(count)), return_exceptions=True)
+    await asyncio.gather(*(_probe(client) for _ in range(count)), return_exceptions=True)
 
 
 async def drive(
-    client: httpx.AsyncClient,
+    client: StreamClient,
     options: RequestOptions,
     jobs: list[Job],
     t0: float,
@@ -166,7 +170,7 @@ async def drive(
 class _Sender:
     """One :func:`drive`'s sends: what each needs, and the records and tasks made so far."""
 
-    client: httpx.AsyncClient
+    client: StreamClient
     options: RequestOptions
     slots: Slots | None
     on_done: Callable[[RequestRecord], None] | None

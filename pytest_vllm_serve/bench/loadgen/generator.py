@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
+from pytest_vllm_serve.bench.loadgen import loop
 from pytest_vllm_serve.bench.loadgen.drive import (
     Abort,
     drive,
@@ -64,30 +65,37 @@ def run_load(
 ) -> LoadResult:
     """Warm up, then send the plan's prompts on schedule. Blocking.
 
-    ``before_measure``/``after_measure`` run right after the warmup and right after
-    the measured phase (profilers hook in there, so warmup is not traced).
+    ``before_measure`` runs after the warmup, once the client processes are started, the
+    request bodies encoded and the connections open, right before the first send; and
+    ``after_measure`` right after the measured phase (profilers and the server-metrics
+    scraper hook in there, so neither the warmup nor the client's set-up is in the phase).
     ``abort`` stops the run early when it returns a reason (see ``drive.drive``), and so
     does ``stall`` when the server stalls; the result's ``stopped`` says why.
     """
     headers = dict(plan.headers)
-    warmups = asyncio.run(_warmup(plan, headers))
+    warmups = loop.run(_warmup(plan, headers))
     offsets = arrival_offsets(len(plan.prompts), plan.schedule)
-    if before_measure is not None:
-        before_measure()
     stop = Stop(abort, stall)
+    measuring = [False]
+
+    def begin() -> None:
+        measuring[0] = True
+        if before_measure is not None:
+            before_measure()
+
     try:
         if plan.processes <= 1:
-            result = _run_single(plan, headers, offsets, warmups, progress, progress_interval, stop)
+            result = _run_single(plan, headers, offsets, warmups, progress, progress_interval, stop, begin)
         else:
-            result = run_multi(plan, offsets, warmups, progress, progress_interval, stop)
+            result = run_multi(plan, offsets, warmups, progress, progress_interval, stop, begin)
     finally:
-        if after_measure is not None:
+        if after_measure is not None and measuring[0]:
             after_measure()
     result.stopped = stop.reason
     return result
 
 
-def _run_single(plan, headers, offsets, warmups, progress, interval, stop: Stop) -> LoadResult:
+def _run_single(plan, headers, offsets, warmups, progress, interval, stop: Stop, before_measure) -> LoadResult:
     counts = {"finished": 0, "failed": 0}
 
     def on_done(record: RequestRecord) -> None:
@@ -104,6 +112,7 @@ def _run_single(plan, headers, offsets, warmups, progress, interval, stop: Stop)
         cap = plan.schedule.max_concurrency
         async with make_client(plan.base_url, headers, cap or len(jobs)) as client:
             await open_connections(client, opening_burst(jobs, cap))
+            before_measure()
             task = asyncio.create_task(reporter(len(jobs))) if progress else None
             cpu0 = time.process_time()
             t0 = time.perf_counter()
@@ -127,7 +136,7 @@ def _run_single(plan, headers, offsets, warmups, progress, interval, stop: Stop)
                     task.cancel()
             return records, t0, time.process_time() - cpu0
 
-    records, t0, cpu = asyncio.run(main())
+    records, t0, cpu = loop.run(main())
     return LoadResult(records, warmups, t0, run_duration(records, t0), offsets, cpu, 1)
 
 

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -50,8 +51,10 @@ def run_multi(
     progress: ProgressReport | None,
     interval: float,
     stop: Stop,
+    before_measure: Callable[[], None] | None = None,
 ) -> LoadResult:
-    """Deal the jobs round-robin to worker subprocesses that share one t0 and one cap.
+    """Deal the jobs round-robin to worker subprocesses that share one t0 and one cap;
+    ``before_measure`` runs once every worker is ready, right before that t0.
 
     The cap is one pipe of free slots that every worker inherits (``slots.py``), so a
     worker whose requests finish early leaves its slots to the others, as under
@@ -75,7 +78,7 @@ def run_multi(
             close_slots(pipe)
         raise
     try:
-        return _gather_workers(plan, jobs, offsets, warmups, workers, pipe, progress, interval, stop)
+        return _gather_workers(plan, jobs, offsets, warmups, workers, pipe, progress, interval, stop, before_measure)
     finally:
         if pipe:
             close_slots(pipe)
@@ -133,10 +136,15 @@ def _pump(frames: Frames, rank: int, stream: IO[bytes]) -> None:
 
 
 def _start_workers(
-    plan: LoadPlan, jobs: list[JobSpec], workers: list[Worker], pipe: SlotPipe | None, frames: Frames
+    plan: LoadPlan,
+    jobs: list[JobSpec],
+    workers: list[Worker],
+    pipe: SlotPipe | None,
+    frames: Frames,
+    before_measure: Callable[[], None] | None = None,
 ) -> float:
-    """Hand each worker its round-robin share, wait until every one is ``Ready``, and
-    start them all on one ``t0``, which it returns."""
+    """Hand each worker its round-robin share, wait until every one is ``Ready``, run
+    ``before_measure``, and start them all on one ``t0``, which it returns."""
     for rank, worker in enumerate(workers):
         write_frame(worker.stdin, Plan(plan, pipe, tuple(jobs[rank :: plan.processes])))
         threading.Thread(target=_pump, args=(frames, rank, worker.stdout), daemon=True).start()
@@ -147,6 +155,8 @@ def _start_workers(
             detail = frame.message if isinstance(frame, (Error, Closed)) else repr(frame)
             raise RuntimeError(f"client process {rank} failed to start: {detail}")
         ready += 1
+    if before_measure is not None:
+        before_measure()
     t0 = time.perf_counter() + 0.05  # a moment for every worker to read it
     for worker in workers:
         write_frame(worker.stdin, Start(t0))
@@ -238,12 +248,13 @@ def _gather_workers(
     progress: ProgressReport | None,
     interval: float,
     stop: Stop,
+    before_measure: Callable[[], None] | None = None,
 ) -> LoadResult:
     """Run the started workers through the protocol of ``frames.py`` and gather their records;
     when ``stop`` has a reason (the server died or stalled), stop them and keep what they measured."""
     frames: Frames = queue.Queue()
     try:
-        t0 = _start_workers(plan, jobs, workers, pipe, frames)
+        t0 = _start_workers(plan, jobs, workers, pipe, frames, before_measure)
         tally = _Tally(t0, len(workers))
         reason = _follow(tally, frames, len(plan.prompts), progress, interval, stop)
         if reason:

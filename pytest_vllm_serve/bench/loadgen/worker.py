@@ -14,8 +14,8 @@ import sys
 import time
 from typing import BinaryIO
 
-import httpx
-
+from pytest_vllm_serve.bench.client import StreamClient
+from pytest_vllm_serve.bench.loadgen import loop
 from pytest_vllm_serve.bench.loadgen.drive import Job, drive, make_client, open_connections, opening_burst, prepare
 from pytest_vllm_serve.bench.loadgen.frames import Done, Error, Plan, Progress, Ready, Start, read_expected, write_frame
 from pytest_vllm_serve.bench.loadgen.slots import SharedSlots
@@ -43,7 +43,7 @@ async def _report(stdout: BinaryIO, counts: _Counts, activity: Activity) -> None
 
 
 async def _send(
-    client: httpx.AsyncClient, setup: Plan, jobs: list[Job], t0: float, stdout: BinaryIO
+    client: StreamClient, setup: Plan, jobs: list[Job], t0: float, stdout: BinaryIO
 ) -> tuple[list[RequestRecord], float]:
     """Drive the jobs from ``t0``, reporting progress, until done or stopped by the parent's
     SIGUSR1 (it saw the server die or stall). Returns the records and the CPU seconds."""
@@ -92,7 +92,7 @@ async def _run(setup: Plan, stdin: BinaryIO, stdout: BinaryIO) -> tuple[list[Req
 def main() -> int:
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     try:
-        records, cpu = asyncio.run(_run(read_expected(stdin, Plan), stdin, stdout))
+        records, cpu = loop.run(_run(read_expected(stdin, Plan), stdin, stdout))
         write_frame(stdout, Done(tuple(records), cpu))
         return 0
     except Exception as exc:  # the parent turns this into a clear error

@@ -17,8 +17,10 @@ EXTRA_SERIES: tuple[str, ...] = ("per_token_itl", "send_lag")
 SERIES: tuple[str, ...] = VLLM_SERIES + EXTRA_SERIES
 
 #: Counts the tokens of a text, without special tokens: vLLM's
-#: ``len(tokenizer(text, add_special_tokens=False).input_ids)``.
-TokenCounter = Callable[[str], int]
+#: ``len(tokenizer(text, add_special_tokens=False).input_ids)``. None when the
+#: tokenizer cannot answer (a server's /tokenize after the server died): the
+#: request's chunk tokens count instead.
+TokenCounter = Callable[[str], int | None]
 
 
 class AllRequestsFailedError(VllmServeError):

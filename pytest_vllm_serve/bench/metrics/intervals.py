@@ -7,7 +7,9 @@ median, and the coefficient of variation of the N values:
 * :func:`over_repeats` for a metric with one value per repeat (a throughput, a mean);
 * :func:`over_requests` for a latency percentile (``p99_ttft_ms``): a two-level
   bootstrap over the repeats and over the requests within each repeat;
-* :func:`difference` for the change of a metric between a baseline and this run.
+* :func:`difference` for the change of a metric between a baseline and this run;
+* :func:`difference_over_requests` for the change of a latency percentile, each side
+  bootstrapped as :func:`over_requests` does.
 
 Conventions, shared by all three:
 
@@ -80,6 +82,7 @@ class Difference:
     n_old: int
     n_new: int
     relative: bool
+    over: str = "repeats"  # what was resampled: "repeats", or "requests" (within the resampled repeats)
 
     @property
     def width(self) -> float:
@@ -238,6 +241,17 @@ def _pooled_percentiles(groups: Sequence[FloatArray], q: float, resamples: int, 
     return _lerp(ordered[first.lo], ordered[second.lo], fraction)
 
 
+def _groups(
+    samples_per_repeat: Sequence[Sequence[float]], q: float, confidence: float, resamples: int, what: str
+) -> list[FloatArray]:
+    if not 0 <= q <= 100:
+        raise ValueError(f"percentile q must lie within 0..100, got {q!r}")
+    _check(confidence, resamples)
+    if len(samples_per_repeat) == 0:
+        raise ValueError(f"{what} needs the samples of at least one repeat")
+    return [_values(samples, f"{what} (repeat {i})") for i, samples in enumerate(samples_per_repeat)]
+
+
 def over_requests(
     samples_per_repeat: Sequence[Sequence[float]],
     q: float,
@@ -252,12 +266,7 @@ def over_requests(
     pooled percentile; ``cv`` is that of the per-repeat percentiles. With one repeat it
     is a bootstrap over that run's requests (and ``cv`` is 0.0).
     """
-    if not 0 <= q <= 100:
-        raise ValueError(f"percentile q must lie within 0..100, got {q!r}")
-    _check(confidence, resamples)
-    if len(samples_per_repeat) == 0:
-        raise ValueError("over_requests needs the samples of at least one repeat")
-    groups = [_values(samples, f"over_requests (repeat {i})") for i, samples in enumerate(samples_per_repeat)]
+    groups = _groups(samples_per_repeat, q, confidence, resamples, "over_requests")
     median = float(np.percentile(np.concatenate(groups), q))
     stats = _pooled_percentiles(groups, q, resamples, np.random.default_rng(seed))
     low, high = _bounds(stats, median, confidence)
@@ -299,11 +308,52 @@ def difference(
     rng = np.random.default_rng(seed)
     old_stats = _bootstrap_medians(old_array, resamples, rng)
     new_stats = _bootstrap_medians(new_array, resamples, rng)
+    change, low, high = _change(old_median, new_median, old_stats, new_stats, relative, confidence)
+    return Difference(change, low, high, int(old_array.size), int(new_array.size), relative)
+
+
+def _change(
+    old: float, new: float, old_stats: FloatArray, new_stats: FloatArray, relative: bool, confidence: float
+) -> tuple[float, float, float]:
+    """The change from ``old`` to ``new`` and its bootstrap interval, from both sides' resamples."""
     if relative:
-        change = (new_median - old_median) / abs(old_median) * 100
+        change = (new - old) / abs(old) * 100
         stats = _relative(new_stats, old_stats)
     else:
-        change = new_median - old_median
+        change = new - old
         stats = new_stats - old_stats
     low, high = _bounds(stats, change, confidence)
-    return Difference(change, low, high, int(old_array.size), int(new_array.size), relative)
+    return change, low, high
+
+
+def difference_over_requests(
+    old: Sequence[Sequence[float]],
+    new: Sequence[Sequence[float]],
+    q: float,
+    relative: bool,
+    confidence: float = DEFAULT_CONFIDENCE,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+) -> Difference:
+    """The change of the q-th percentile of the pooled requests, from ``old`` (the
+    baseline's per-repeat samples) to ``new`` (this run's).
+
+    Each side is the two-level bootstrap of :func:`over_requests` (its repeats drawn with
+    replacement, then the requests of each drawn repeat; one random stream, old side
+    first), so a drift between repeats widens the interval as in :func:`difference`,
+    while the requests within a repeat narrow it: with five repeats a side, the interval
+    of a median over repeats is about the range of the five values, this one is not.
+    ``change`` compares the pooled percentiles (what a repeated point reports). A
+    baseline percentile of 0 raises ValueError when ``relative``, as in :func:`difference`.
+    """
+    old_groups = _groups(old, q, confidence, resamples, "difference_over_requests (baseline)")
+    new_groups = _groups(new, q, confidence, resamples, "difference_over_requests (this run)")
+    old_value = float(np.percentile(np.concatenate(old_groups), q))
+    new_value = float(np.percentile(np.concatenate(new_groups), q))
+    if relative and old_value == 0:
+        raise ValueError("no relative change from a baseline percentile of 0; compare in the metric's unit")
+    rng = np.random.default_rng(seed)
+    old_stats = _pooled_percentiles(old_groups, q, resamples, rng)
+    new_stats = _pooled_percentiles(new_groups, q, resamples, rng)
+    change, low, high = _change(old_value, new_value, old_stats, new_stats, relative, confidence)
+    return Difference(change, low, high, len(old_groups), len(new_groups), relative, over="requests")

@@ -11,6 +11,7 @@ from enum import Enum
 from pytest_vllm_serve.bench.metrics.common import DEFAULT_PERCENTILES, MS_PER_S, SERIES
 from pytest_vllm_serve.bench.metrics.compute import BenchmarkMetrics
 from pytest_vllm_serve.bench.metrics.stats import Stats, percentile_label, validate_percentiles
+from pytest_vllm_serve.errors import ConfigError
 
 
 class Direction(Enum):
@@ -81,6 +82,19 @@ def parse_series_metric(name: str) -> tuple[str, float | None, str] | None:
     return "p", value, series
 
 
+def percentile_of(name: str) -> tuple[float, str] | None:
+    """The percentile and series a latency metric names: "p99_ttft_ms" -> (99.0, "ttft"),
+    "median_itl_ms" -> (50.0, "itl") (vLLM's median is numpy's, the 50th percentile);
+    None for means, standard deviations and anything that is not a series metric."""
+    parsed = parse_series_metric(name)
+    if parsed is None:
+        return None
+    stat, q, series = parsed
+    if stat == "median":
+        return 50.0, series
+    return (q, series) if stat == "p" and q is not None else None
+
+
 def metric_direction(name: str) -> Direction | None:
     """Which way ``name`` gets better, or None when it is not a metric name."""
     if name in METRIC_DIRECTIONS:
@@ -97,6 +111,18 @@ def describe_metric_names() -> str:
         + ": mean_<series>_ms, median_<series>_ms, std_<series>_ms and p<percentile>_<series>_ms "
         "(e.g. p99_ttft_ms, p99.9_e2el_ms)"
     )
+
+
+def require_metric(name: str, option: str, fix: str) -> Direction:
+    """``name``'s direction, or a ConfigError from ``option`` that names the near miss, the
+    valid names and ``fix`` (a line starting with "  fix:")."""
+    direction = metric_direction(name)
+    if direction is None:
+        raise ConfigError(
+            f"{option} names an unknown metric {name!r}{suggest_metric(name)}.\n"
+            f"  valid metrics: {describe_metric_names()}.\n{fix}"
+        )
+    return direction
 
 
 def suggest_metric(name: str) -> str:

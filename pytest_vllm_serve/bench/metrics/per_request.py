@@ -38,12 +38,14 @@ def output_len(record: RequestRecord, count_tokens: TokenCounter | None = None) 
     vLLM takes ``usage.completion_tokens`` and, when that is missing or 0, tokenizes
     the generated text (``count_tokens`` here). Without a tokenizer vLLM writes 1;
     this function counts the tokens of the chunks instead (exact with ``token_ids``,
-    one per text chunk without them).
+    one per text chunk without them), and so when ``count_tokens`` gives None.
     """
     if record.completion_tokens:
         return record.completion_tokens
     if count_tokens is not None:
-        return count_tokens(record.generated_text)
+        counted = count_tokens(record.generated_text)
+        if counted is not None:
+            return counted
     return sum(record.chunk_tokens)
 
 

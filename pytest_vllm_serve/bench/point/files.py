@@ -5,9 +5,11 @@ and the evidence kept when every request of a point failed. Pure functions of th
 from __future__ import annotations
 
 import math
+import shlex
 import statistics
 from dataclasses import dataclass, replace
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from pytest_vllm_serve.bench.loadgen.generator import LoadPlan, LoadResult
@@ -18,6 +20,7 @@ from pytest_vllm_serve.bench.settings import BenchSettings
 from pytest_vllm_serve.bench.sinks.results import PointRecord
 from pytest_vllm_serve.bench.stability import stability, stability_reasons
 from pytest_vllm_serve.bench.workloads import Workload
+from pytest_vllm_serve.redact import redact_argv
 from pytest_vllm_serve.serving.running import RunningServer
 
 
@@ -31,16 +34,33 @@ class ResultHead:
     num_prompts: int
 
 
-def server_info(server: RunningServer) -> dict[str, Any]:
-    """Which server measured the point: its URL, model, launcher, spec and ids (pid, job id...)."""
+def server_info(server: RunningServer, root: Path | None = None) -> dict[str, Any]:
+    """Which server measured the point: its URL, model, launcher, spec, layout, the exact
+    serve command (secrets masked), its log (relative to ``root`` when under it) and ids
+    (pid, job id...)."""
     info: dict[str, Any] = {
         "url": server.url,
         "model": server.model,
         "launcher": server.launcher,
         "spec": server.spec.describe(),
     }
+    if server.layout is not None:
+        info["layout"] = server.layout.describe()
+    if server.command:
+        info["command"] = shlex.join(redact_argv(server.command))
+    if server.log_path is not None:
+        info["log"] = _relative(server.log_path, root)
     info.update(dict(server.ids.items()))
     return info
+
+
+def _relative(path: Path, root: Path | None) -> str:
+    if root is not None:
+        try:
+            return str(path.resolve().relative_to(root.resolve()))
+        except ValueError:
+            pass
+    return str(path)
 
 
 def vllm_result_file(

@@ -30,6 +30,8 @@ from pytest_vllm_serve.bench.point.files import (
 )
 from pytest_vllm_serve.bench.point.gate import PointGate
 from pytest_vllm_serve.bench.point.hooks import MeasureHook
+from pytest_vllm_serve.bench.point.progress import progress_reporter
+from pytest_vllm_serve.bench.point.tokens import PointTokens
 from pytest_vllm_serve.bench.repeats import Repeat, RepeatFiles, samples_of
 from pytest_vllm_serve.bench.schedule import Schedule, requests_for_duration, target_rate
 from pytest_vllm_serve.bench.server_metrics.recorder import ServerMetricsRecorder, series_path
@@ -38,7 +40,7 @@ from pytest_vllm_serve.bench.sinks import pytest_benchmark
 from pytest_vllm_serve.bench.sinks.results import Baseline, PointRecord, ResultsStore
 from pytest_vllm_serve.bench.stability import steady_state_values
 from pytest_vllm_serve.bench.stall import StallWatch, health_probe
-from pytest_vllm_serve.bench.workloads import LocalTokenizer, Tokenizer, Workload, server_tokenizer
+from pytest_vllm_serve.bench.workloads import Tokenizer, Workload
 from pytest_vllm_serve.errors import ConfigError, ResultsWriteError
 from pytest_vllm_serve.serving.running import RunningServer
 
@@ -69,26 +71,23 @@ class VllmBench:
     on_point: Callable[[PointRecord], None] | None = None
     hooks: list[MeasureHook] = field(default_factory=list)  # profilers (bench/profiling.py)
     repeat: Repeat = field(default_factory=Repeat)  # which of the point's --vllm-repeats this test is
-    _tokenizer: Tokenizer | None = field(default=None, init=False, repr=False)
+    _tokens: PointTokens = field(init=False, repr=False)
     _max_model_len: int | None = field(default=None, init=False, repr=False)
     _used: bool = field(default=False, init=False, repr=False)
     prefix_cache_reset: prefix_cache.ResetOutcome = field(default="off", init=False)
-    _pooled: list[float] = field(default_factory=list, init=False, repr=False)  # the repeats' recorded series
+    _samples: list[dict[str, list[float]]] = field(default_factory=list, init=False, repr=False)  # per repeat (ms)
     decisions: list[Decision] = field(default_factory=list, init=False)  # the noise-aware gate's, per threshold
 
     # -- helpers -------------------------------------------------------------------
-    def tokenizer(self) -> Tokenizer:
-        if self._tokenizer is None:
-            if self.settings.tokenizer is not None:
-                self._tokenizer = LocalTokenizer(self.settings.tokenizer)
-            else:
-                self._tokenizer = server_tokenizer(self.server.client, self.server.model)
-        return self._tokenizer
+    def __post_init__(self) -> None:
+        self._tokens = PointTokens(self.server, self.settings.tokenizer, self.progress_writer)
 
-    def count_tokens(self, text: str) -> int:
-        """Tokens of a generated text without special tokens: how vLLM counts the output
-        of a request whose stream had no usage."""
-        return len(self.tokenizer().encode(text))
+    def tokenizer(self) -> Tokenizer:
+        return self._tokens.tokenizer()
+
+    def count_tokens(self, text: str) -> int | None:
+        """Output tokens of a request without usage (bench/point/tokens.py)."""
+        return self._tokens.count(text)
 
     def max_model_len(self) -> int | None:
         if self._max_model_len is None:
@@ -105,15 +104,6 @@ class VllmBench:
                 f"{what} = {total_len} tokens exceeds the server's max model length {limit}; "
                 f"serve with --vllm-serve-args '--max-model-len {total_len}' (or more) to run this point"
             )
-
-    def _progress(self, label: str, started: float) -> Callable[[int, int, int], None]:
-        def report(finished: int, failed: int, total: int) -> None:
-            if self.progress_writer is not None:
-                self.progress_writer(
-                    f"[vllm-bench] {label}: {finished}/{total} done, {failed} failed, {time.monotonic() - started:.0f} s"
-                )
-
-        return report
 
     # -- the point ------------------------------------------------------------------
     def run(
@@ -139,7 +129,8 @@ class VllmBench:
         started = time.monotonic()
         if self.progress_writer:
             self.progress_writer(f"[vllm-bench] {label}: starting")
-        scraper = ServerMetricsRecorder(self.server, self.settings.metrics_interval, self.progress_writer)
+        timeline = label if self.settings.plots else None  # the timeline plot's title
+        scraper = ServerMetricsRecorder(self.server, self.settings.metrics_interval, self.progress_writer, timeline)
         load = self._load(plan, label, started, scraper)
         point_params = point_params_of(workload, plan, self.prefix_cache_reset, params)
         if plan.send_for:  # the count is what the duration let through
@@ -172,9 +163,10 @@ class VllmBench:
 
     def _gate(self, outcome: PointResult, point: PointRecord) -> None:
         """--vllm-fail-on against --vllm-baseline (bench/point/gate.py)."""
-        gate = PointGate(self.settings, self.baseline, self.node_id, self.progress_writer)
+        gate = PointGate(self.settings, self.baseline, self.node_id, self.progress_writer, self._samples)
         outcome.violations = gate.violations(outcome.values, point)
         self.decisions = gate.decisions
+        gate.record(point, self.store)  # the verdict, in the point's file for the report
         if outcome.violations:
             pytest.fail("regression against --vllm-baseline:\n  " + "\n  ".join(outcome.violations), pytrace=False)
 
@@ -246,7 +238,7 @@ class VllmBench:
         s = self.settings
         return run_load(
             plan,
-            progress=self._progress(label, started),
+            progress=progress_reporter(self.progress_writer, label, started),
             progress_interval=s.progress_interval,
             before_measure=lambda: self._before_measure(scraper),
             after_measure=lambda: [hook.after_measure() for hook in (scraper, *reversed(self.hooks))],
@@ -327,7 +319,12 @@ class VllmBench:
     def _point(self, suite: str, params: dict[str, Any], partial: str | None) -> PointRecord:
         """The point's record before its metrics: its id, suite, params and server."""
         return PointRecord(
-            id=self.node_id, suite=suite, params=params, metrics={}, server=server_info(self.server), partial=partial
+            id=self.node_id,
+            suite=suite,
+            params=params,
+            metrics={},
+            server=server_info(self.server, self.store.root),
+            partial=partial,
         )
 
     def _repeated_point(self, suite: str, params: dict[str, Any]) -> PointRecord:
@@ -337,7 +334,7 @@ class VllmBench:
         partial = files.problem(gathered)
         if not gathered.values:
             pytest.fail(f"no complete repeat to summarize: {partial}", pytrace=False)
-        self._pooled = [v / 1000 for sample in gathered.samples for v in sample.get(self.settings.record_metric, [])]
+        self._samples = gathered.samples
         return repeated_point(self._point(suite, params, None), gathered, partial, self.settings)
 
     def _save(self, point: PointRecord, metrics: BenchmarkMetrics, load: LoadResult, plan: LoadPlan) -> Path:
@@ -375,7 +372,7 @@ class VllmBench:
             suite=suite,
             params=params,
             metrics={"completed": 0.0, "failed": float(len(load.records))},
-            server=server_info(self.server),
+            server=server_info(self.server, self.store.root),
             partial=partial,
         )
         self.store.save_point(point, failed_result_file(load, reason, partial))
@@ -384,7 +381,8 @@ class VllmBench:
         """The point into pytest-benchmark: its metrics, and as timing data the recorded latency
         series (pooled over the repeats of a repeated point)."""
         name = self.settings.record_metric
-        series = self._pooled if point.repeats is not None else checks.series_values(load, name, self.count_tokens)
+        pooled = [v / 1000 for sample in self._samples for v in sample.get(name, [])]
+        series = pooled if point.repeats is not None else checks.series_values(load, name, self.count_tokens)
         extra = {"repeats": point.repeats, "stability": point.stability}
         pytest_benchmark.record(self.benchmark, point.metrics, point.params, suite, name, series, extra)
         if point.partial and self.benchmark is not None and not getattr(self.benchmark, "disabled", True):

@@ -6,9 +6,10 @@ warmup, so that its start-up is not in the measured phase. It reads the server's
 JSON line on stdin (so no key shows in the process list), waits for a second line (the phase
 begins; the end of stdin before it: no phase), then GETs ``/metrics``
 every interval at a lower priority (nice +5) (with ``--pid``, also the RSS of that process
-tree, a launched local server's), and appends one JSON line per scrape to its file:
-``{"t": ..., "samples": [[name, labels, value], ...]}`` (the gauges and counters of the time
-series) or ``{"t": ..., "error": ...}``. ``t`` is ``time.monotonic()``: CLOCK_MONOTONIC, the
+tree, a launched local server's; with ``--gpus``, those GPUs through NVML), and appends one
+JSON line per scrape to its file: ``{"t": ..., "samples": [[name, labels, value], ...]}``
+(the gauges and counters of the time series; ``"gpu": [...]`` beside them) or
+``{"t": ..., "error": ...}``. ``t`` is ``time.monotonic()``: CLOCK_MONOTONIC, the
 same clock in every process of the machine. It stops when its stdin closes.
 """
 
@@ -26,6 +27,7 @@ from typing import IO, Any
 
 import httpx
 
+from pytest_vllm_serve.bench.server_metrics.gpu import GpuReader, GpuSample, open_reader
 from pytest_vllm_serve.bench.server_metrics.parse import MetricsTextError, Snapshot, parse_metrics
 from pytest_vllm_serve.bench.server_metrics.process import tree_usage
 from pytest_vllm_serve.bench.server_metrics.summary import COUNTERS, GAUGES
@@ -55,15 +57,20 @@ def scrape(client: httpx.Client, url: str, timeout: float = 5.0) -> Snapshot:
         raise ScrapeError(f"GET /metrics answered no vLLM metrics ({exc})") from None
 
 
-def _line(client: httpx.Client, url: str, pid: int | None) -> dict[str, Any]:
+def _line(client: httpx.Client, url: str, pid: int | None, gpus: GpuReader | None = None) -> dict[str, Any]:
     usage = tree_usage(pid) if pid is not None else None
-    rss = {"rss": usage[1]} if usage is not None else {}
+    extra: dict[str, Any] = {"rss": usage[1]} if usage is not None else {}
+    # the GPUs are read at the scrape's own time stamp (taken as its GET starts), not after the
+    # GET's answer, which a busy server can delay by a large part of a second
+    read = [sample.to_json() for sample in gpus.read()] if gpus is not None else None
     try:
         snapshot = scrape(client, url)
     except ScrapeError as exc:
-        return {"t": time.monotonic(), "error": str(exc), **rss}
+        return {"t": time.monotonic(), "error": str(exc), **extra}
+    if read is not None:
+        extra["gpu"] = read
     samples = [[name, dict(labels), v] for (name, labels), v in snapshot.values.items() if name in SERIES_NAMES]
-    return {"t": snapshot.t, "samples": samples, **rss}
+    return {"t": snapshot.t, "samples": samples, **extra}
 
 
 def _wait_or_stop(stdin: IO[str], seconds: float) -> bool:
@@ -78,6 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--interval", type=float, required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--pid", type=int, default=None, help="also sample this process tree's RSS")
+    parser.add_argument("--gpus", default="", help="also sample these GPUs (ids as in CUDA_VISIBLE_DEVICES)")
     args = parser.parse_args(argv)
     headers = json.loads(sys.stdin.readline() or "{}")
     if sys.stdin.readline() == "":
@@ -86,25 +94,38 @@ def main(argv: list[str] | None = None) -> None:
         os.nice(5)
     except OSError:
         pass
+    gpus, _ = open_reader([g for g in args.gpus.split(",") if g]) if args.gpus else (None, None)
     with httpx.Client(headers=headers) as client, open(args.out, "a", buffering=1) as out:
         due = time.monotonic()
         while True:
             due += args.interval
-            out.write(json.dumps(_line(client, args.url, args.pid)) + "\n")
+            out.write(json.dumps(_line(client, args.url, args.pid, gpus)) + "\n")
             if _wait_or_stop(sys.stdin, due - time.monotonic()):
+                if gpus is not None:
+                    gpus.close()
                 return
 
 
 class ScraperProcess:
     """The parent's side: start the process, stop it, read what it wrote."""
 
-    def __init__(self, url: str, headers: dict[str, str], interval: float, path: Path, pid: int | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        headers: dict[str, str],
+        interval: float,
+        path: Path,
+        pid: int | None = None,
+        gpus: list[str] | None = None,
+    ) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("")
         argv = [sys.executable, "-m", __name__, "--url", url, "--interval", str(interval), "--out", str(path)]
         argv += ["--pid", str(pid)] if pid is not None else []
+        argv += ["--gpus", ",".join(gpus)] if gpus else []
         self.rss: list[int] = []
+        self.gpu: dict[float, list[GpuSample]] = {}  # by the time of the scrape they were read beside
         self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, text=True)
         assert self.process.stdin is not None
         self.process.stdin.write(json.dumps(headers) + "\n")
@@ -129,11 +150,14 @@ class ScraperProcess:
         except (OSError, subprocess.TimeoutExpired):
             self.process.kill()
             self.process.wait()
-        return read_scrapes(self.path, self.rss)
+        return read_scrapes(self.path, self.rss, self.gpu)
 
 
-def read_scrapes(path: Path, rss: list[int] | None = None) -> tuple[list[Snapshot], list[str]]:
-    """The snapshots and errors in the process's file; its RSS samples appended to ``rss``."""
+def read_scrapes(
+    path: Path, rss: list[int] | None = None, gpu: dict[float, list[GpuSample]] | None = None
+) -> tuple[list[Snapshot], list[str]]:
+    """The snapshots and errors in the process's file; its RSS samples appended to ``rss``, its
+    GPU samples put in ``gpu`` by the time of their scrape."""
     snapshots, errors = [], []
     try:
         lines = path.read_text().splitlines()
@@ -151,6 +175,8 @@ def read_scrapes(path: Path, rss: list[int] | None = None) -> tuple[list[Snapsho
             continue
         values = {(n, tuple(sorted(labels.items()))): float(v) for n, labels, v in data["samples"]}
         snapshots.append(Snapshot(float(data["t"]), values))
+        if gpu is not None and isinstance(data.get("gpu"), list):
+            gpu[float(data["t"])] = [GpuSample.from_json(g) for g in data["gpu"]]
     return snapshots, errors
 
 

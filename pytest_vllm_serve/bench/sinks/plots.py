@@ -26,7 +26,8 @@ PANELS = (
 )
 
 
-def _x(point: PointRecord, key: str) -> float | None:
+def swept_value(point: PointRecord, key: str) -> float | None:
+    """The point's value of the swept variable ``key`` as a number (inf included), or None."""
     value = point.params.get(key)
     if value is None:
         return None
@@ -58,7 +59,7 @@ def split_series(points: list[PointRecord], key: str) -> dict[tuple[tuple[str, s
     empty when the suite is a single line."""
     at: dict[float, list[PointRecord]] = defaultdict(list)
     for point in points:
-        at[_x(point, key)].append(point)
+        at[swept_value(point, key)].append(point)
     apart: set[str] = set()
     for group in at.values():
         names = {name for point in group for name in point.params} - {key}
@@ -151,16 +152,16 @@ def _draw_suite(plt, store: ResultsStore, suite: str, points: list[PointRecord])
     """The suite's PNG: a panel per latency and one for throughput, a line per series.
     None when fewer than two points have a numeric swept value."""
     key = SWEPT[suite]
-    finite = sorted((p for p in points if _x(p, key) is not None), key=lambda p: _x(p, key))
+    finite = sorted((p for p in points if swept_value(p, key) is not None), key=lambda p: swept_value(p, key))
     if len(finite) < 2:
         return None
-    values = sorted({_x(p, key) for p in finite})
+    values = sorted({swept_value(p, key) for p in finite})
     xs_all, labels = _positions(values)
     where = dict(zip(values, xs_all))
     lines = split_series(finite, key)
     fig, axes = plt.subplots(1, len(PANELS) + 1, figsize=(18, 4.2))
     for n, (line, members) in enumerate(sorted(lines.items())):
-        xs = [where[_x(p, key)] for p in members]
+        xs = [where[swept_value(p, key)] for p in members]
         colour = {"color": f"C{n % 10}"} if len(lines) > 1 else {}  # one line: p50 and p99 in the default colours
         _draw_line(axes, line, members, xs, colour)
     _finish_axes(axes, key, xs_all, labels)

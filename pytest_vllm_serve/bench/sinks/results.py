@@ -39,6 +39,8 @@ SUMMARY_CSV = "summary.csv"
 REPEATS_DIR = "repeats"
 #: Marks our summary files, so a baseline can be recognised as one.
 FORMAT = "pytest-vllm-serve/results-v1"
+#: Where a repeat file keeps what the point's last repeat (and a later gate) reads back.
+REPEAT_KEY = "pytest_vllm_serve_repeat"
 #: The server's figures in summary.csv, when a point has them (docs/server-metrics.md).
 SERVER_COLUMNS = (
     "server_kv_cache_usage_max",
@@ -49,7 +51,17 @@ SERVER_COLUMNS = (
     "server_queue_mean_ms",
     "server_preemptions",
     "server_prefix_cache_hit_rate",
+    "server_gpu_util_pct_mean",
+    "server_gpu_mem_used_mib_max",
+    "server_gpu_power_w_mean",
+    "server_gpu_energy_j",
+    "server_output_tokens_per_joule",
 )
+
+
+def natural_key(name: str) -> list[tuple[int, int | str]]:
+    """Sorts "x=8" before "x=32": runs of digits compare as numbers, the rest as text."""
+    return [(0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", name) if part]
 
 
 def _json_default(value: Any) -> Any:
@@ -99,6 +111,8 @@ class PointRecord:
     steady_state: dict[str, float] | None = None
     #: the server's /metrics over the measured phase (bench/server_metrics/): status, figures, warnings
     server_metrics: dict[str, Any] | None = None
+    #: the regression gate's verdict: {"verdict": pass|fail|undecided|not gated, "reasons": [...]}
+    gate: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -113,6 +127,7 @@ class PointRecord:
             "stability": self.stability,
             "steady_state": self.steady_state,
             "server_metrics": self.server_metrics,
+            "gate": self.gate,
         }
 
     def server_figures(self) -> dict[str, float]:
@@ -153,6 +168,21 @@ class ResultsStore:
             ) from None
         return path
 
+    def update_point(self, point: PointRecord) -> None:
+        """Rewrite the record in the point's saved file (its gate verdict, known after the
+        save), then the summaries. The rest of the file is kept as it is."""
+        path = self.root / point.file
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            data["pytest_vllm_serve"] = point.to_json()
+            atomic_write_text(path, dumps(data))
+            self.rebuild_summaries()
+        except (OSError, ValueError) as exc:
+            raise ResultsWriteError(
+                f"could not record the gate's verdict of {point.id} in {path}: {exc}; the point's measured "
+                "results are saved as they were"
+            ) from None
+
     def repeat_path(self, point_id: str, index: int) -> Path:
         return self.points_dir / REPEATS_DIR / f"{safe_name(point_id)}.r{index}.json"
 
@@ -176,8 +206,9 @@ class ResultsStore:
         return data if isinstance(data, dict) else None
 
     def load_points(self) -> list[PointRecord]:
+        """Every point of the run, in natural order of their files (concurrency=8 before 32)."""
         points = []
-        for path in sorted(self.points_dir.glob("*.json")):
+        for path in sorted(self.points_dir.glob("*.json"), key=lambda p: natural_key(p.name)):
             try:
                 meta = json.loads(path.read_text())["pytest_vllm_serve"]
             except (OSError, ValueError, KeyError):
@@ -239,6 +270,8 @@ class Baseline:
     partial: dict[str, str] = field(default_factory=dict)  # point id -> why it was cut short
     #: point id -> metric -> the value of every repeat, for points measured with --vllm-repeats
     repeats: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    #: point id -> its repeat files, for a summary.json baseline whose results dir holds them
+    repeat_files: dict[str, list[Path]] = field(default_factory=dict)
 
     def get(self, point_id: str) -> dict[str, float] | None:
         return self.points.get(point_id)
@@ -246,6 +279,21 @@ class Baseline:
     def repeat_values(self, point_id: str) -> dict[str, list[float]] | None:
         """Each metric's per-repeat values, or None for a point measured once."""
         return self.repeats.get(point_id)
+
+    def repeat_samples(self, point_id: str) -> list[dict[str, list[float]]] | None:
+        """Each complete repeat's per-request samples (ms) by series, read from the baseline's
+        repeat files; None when a file is gone or unreadable, or the point was measured once."""
+        out = []
+        for path in self.repeat_files.get(point_id, []):
+            try:
+                kept = json.loads(path.read_text()).get(REPEAT_KEY)
+            except (OSError, ValueError, AttributeError):
+                return None
+            if not isinstance(kept, dict) or not isinstance(kept.get("samples"), dict):
+                return None
+            if not kept.get("partial"):
+                out.append(kept["samples"])
+        return out if len(out) > 1 else None
 
     def note(self) -> str | None:
         """One line naming the partial points, or None."""
@@ -260,12 +308,34 @@ def load_baseline(path: Path) -> Baseline:
     output (our metrics ride in each benchmark's extra_info)."""
     points = _load_baseline_points(path)
     partial = {pid: str(metrics.pop("partial")) for pid, metrics in points.items() if metrics.get("partial")}
-    repeats = {pid: _repeat_values(m.pop("repeats", None)) for pid, m in points.items()}
+    blocks = {pid: m.pop("repeats", None) for pid, m in points.items()}
+    repeats = {pid: _repeat_values(block) for pid, block in blocks.items()}
+    results_dir = path.parent if _is_summary(path) else None  # repeat files are named relative to it
     return Baseline(
         {pid: _floats(m) for pid, m in points.items() if pid not in partial},
         partial,
         {pid: values for pid, values in repeats.items() if values and pid not in partial},
+        {
+            pid: _repeat_files(results_dir, block)
+            for pid, block in blocks.items()
+            if repeats[pid] and pid not in partial
+        },
     )
+
+
+def _repeat_files(results_dir: Path | None, repeats: Any) -> list[Path]:
+    """The repeat files a summary.json names (relative to its results dir); none for other files."""
+    files = repeats.get("files") if isinstance(repeats, dict) else None
+    if not isinstance(files, list) or results_dir is None:
+        return []
+    return [results_dir / f for f in files if isinstance(f, str)]
+
+
+def _is_summary(path: Path) -> bool:
+    try:
+        return json.loads(path.read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _repeat_values(repeats: Any) -> dict[str, list[float]] | None:

@@ -27,6 +27,12 @@ SERVER_COLUMNS = (
     ("srv wait max", "server_waiting_max", "{:.0f}"),
     ("srv KV max", "server_kv_cache_usage_max", "{:.2f}"),
 )
+#: The GPUs' figures (NVML), as columns only when a point has them.
+GPU_COLUMNS = (
+    ("GPU util", "server_gpu_util_pct_mean", "{:.0f}"),
+    ("GPU W", "server_gpu_power_w_mean", "{:.0f}"),
+    ("tok/J", "server_output_tokens_per_joule", "{:.2f}"),
+)
 
 
 def _cell(metrics: dict[str, float], key: str, fmt: str) -> str:
@@ -52,10 +58,10 @@ def _spread(point: PointRecord, key: str, fmt: str) -> str:
     return "±" + fmt.format((interval["ci_high"] - interval["ci_low"]) / 2)
 
 
-def _columns(repeated: bool, server: bool) -> list[tuple[str, str, str, bool]]:
+def _columns(repeated: bool, server: bool, gpu: bool = False) -> list[tuple[str, str, str, bool]]:
     """(title, key, format, is a ± column) for each column after the point's name."""
     columns = []
-    for title, key, fmt in COLUMNS + (SERVER_COLUMNS if server else ()):
+    for title, key, fmt in COLUMNS + (SERVER_COLUMNS if server else ()) + (GPU_COLUMNS if gpu else ()):
         columns.append((title, key, fmt, False))
         if repeated and key in SPREAD:
             columns.append(("±", key, fmt, True))
@@ -74,7 +80,8 @@ def points_table(points: Iterable[PointRecord]) -> list[str]:
     marked, and a line under the table says why."""
     points = list(points)
     repeated = any(point.repeats for point in points)
-    columns = _columns(repeated, any(point.server_figures() for point in points))
+    gpu = any("server_gpu_power_w_mean" in point.server_figures() for point in points)
+    columns = _columns(repeated, any(point.server_figures() for point in points), gpu)
     rows = [["point", *(["n"] if repeated else []), *(title for title, _, _, _ in columns)]]
     for point in points:
         cells = [

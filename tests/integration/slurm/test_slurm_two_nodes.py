@@ -25,7 +25,15 @@ from tests.support import ROOT
 from tests.support.inner_runs import USES_HEALTHY_SERVER, describe, inner_pytest, results_dir, wait_until
 from tests.support.slurm import MULTI, cancel_all, our_jobs, require_two_nodes, wait_for_job, wait_queue_empty
 
-TWO_NODES = ["--vllm-slurm", f"--vllm-slurm-opt=--partition={MULTI} --nodes=2", "--vllm-dp=2"]
+# float32: on a CPU with AMX, a data-parallel rank's bf16 worker died of SIGILL (exit code -4) at its
+# first request when the server ran as a two-node srun step; the same commands in the same network
+# namespaces without srun, and --dtype float32 under srun, serve (docs/slurm.md, "CPU nodes").
+TWO_NODES = [
+    "--vllm-slurm",
+    f"--vllm-slurm-opt=--partition={MULTI} --nodes=2",
+    "--vllm-dp=2",
+    "--vllm-serve-args=--max-model-len 8192 --dtype float32",
+]
 
 
 # Runs after the smoke suite and the benchmark point, in the same session (same server).

@@ -11,6 +11,7 @@ import math
 import random
 import re
 import statistics
+import time
 
 import pytest
 
@@ -185,6 +186,22 @@ def test_duration_waits_for_a_request_that_fails_last(processes):
     assert result.duration == late.end_time - result.t0 >= 1.0
     metrics = compute_metrics(result.records, result.duration)
     assert metrics.request_throughput == 5 / result.duration < 5.0
+
+
+@pytest.mark.parametrize("processes", [1, 3])
+def test_the_measured_phase_begins_right_before_the_first_send(timed_server, processes):
+    """before_measure (profilers, the server-metrics scraper) runs once the client processes
+    are started, the bodies encoded and the connections open: their set-up is not in the phase."""
+    times: dict[str, float] = {}
+    prompts = tuple(Prompt("one two three", 3, 2) for _ in range(3000))  # a large plan: slow to set up
+    result = run_load(
+        plan(timed_server, Schedule(rate=200, seed=1), prompts, warmup=0, processes=processes, send_for=0.3),
+        before_measure=lambda: times.setdefault("begin", time.perf_counter()),
+        after_measure=lambda: times.setdefault("end", time.perf_counter()),
+    )
+    first = min(r.send_time for r in result.records if r.send_time)
+    assert 0 <= first - times["begin"] < 0.15, first - times["begin"]  # 3 worker starts take longer than that
+    assert times["end"] >= max(r.end_time for r in result.records if r.end_time)
 
 
 def test_request_timeout_marks_requests_failed():

@@ -10,6 +10,7 @@ import sys
 import time
 
 import psutil
+import pytest
 
 from pytest_vllm_serve.serving.procs import is_alive
 from tests.support import ROOT
@@ -26,6 +27,7 @@ def test_three_xdist_workers_share_one_server(pytester, inner_args, procs):
     assert wait_until(lambda: not procs.alive(), timeout=15), describe(procs.alive())
 
 
+@pytest.mark.slow  # about 1.5 min: two servers, one per xdist worker
 def test_per_worker_servers(pytester, inner_args, procs):
     pytester.makepyfile(
         """
@@ -80,6 +82,7 @@ def _engine_core(pid: int) -> psutil.Process:
     return core
 
 
+@pytest.mark.slow  # about 2 min: three server starts
 def test_reuse_relaunches_a_kept_server_whose_engine_died(pytester, inner_args, procs):
     """SIGKILL only the kept server's EngineCore (its API process lives on): the next session
     says so, naming the dead process, stops what is left, and launches a new server."""

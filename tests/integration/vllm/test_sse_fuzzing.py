@@ -3,9 +3,12 @@ tests/unit, which holds the parser's other tests)."""
 
 from __future__ import annotations
 
+import pytest
+
 from tests.support import ROOT
 
 
+@pytest.mark.slow  # fuzzing for half a minute
 def test_a_short_fuzzing_run_finds_nothing(tmp_path):
     """atheris (coverage-guided) for 15 s; benchmarks/fuzz_sse.py runs longer ones."""
     import subprocess
