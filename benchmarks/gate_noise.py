@@ -50,7 +50,7 @@ from pathlib import Path
 from pytest_vllm_serve.bench.gates import parse_fail_on
 from pytest_vllm_serve.bench.noise_gate import decide as gate_decide
 from pytest_vllm_serve.bench.noise_gate import request_samples
-from pytest_vllm_serve.bench.sinks.results import load_baseline
+from pytest_vllm_serve.bench.sinks.baseline import load_baseline
 from pytest_vllm_serve.tools.latency_server import Timing, drift_factor, running
 
 POINT = """

@@ -398,8 +398,47 @@ OPTIONS: tuple[Opt, ...] = (
     Opt(
         "vllm-fail-on",
         "Fail a point that regresses against --vllm-baseline. Example: "
-        '--vllm-fail-on "p99_ttft_ms:+10%,output_throughput:-5%"',
+        '--vllm-fail-on "p99_ttft_ms:+10%,output_throughput:-5%"; slo_best:-10% gates test_slo_search\'s answer',
         metavar="RULES",
+    ),
+    Opt(
+        "vllm-slo",
+        "Service-level objectives for test_slo_search, which finds the highest load that meets all of them: "
+        "METRIC<=VALUE or METRIC>=VALUE items (any result key, latencies in ms). Example: "
+        '--vllm-slo "p99_ttft_ms<=500,p99_tpot_ms<=50"',
+        metavar="BOUNDS",
+    ),
+    Opt(
+        "vllm-slo-search",
+        "What test_slo_search raises: rate (requests per second, Poisson arrivals) or concurrency "
+        "(max concurrency at rate inf). Default rate.",
+        default=FIELD,
+        metavar="rate|concurrency",
+    ),
+    Opt(
+        "vllm-slo-tolerance",
+        "The SLO search stops when the highest passing and lowest failing values are this close, relative to "
+        "the failing one: 0.1 or 10%. Default 0.1.",
+        default=FIELD,
+        metavar="FRACTION",
+    ),
+    Opt(
+        "vllm-slo-max-probes",
+        "The most benchmark points one SLO search measures. Default 12.",
+        default=FIELD,
+        metavar="N",
+    ),
+    Opt(
+        "vllm-slo-start",
+        "The SLO search's first probe: a request rate or a max concurrency; it doubles from there until a "
+        "probe fails, then bisects. Default 1.",
+        default=FIELD,
+        metavar="X",
+    ),
+    Opt(
+        "vllm-slo-max",
+        "The SLO search never probes above this rate or concurrency. Default: no limit.",
+        metavar="X",
     ),
     Opt(
         "vllm-gate-confidence",
@@ -631,8 +670,7 @@ def _int_list(dest: str, text: str, allow_inf: bool = False) -> tuple[float, ...
 
 def bench_settings(config: pytest.Config) -> BenchSettings:
     """The benchmark options, parsed and validated before any load is sent."""
-    from pytest_vllm_serve.bench.gates import parse_fail_on, percentiles_needed
-    from pytest_vllm_serve.bench.metrics import parse_goodput, validate_percentiles
+    from pytest_vllm_serve.bench.metrics import parse_goodput
 
     def get(dest: str) -> Any:
         return raw(config, dest)
@@ -668,12 +706,7 @@ def bench_settings(config: pytest.Config) -> BenchSettings:
         endpoint=endpoint,
         burstiness=burstiness,
         processes=None if processes == "auto" else _number("vllm_client_processes", processes, int),
-        percentiles=validate_percentiles(
-            [
-                *_int_list("vllm_percentiles", get("vllm_percentiles"), allow_inf=True),
-                *(percentiles_needed(parse_fail_on(fail_on)) if fail_on else ()),
-            ]
-        ),
+        percentiles=_percentiles(get, fail_on),
         goodput=parse_goodput(goodput) if goodput else None,
         request_timeout=_number("vllm_request_timeout", timeout, float) if timeout else None,
         stall_timeout=_not_negative("vllm_stall_timeout", get("vllm_stall_timeout")),
@@ -683,12 +716,60 @@ def bench_settings(config: pytest.Config) -> BenchSettings:
         dataset_path=Path(dataset) if dataset else None,
         record_metric=record,
         baseline=Path(baseline) if baseline else None,
-        fail_on=tuple(parse_fail_on(fail_on)) if fail_on else (),
+        **_fail_on(fail_on),
         plots=not get("vllm_no_plots"),
         given=given,
         **_intervals(get),
         **_noise_settings(get),
+        **_slo_settings(get),
     )
+
+
+def _percentiles(get: Callable[[str], Any], fail_on: str | None) -> tuple[float, ...]:
+    """--vllm-percentiles, and those --vllm-fail-on and --vllm-slo name (p99.9_ttft_ms: 99.9)."""
+    from pytest_vllm_serve.bench.gates import parse_fail_on, percentiles_needed
+    from pytest_vllm_serve.bench.metrics import validate_percentiles
+    from pytest_vllm_serve.bench.slo import parse_slo
+
+    slo = get("vllm_slo")
+    return validate_percentiles(
+        [
+            *_int_list("vllm_percentiles", get("vllm_percentiles"), allow_inf=True),
+            *(percentiles_needed(parse_fail_on(fail_on)) if fail_on else ()),
+            *(percentiles_needed(parse_slo(slo)[0]) if slo else ()),
+        ]
+    )
+
+
+def _fail_on(spec: str | None) -> dict[str, tuple]:
+    """--vllm-fail-on's thresholds: those on a point's metrics, and those on the SLO search's answer."""
+    from pytest_vllm_serve.bench.gates import parse_fail_on
+    from pytest_vllm_serve.bench.metrics import SEARCH_DIRECTIONS
+
+    thresholds = parse_fail_on(spec) if spec else []
+    return {
+        "fail_on": tuple(t for t in thresholds if t.metric not in SEARCH_DIRECTIONS),
+        "slo_fail_on": tuple(t for t in thresholds if t.metric in SEARCH_DIRECTIONS),
+    }
+
+
+def _slo_settings(get: Callable[[str], Any]) -> dict[str, Any]:
+    """--vllm-slo and the search's options."""
+    from pytest_vllm_serve.bench.slo import parse_slo, parse_tolerance
+
+    spec, variable, upper = get("vllm_slo"), str(get("vllm_slo_search")).strip().lower(), get("vllm_slo_max")
+    if variable not in ("rate", "concurrency"):
+        raise ConfigError(f"--vllm-slo-search must be rate or concurrency, got {variable!r}")
+    bounds, warnings = parse_slo(spec) if spec else ([], [])
+    return {
+        "slo": tuple(bounds),
+        "slo_warnings": tuple(f"vllm: warning: {line}" for line in warnings),
+        "slo_search": variable,
+        "slo_tolerance": parse_tolerance(get("vllm_slo_tolerance")),
+        "slo_max_probes": _number("vllm_slo_max_probes", get("vllm_slo_max_probes"), int),
+        "slo_start": _number("vllm_slo_start", get("vllm_slo_start"), float),
+        "slo_max": _number("vllm_slo_max", upper, float) if upper else None,
+    }
 
 
 def _sweeps(get: Callable[[str], Any]) -> dict[str, Any]:

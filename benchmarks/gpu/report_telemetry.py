@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pytest_vllm_serve.bench.gates import parse_fail_on
 from pytest_vllm_serve.bench.noise_gate import check_decisions
-from pytest_vllm_serve.bench.sinks.results import load_baseline
+from pytest_vllm_serve.bench.sinks.baseline import load_baseline
 
 GATE = "output_throughput:-5%,median_tpot_ms:+5%,p99_ttft_ms:+10%"
 SWEEP = (

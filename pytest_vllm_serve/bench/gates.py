@@ -139,8 +139,9 @@ def format_fail_on(thresholds: Iterable[Threshold]) -> str:
     return ",".join(str(t) for t in thresholds)
 
 
-def percentiles_needed(thresholds: Iterable[Threshold]) -> tuple[float, ...]:
-    """Percentiles the thresholds name (p99.9_ttft_ms -> 99.9), so the run computes them."""
+def percentiles_needed(thresholds: Iterable[Any]) -> tuple[float, ...]:
+    """Percentiles the thresholds (or SLO bounds: anything with a ``metric``) name
+    (p99.9_ttft_ms -> 99.9), so the run computes them."""
     out: list[float] = []
     for t in thresholds:
         parsed = parse_series_metric(t.metric)

@@ -49,6 +49,14 @@ class BenchSettings:
     plots: bool = True
     progress_interval: float = 10.0
     metrics_interval: float = 1.0  # seconds between /metrics scrapes in a measured phase; 0: off
+    slo: tuple = ()  # --vllm-slo: SloBound values (bench/slo.py); empty: no SLO search
+    slo_search: str = "rate"  # the variable test_slo_search raises: rate or concurrency
+    slo_tolerance: float = 0.10  # the search ends when its bracket is this narrow (relative to its top)
+    slo_max_probes: int = 12
+    slo_start: float = 1.0  # the first probe's rate or concurrency
+    slo_max: float | None = None  # never probe above this
+    slo_fail_on: tuple = ()  # the --vllm-fail-on thresholds on the search's answer (slo_best)
+    slo_warnings: tuple[str, ...] = ()  # bounds that point the better way (shown in the header)
     given: frozenset[str] = frozenset()  # options set explicitly (CLI or ini), not defaulted
 
     def prompts_for(self, concurrency: int | None) -> int:

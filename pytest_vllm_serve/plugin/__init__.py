@@ -3,7 +3,7 @@ from the modules that define them.
 
 - ``configure``: options, early argument repair, the session's start and end;
 - ``collection``: marker checks, grouping by server spec, sweep ids, the SLURM dry run;
-- ``fixtures``: vllm_server, vllm_bench, vllm_offline, vllm_profile and the rest;
+- ``fixtures``: vllm_server, vllm_bench, vllm_slo_search, vllm_offline, vllm_profile and the rest;
 - ``reporting``: server sections in test reports, plots, the end-of-session tables.
 
 Hooks and fixtures only; the work lives in the session, serving and bench modules they call.
@@ -33,6 +33,7 @@ from pytest_vllm_serve.plugin.fixtures import (
     vllm_repeat,
     vllm_server,
     vllm_session,
+    vllm_slo_search,
     vllm_spec,
 )
 from pytest_vllm_serve.plugin.keys import SESSION_KEY
@@ -66,5 +67,6 @@ __all__ = [
     "vllm_repeat",
     "vllm_server",
     "vllm_session",
+    "vllm_slo_search",
     "vllm_spec",
 ]

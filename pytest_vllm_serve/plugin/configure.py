@@ -54,6 +54,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     session = config.stash.get(SESSION_KEY, None)
     if session is not None and session.baseline is not None:
         lines.append(session.baseline.note())
+    if session is not None:
+        lines.extend(session.bench.slo_warnings)
     return [line for line in lines if line]
 
 

@@ -103,6 +103,38 @@ def vllm_bench(
     )
 
 
+@pytest.fixture
+def vllm_slo_search(request: pytest.FixtureRequest, vllm_server: RunningServer, vllm_session: VllmSession):
+    """Finds the highest request rate or max concurrency of ``vllm_server`` that meets --vllm-slo:
+    ``vllm_slo_search.run(workload_for)``. Every probe is a benchmark point of its own
+    (``<test>[rate=4]``); the answer goes to slo_search.json and pytest-benchmark's JSON."""
+    from pytest_vllm_serve.bench.point import VllmBench
+    from pytest_vllm_serve.bench.point.search import VllmSloSearch
+
+    writer = terminal_writer(request.config)
+
+    def probe_bench(probe_id: str, repeat: Repeat) -> VllmBench:
+        return VllmBench(
+            server=vllm_server,
+            settings=vllm_session.bench,
+            store=vllm_session.store,
+            node_id=probe_id,
+            progress_writer=writer,
+            on_point=vllm_session.record_point,
+            repeat=repeat,
+        )
+
+    return VllmSloSearch(
+        settings=vllm_session.bench,
+        node_id=point_id(request.node),
+        new_bench=probe_bench,
+        root=vllm_session.store.root,
+        benchmark=_benchmark_fixture(request),
+        baseline=vllm_session.baseline,
+        progress_writer=writer,
+    )
+
+
 def _profiling_hooks(request: pytest.FixtureRequest, server: RunningServer, session: VllmSession) -> list:
     """The profilers the options ask for, around the point's measured phase; their trace
     files go to the test's profiles folder and its report."""

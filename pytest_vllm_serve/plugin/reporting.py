@@ -43,9 +43,23 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return  # xdist workers leave the plots to the controller
     if vsession.bench.plots and any(vsession.store.points_dir.glob("*.json")):
         from pytest_vllm_serve.bench.sinks.plots import draw_suite_plots
+        from pytest_vllm_serve.bench.sinks.slo_plot import draw_search_plots
 
-        vsession.plot_files = draw_suite_plots(vsession.store)
+        vsession.plot_files = [*draw_suite_plots(vsession.store), *draw_search_plots(vsession.store.root)]
     vsession.finish_results()
+
+
+def _slo_searches(terminalreporter, root) -> None:
+    """The SLO searches' answers, when the session ran any (bench/sinks/slo_search.py)."""
+    from pytest_vllm_serve.bench.sinks.slo_search import SLO_SEARCH_JSON, read_searches, search_table
+
+    searches = read_searches(root)
+    if not searches:
+        return
+    terminalreporter.section("vllm SLO search")
+    for line in search_table(searches):
+        terminalreporter.write_line(line)
+    terminalreporter.write_line(f"slo search: {root / SLO_SEARCH_JSON}")
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
@@ -64,6 +78,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
             terminalreporter.write_line(f"plot: {plot}")
         if session.report_file is not None:
             terminalreporter.write_line(f"report: {session.report_file}")
+    _slo_searches(terminalreporter, session.store.root)
     shared = session.worker_id is None and session.shared_registry_dir.exists()
     if not (session.launched or session.attached or shared):
         return

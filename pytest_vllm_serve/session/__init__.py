@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from pytest_vllm_serve.bench.prefix_cache import DEV_MODE_ENV
-from pytest_vllm_serve.bench.sinks.results import Baseline, PointRecord, ResultsStore, load_baseline
+from pytest_vllm_serve.bench.sinks.baseline import Baseline, load_baseline
+from pytest_vllm_serve.bench.sinks.results import PointRecord, ResultsStore
 from pytest_vllm_serve.config import BenchSettings, Settings
 from pytest_vllm_serve.serving.launchers.base import Launcher
 from pytest_vllm_serve.serving.pool import Pool, RegistryPool, ServerPool

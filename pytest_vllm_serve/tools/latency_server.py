@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import heapq
 import json
 import math
 import random
@@ -70,6 +71,11 @@ class Timing:
     jitter: float = 0.0  # sigma of each request's TTFT factor and each ITL gap's
     run_drift: float = 0.0  # sigma of this server's one factor on every latency
     seed: int = 0
+    # Capacity, for tests of a search for the highest load a server takes: at most this many
+    # generation requests at once; the others wait in arrival order, and their latencies run
+    # from when a slot is free (a slot is busy until its request's last token is due), so the
+    # wait shows in their TTFT (0: no limit).
+    max_running: int = 0
 
 
 def lognormal_factor(rng: random.Random, sigma: float) -> float:
@@ -120,6 +126,7 @@ class LatencyServer:
         self.counter = 0
         self.trace = open(timing.trace, "a", buffering=1) if timing.trace else None  # noqa: SIM115  (server lifetime)
         self.drift = drift_factor(timing)
+        self.slots_free_at = [0.0] * timing.max_running  # a heap: when each slot's request ends
 
     def noise(self, request: int) -> Callable[[float], float]:
         """Request ``request``'s latencies: each call gives one (a TTFT, then ITL gaps) times
@@ -199,16 +206,31 @@ class LatencyServer:
                         "code": 500,
                     },
                 )
-            elif request.get("stream"):
-                await self.stream(request, chat, arrived, writer, accepted)
+            elif self.slots_free_at:
+                await self.generate(request, chat, self._slot(request, arrived), writer, accepted)
             else:
-                await self.complete(request, chat, arrived, writer)
+                await self.generate(request, chat, arrived, writer, accepted)
         else:
             self._json(writer, 404, {"error": {"message": f"no route {method} {path}"}})
         await writer.drain()
         return True
 
     # -- generation --------------------------------------------------------------
+    def _slot(self, request: dict, arrived: float) -> float:
+        """``--max-running``: when this request starts, the earliest a slot is free, and that slot
+        then busy until its last token is due. Kept as times, not as a lock held by the handler, so a
+        request that comes in right after the last token of another finds that slot free."""
+        _, n = self._lengths(request)
+        start = max(arrived, heapq.heappop(self.slots_free_at))
+        heapq.heappush(self.slots_free_at, start + self.timing.ttft + (n - 1) * self.timing.itl)
+        return start
+
+    async def generate(self, request: dict, chat: bool, arrived: float, writer, accepted: float) -> None:
+        if request.get("stream"):
+            await self.stream(request, chat, arrived, writer, accepted)
+        else:
+            await self.complete(request, chat, arrived, writer)
+
     def _lengths(self, request: dict) -> tuple[int, int]:
         n = int(request.get("max_completion_tokens") or request.get("max_tokens") or 16)
         return len(_prompt_text(request).split()), max(n, 1)
@@ -399,6 +421,13 @@ def _parser() -> argparse.ArgumentParser:
         help="multiply every latency by one such factor, drawn once at start (default 0: none)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of --jitter and --run-drift (default 0)")
+    parser.add_argument(
+        "--max-running",
+        type=int,
+        default=0,
+        metavar="K",
+        help="serve at most K generation requests at once; the rest wait for a slot (default 0: no limit)",
+    )
     return parser
 
 
@@ -422,6 +451,7 @@ def main(argv: list[str] | None = None) -> None:
         jitter=args.jitter,
         run_drift=args.run_drift,
         seed=args.seed,
+        max_running=args.max_running,
     )
     try:
         import uvloop

@@ -216,7 +216,7 @@ def test_a_partial_point_is_refused_as_a_baseline(tmp_path):
     """A point cut short by a dead or stalled server is no baseline: it is kept apart, and named."""
     import json
 
-    from pytest_vllm_serve.bench.sinks.results import load_baseline
+    from pytest_vllm_serve.bench.sinks.baseline import load_baseline
 
     metrics = {"completed": 18.0, "failed": 182.0, "p99_ttft_ms": 5.0}
     path = tmp_path / "summary.json"

@@ -11,7 +11,8 @@ import pytest
 
 from pytest_vllm_serve.bench.repeats import Repeat, RepeatFiles, summarize, without_repeat
 from pytest_vllm_serve.bench.settings import BenchSettings
-from pytest_vllm_serve.bench.sinks.results import PointRecord, ResultsStore, load_baseline, summary_csv
+from pytest_vllm_serve.bench.sinks.baseline import load_baseline
+from pytest_vllm_serve.bench.sinks.results import PointRecord, ResultsStore, summary_csv
 from pytest_vllm_serve.bench.sinks.summary import points_table
 from pytest_vllm_serve.bench.stability import stability_reasons
 

@@ -22,9 +22,10 @@ from pytest_vllm_serve.bench.sinks.report import (
     render_session,
 )
 from pytest_vllm_serve.bench.sinks.report.data import per_token_gaps, point_samples, point_timeline, thin
-from pytest_vllm_serve.bench.sinks.report.figures import suite_figures, x_positions
+from pytest_vllm_serve.bench.sinks.report.figures import search_figures, suite_figures, x_positions
 from pytest_vllm_serve.bench.sinks.report.render import script_json
 from pytest_vllm_serve.bench.sinks.results import PointRecord, ResultsStore
+from pytest_vllm_serve.bench.sinks.slo_search import save_search
 from pytest_vllm_serve.errors import ConfigError
 
 
@@ -291,3 +292,22 @@ def test_compare_writes_both_formats_and_can_gate(tmp_path):
     assert md.returncode == 1 and md.stdout.startswith("## pytest-vllm-serve: old → new")
     build = cli("build", "new", cwd=tmp_path)
     assert build.returncode == 0 and (tmp_path / "new" / "report.html").exists()
+
+
+def test_an_slo_search_gets_its_figures_with_the_bound_and_the_answer(tmp_path):
+    root = make_run(tmp_path / "r")
+    probes = [
+        {"value": v, "passed": v <= 4, "metrics": {"p99_ttft_ms": 100.0 if v <= 4 else 400.0}} for v in (1, 2, 4, 8, 6)
+    ]
+    doc = {"id": "s.py::test_search", "variable": "rate", "slo": {"p99_ttft_ms": "<=200"}, "best": 4, "bracket": [4, 6], "probes": probes}  # fmt: skip
+    save_search(root, doc)
+    run = load_run(root)
+    (search,) = search_figures(run.searches)
+    assert search.suite == "SLO search test_search" and search.swept == "rate"
+    ((title, figure),) = search.figures
+    met, missed = figure["data"]
+    assert title == "p99_ttft_ms" and met["x"] == [1, 2, 4] and missed["x"] == [6, 8] and missed["y"] == [400.0, 400.0]
+    bound, answer = figure["layout"]["shapes"]
+    assert bound["y0"] == 200 and answer["x0"] == 4 and "SLO <=200" in figure["layout"]["annotations"][0]["text"]
+    page = render_session(run)
+    assert 'id="suite-SLO-search-test_search"' in page and page.count('class="plot suite-plot"') == 6

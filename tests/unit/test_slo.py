@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_vllm_serve.bench.slo import SloBound, SloSearch, meets, parse_slo
+from pytest_vllm_serve.bench.gates import parse_fail_on
+from pytest_vllm_serve.bench.slo import SloBound, SloSearch, gate_best, meets, parse_slo, parse_tolerance, probe_verdict
 from pytest_vllm_serve.errors import ConfigError
 
 
@@ -108,3 +109,70 @@ def test_the_search_is_written_as_slo_search_json():
 def test_bad_search_settings_are_refused(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         SloSearch(**kwargs)
+
+
+def test_the_budget_running_out_is_said():
+    search = run(SloSearch(start=1, tolerance=0.001, max_probes=3), capacity=100)
+    assert "probe budget (3, --vllm-slo-max-probes) ran out while every probe met the SLO" in search.stopped
+    search = run(SloSearch(start=1, tolerance=0.001, max_probes=5), capacity=5)
+    assert "ran out before the bracket narrowed" in search.stopped
+    search = run(SloSearch(start=1, tolerance=0.5, max_probes=5), capacity=5)  # narrow enough in 5
+    assert search.stopped is None
+
+
+@pytest.mark.parametrize("text, value", [("10%", 0.1), ("0.25", 0.25), (" 5 % ", 0.05)])
+def test_the_tolerance_is_a_fraction_or_a_percentage(text, value):
+    assert parse_tolerance(text) == pytest.approx(value)
+
+
+@pytest.mark.parametrize("text", ["0", "1", "150%", "wide", "-0.1"])
+def test_a_bad_tolerance_is_refused(text):
+    with pytest.raises(ConfigError, match="--vllm-slo-tolerance"):
+        parse_tolerance(text)
+
+
+def test_slo_best_is_no_metric_of_a_point():
+    with pytest.raises(ConfigError, match="slo_best is the search's answer"):
+        parse_slo("slo_best>=4")
+
+
+def test_a_single_run_probe_is_decided_by_its_values():
+    bounds, _ = parse_slo("p99_ttft_ms<=500,output_throughput>=100")
+    assert probe_verdict(bounds, {"p99_ttft_ms": 499, "output_throughput": 100}) == ("pass", [])
+    verdict, reasons = probe_verdict(bounds, {"p99_ttft_ms": 612.345, "output_throughput": 100})
+    assert verdict == "fail" and reasons == ["p99_ttft_ms 612.3 breaks p99_ttft_ms<=500"]
+    assert probe_verdict(bounds, {"p99_ttft_ms": 1})[1] == [
+        "output_throughput not measured breaks output_throughput>=100"
+    ]
+
+
+def test_a_repeated_probe_is_decided_over_its_interval():
+    bounds, _ = parse_slo("p99_ttft_ms<=500,output_throughput>=100")
+
+    def verdict(ttft, tput):
+        names = ("ci_low", "median", "ci_high")
+        return probe_verdict(
+            bounds,
+            {"p99_ttft_ms": ttft[1], "output_throughput": tput[1]},
+            {"p99_ttft_ms": dict(zip(names, ttft)), "output_throughput": dict(zip(names, tput))},
+        )
+
+    assert verdict((400, 450, 499), (100, 120, 140)) == ("pass", [])
+    undecided = verdict((400, 450, 520), (100, 120, 140))  # the median meets it, the interval straddles it
+    assert undecided == ("undecided", ["p99_ttft_ms 450 [400, 520] straddles p99_ttft_ms<=500"])
+    assert verdict((501, 550, 600), (100, 120, 140))[0] == "fail"
+    assert verdict((400, 450, 520), (50, 60, 99))[0] == "fail"  # one bound broken outright: fail
+    assert verdict((400, 450, 480), (90, 110, 130))[0] == "undecided"  # >= straddled too
+
+
+def test_slo_best_gates_the_answer_against_the_baseline():
+    thresholds = parse_fail_on("slo_best:-10%")
+    assert gate_best(thresholds, 10.0, 9.5) == []
+    assert gate_best(thresholds, 10.0, 8.0) == [
+        "slo_best regressed: baseline 10, new 8 (-20.0%), threshold slo_best:-10% (limit 9; higher is better)"
+    ]
+    assert "no load met the SLO in this run" in gate_best(thresholds, 10.0, None)[0]
+    absolute = parse_fail_on("slo_best:-2")  # in the variable's own unit
+    assert gate_best(absolute, 10.0, 8.5) == [] and gate_best(absolute, 10.0, 7.5) != []
+    with pytest.raises(ConfigError, match="bounds an improvement"):
+        parse_fail_on("slo_best:+10%")

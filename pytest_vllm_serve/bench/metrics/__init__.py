@@ -50,6 +50,7 @@ from pytest_vllm_serve.bench.metrics.intervals import (
 from pytest_vllm_serve.bench.metrics.names import (
     METRIC_DIRECTIONS,
     SCALAR_DIRECTIONS,
+    SEARCH_DIRECTIONS,
     Direction,
     describe_metric_names,
     metric_direction,
@@ -87,6 +88,7 @@ __all__ = [
     "METRIC_DIRECTIONS",
     "MS_PER_S",
     "SCALAR_DIRECTIONS",
+    "SEARCH_DIRECTIONS",
     "SERIES",
     "VLLM_SERIES",
     "AllRequestsFailedError",

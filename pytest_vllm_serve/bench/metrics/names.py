@@ -42,6 +42,9 @@ SCALAR_DIRECTIONS: dict[str, Direction] = {
     "achieved_request_rate": Direction.HIGHER_IS_BETTER,
 }
 
+#: What a search over points answers, gated by --vllm-fail-on like a point's metric (bench/slo.py).
+SEARCH_DIRECTIONS: dict[str, Direction] = {"slo_best": Direction.HIGHER_IS_BETTER}
+
 _STAT_PREFIXES = ("mean", "median", "std")
 
 
@@ -55,6 +58,7 @@ def series_metric_names(series: str, percentiles: Iterable[float] = DEFAULT_PERC
 #: percentile works the same way (``p99.9_ttft_ms``); see :func:`metric_direction`.
 METRIC_DIRECTIONS: dict[str, Direction] = {
     **SCALAR_DIRECTIONS,
+    **SEARCH_DIRECTIONS,
     **{name: Direction.LOWER_IS_BETTER for s in SERIES for name in series_metric_names(s)},
 }
 
@@ -109,7 +113,7 @@ def describe_metric_names() -> str:
         + "; and for each series "
         + ", ".join(SERIES)
         + ": mean_<series>_ms, median_<series>_ms, std_<series>_ms and p<percentile>_<series>_ms "
-        "(e.g. p99_ttft_ms, p99.9_e2el_ms)"
+        "(e.g. p99_ttft_ms, p99.9_e2el_ms); and slo_best, the answer of test_slo_search"
     )
 
 

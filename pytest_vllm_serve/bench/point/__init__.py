@@ -6,7 +6,8 @@
 - ``runner``: VllmBench, the point's phases in order;
 - ``files``: what a point writes (its record, single or over its repeats; vLLM's result file);
 - ``gate``: --vllm-fail-on, noise-aware where a side was repeated;
-- ``hooks``: MeasureHook, what runs around the measured phase.
+- ``hooks``: MeasureHook, what runs around the measured phase;
+- ``search``: VllmSloSearch, many points in one test: the highest load that meets --vllm-slo.
 
 The point's results are written before anything that can fail afterwards (the all-failed
 check, the gate), so a measured point is never lost.

@@ -11,7 +11,8 @@ from pytest_vllm_serve.bench.gates import check_thresholds
 from pytest_vllm_serve.bench.metrics import percentile_of
 from pytest_vllm_serve.bench.noise_gate import Decision, check_decisions
 from pytest_vllm_serve.bench.settings import BenchSettings
-from pytest_vllm_serve.bench.sinks.results import Baseline, PointRecord, ResultsStore
+from pytest_vllm_serve.bench.sinks.baseline import Baseline
+from pytest_vllm_serve.bench.sinks.results import PointRecord, ResultsStore
 from pytest_vllm_serve.errors import ResultsWriteError
 
 

@@ -37,7 +37,8 @@ from pytest_vllm_serve.bench.schedule import Schedule, requests_for_duration, ta
 from pytest_vllm_serve.bench.server_metrics.recorder import ServerMetricsRecorder, series_path
 from pytest_vllm_serve.bench.settings import BenchSettings
 from pytest_vllm_serve.bench.sinks import pytest_benchmark
-from pytest_vllm_serve.bench.sinks.results import Baseline, PointRecord, ResultsStore
+from pytest_vllm_serve.bench.sinks.baseline import Baseline
+from pytest_vllm_serve.bench.sinks.results import PointRecord, ResultsStore
 from pytest_vllm_serve.bench.stability import steady_state_values
 from pytest_vllm_serve.bench.stall import StallWatch, health_probe
 from pytest_vllm_serve.bench.workloads import Tokenizer, Workload
@@ -55,6 +56,7 @@ class PointResult:
     load: LoadResult = field(repr=False)
     file: Path | None = None
     violations: list[str] = field(default_factory=list)
+    point: PointRecord | None = None  # what was recorded; None for a repeat before the point's last
 
 
 @dataclass
@@ -77,6 +79,7 @@ class VllmBench:
     prefix_cache_reset: prefix_cache.ResetOutcome = field(default="off", init=False)
     _samples: list[dict[str, list[float]]] = field(default_factory=list, init=False, repr=False)  # per repeat (ms)
     decisions: list[Decision] = field(default_factory=list, init=False)  # the noise-aware gate's, per threshold
+    all_failed: bool = field(default=False, init=False)  # every request failed (the test then fails)
 
     # -- helpers -------------------------------------------------------------------
     def __post_init__(self) -> None:
@@ -156,7 +159,7 @@ class VllmBench:
         point.server_metrics = server  # a repeated point's: its last repeat's
         file = self._save(point, metrics, load, plan)
         self._record_benchmark(load, point, suite)
-        outcome = PointResult(self.node_id, metrics, values, load, file)
+        outcome = PointResult(self.node_id, metrics, values, load, file, point=point)
         self._finish(outcome, died, label, started)
         self._gate(outcome, point)
         return outcome
@@ -280,6 +283,7 @@ class VllmBench:
                 count_tokens=self.count_tokens,
             )
         except AllRequestsFailedError as exc:
+            self.all_failed = True
             self._save_failed(suite, point_params, load, str(exc), partial)
             self._fail_cut_short(died, load.stopped)
             pytest.fail(str(exc), pytrace=False)

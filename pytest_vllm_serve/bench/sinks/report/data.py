@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_vllm_serve.bench.sinks.results import FORMAT, SUMMARY_JSON, PointRecord, ResultsStore
+from pytest_vllm_serve.bench.sinks.slo_search import read_searches
 from pytest_vllm_serve.errors import ConfigError
 
 #: The session's header: versions, machine, start time (written by the plugin at the start).
@@ -43,6 +44,7 @@ class Run:
     points: list[PointRecord]
     session: dict[str, Any] = field(default_factory=dict)  # session.json, empty when absent
     format: str = FORMAT
+    searches: list[dict[str, Any]] = field(default_factory=list)  # the SLO searches (slo/*.json)
 
     @property
     def servers(self) -> list[dict[str, Any]]:
@@ -70,7 +72,7 @@ def load_run(path: Path, *, what: str = "results") -> Run:
             "(vllm-results/<session>, or vllm-results/latest) or the summary.json in one"
         )
     points = _points(summary, root, what)
-    return Run(root=root, label=_label(root), points=points, session=_session(root))
+    return Run(root=root, label=_label(root), points=points, session=_session(root), searches=read_searches(root))
 
 
 def _label(root: Path) -> str:

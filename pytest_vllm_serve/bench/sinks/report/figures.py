@@ -222,3 +222,65 @@ def _name(stat: str, line: tuple[tuple[str, str], ...], run: str) -> str:
 def _slo_note(text: str, y: float) -> dict[str, Any]:
     return {"xref": "paper", "x": 1, "y": y, "text": text, "showarrow": False, "xanchor": "right", "yanchor": "bottom",
             "font": {"size": 10, "color": "#555"}}  # fmt: skip
+
+
+def search_figures(searches: Sequence[Mapping[str, Any]]) -> list[SuiteFigures]:
+    """Each SLO search (bench/sinks/slo_search.py): per bound, the probes' metric against the
+    searched variable, met and missed apart, with the bound and the answer as lines."""
+    out = []
+    for doc in searches:
+        probes = sorted(
+            (p for p in doc.get("probes") or [] if isinstance(p.get("value"), (int, float))), key=lambda p: p["value"]
+        )
+        if not probes:
+            continue
+        variable, name = str(doc.get("variable")), str(doc.get("id")).split("::")[-1]
+        where = x_positions([float(p["value"]) for p in probes])
+        figures = []
+        for metric, bound in (doc.get("slo") or {}).items():
+            traces = []
+            for passed, symbol, colour, label in (
+                (True, "circle", COLOURS[2], "met"),
+                (False, "x", COLOURS[1], "missed"),
+            ):
+                chosen = [p for p in probes if bool(p.get("passed")) is passed]
+                if chosen:
+                    traces.append(_probe_trace(chosen, where, metric, label, colour, symbol))
+            layout = _layout(f"{name}: {metric}", variable, where, metric)
+            threshold = _number(str(bound)[2:])
+            if threshold is not None:
+                layout["shapes"] = [_slo_line(threshold, "#ff7f0e")]
+                layout["annotations"] = [_slo_note(f"SLO {bound}", threshold)]
+            best = doc.get("best")
+            if isinstance(best, (int, float)) and best in where:
+                x = where[best]
+                line = {"color": COLOURS[2], "dash": "dot", "width": 1}
+                vertical = {"type": "line", "yref": "paper", "x0": x, "x1": x, "y0": 0, "y1": 1, "line": line}
+                layout.setdefault("shapes", []).append(vertical)
+            figures.append((metric, {"data": traces, "layout": layout}))
+        if figures:
+            out.append(SuiteFigures(f"SLO search {name}", variable, figures))
+    return out
+
+
+def _probe_trace(
+    probes: list[Mapping[str, Any]], where: Mapping[float, float], metric: str, label: str, colour: str, symbol: str
+) -> dict[str, Any]:
+    ys = [(p.get("metrics") or {}).get(metric) for p in probes]
+    return {
+        "type": "scatter",
+        "mode": "markers",
+        "name": label,
+        "x": [where[float(p["value"])] for p in probes],
+        "y": [y if isinstance(y, (int, float)) and math.isfinite(y) else None for y in ys],
+        "text": [f"{p['value']:g}" for p in probes],
+        "hovertemplate": "%{text}: %{y:.4g}<extra>" + label + "</extra>",
+        "marker": {"color": colour, "symbol": symbol, "size": 9},
+    }
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None

@@ -18,7 +18,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 
 from pytest_vllm_serve.bench.sinks.report.compare import ORDER, Comparison, PointComparison
 from pytest_vllm_serve.bench.sinks.report.data import Run, point_samples, point_timeline, request_files
-from pytest_vllm_serve.bench.sinks.report.figures import suite_figures
+from pytest_vllm_serve.bench.sinks.report.figures import search_figures, suite_figures
 from pytest_vllm_serve.bench.sinks.results import PointRecord
 from pytest_vllm_serve.files import atomic_write_text
 
@@ -181,7 +181,7 @@ def render_session(run: Run) -> str:
     data = {
         "suites": [
             {"suite": s.suite, "figures": [f for _, f in s.figures]}
-            for s in suite_figures([(run.label, run.points)], slos)
+            for s in [*suite_figures([(run.label, run.points)], slos), *search_figures(run.searches)]
         ],
         "details": {str(r.n): _details(run, r.point) for r in rows},
     }
