@@ -384,6 +384,31 @@ OPTIONS: tuple[Opt, ...] = (
         metavar="FILE",
     ),
     Opt(
+        "vllm-trace",
+        "Mooncake-format JSONL trace that test_trace replays on its own clock (timestamp in ms, input_length, "
+        "output_length, hash_ids of shared 512-token prefix blocks). Default: the package's small synthetic trace.",
+        metavar="FILE",
+    ),
+    Opt(
+        "vllm-trace-speedup",
+        "Replay the trace this many times faster (2: its time stamps halved). Default 1.",
+        default=FIELD,
+        metavar="X",
+    ),
+    Opt(
+        "vllm-prefix-len",
+        "test_prefix: tokens of each shared prefix; each prompt is a prefix and a distinct suffix that fills "
+        "--vllm-input-len. Default 256.",
+        default=FIELD,
+        metavar="N",
+    ),
+    Opt(
+        "vllm-prefix-count",
+        "test_prefix: distinct prefixes, each under --vllm-num-prompts / P prompts. Default 5.",
+        default=FIELD,
+        metavar="P",
+    ),
+    Opt(
         "vllm-record-metric",
         "Latency series recorded as pytest-benchmark's timing data, so "
         "--benchmark-compare-fail can gate it: ttft, tpot, itl, e2el or per_token_itl. Default ttft.",
@@ -714,6 +739,7 @@ def bench_settings(config: pytest.Config) -> BenchSettings:
         token_ids=_token_ids(get("vllm_token_ids"), get("vllm_no_token_ids")),
         tokenizer=Path(tokenizer) if tokenizer else None,
         dataset_path=Path(dataset) if dataset else None,
+        **_workload_settings(config),
         record_metric=record,
         baseline=Path(baseline) if baseline else None,
         **_fail_on(fail_on),
@@ -739,6 +765,17 @@ def _percentiles(get: Callable[[str], Any], fail_on: str | None) -> tuple[float,
             *(percentiles_needed(parse_slo(slo)[0]) if slo else ()),
         ]
     )
+
+
+def _workload_settings(config: pytest.Config) -> dict[str, Any]:
+    """The trace and prefix workloads' options."""
+    trace = path_option(config, "vllm_trace")
+    return {
+        "trace_path": Path(trace) if trace else None,
+        "trace_speedup": _number("vllm_trace_speedup", raw(config, "vllm_trace_speedup"), float),
+        "prefix_len": _number("vllm_prefix_len", raw(config, "vllm_prefix_len"), int),
+        "prefix_count": _number("vllm_prefix_count", raw(config, "vllm_prefix_count"), int),
+    }
 
 
 def _fail_on(spec: str | None) -> dict[str, tuple]:

@@ -8,7 +8,9 @@ Pure and seeded. The same rules as ``vllm bench serve``:
   constant rate;
 * without ramp-up, the gaps are rescaled so the last request is due at exactly
   n / rate seconds (vLLM does this so seeds do not move the throughput);
-* linear or exponential ramp-up from ``start`` to ``end`` requests/s over the run.
+* linear or exponential ramp-up from ``start`` to ``end`` requests/s over the run;
+* a replay (``Schedule.replay(times)``): every request at its own given offset, such as a
+  trace's time stamps; its ``rate`` is the mean rate, for sizing the client.
 
 The offsets are absolute: the load generator sleeps until ``t0 + offset``, so
 lateness never accumulates (the schedule does not drift).
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 
@@ -56,6 +59,19 @@ class Schedule:
     max_concurrency: int | None = None
     ramp: Ramp | None = None
     seed: int = 0
+    times: tuple[float, ...] | None = None  # a replay's offsets (s), one per request, non-decreasing
+
+    @classmethod
+    def replay(cls, times: list[float] | tuple[float, ...], max_concurrency: int | None = None) -> Schedule:
+        """Each request at its own offset (seconds from the start), as given."""
+        offsets = tuple(float(t) for t in times)
+        if not offsets or any(not math.isfinite(t) or t < 0 for t in offsets):
+            raise ConfigError("a replayed schedule needs one finite, non-negative offset per request")
+        if any(b < a for a, b in pairwise(offsets)):
+            raise ConfigError("a replayed schedule's offsets must not decrease: sort the trace by its time stamps")
+        span = offsets[-1] - offsets[0]
+        rate = len(offsets) / span if span > 0 else math.inf
+        return cls(rate=rate, max_concurrency=max_concurrency, times=offsets)
 
     def __post_init__(self) -> None:
         if (
@@ -79,6 +95,11 @@ class Schedule:
             raise ConfigError(f"max_concurrency must be a positive integer, got {self.max_concurrency!r}")
 
     def describe(self) -> str:
+        if self.times is not None:
+            span = self.times[-1] - self.times[0]
+            return f"replay of {len(self.times)} requests over {span:.3g} s" + (
+                f", max concurrency {self.max_concurrency}" if self.max_concurrency else ""
+            )
         if self.ramp:
             arrival = f"{self.ramp.strategy} ramp {self.ramp.start_rps:g}->{self.ramp.end_rps:g} req/s"
         elif math.isinf(self.rate):
@@ -97,6 +118,10 @@ def arrival_offsets(n: int, schedule: Schedule) -> list[float]:
     """Seconds from the start at which each of ``n`` requests is due (non-decreasing)."""
     if n <= 0:
         return []
+    if schedule.times is not None:
+        if len(schedule.times) != n:
+            raise ConfigError(f"a replayed schedule has {len(schedule.times)} offsets for {n} requests")
+        return list(schedule.times)
     rng = np.random.default_rng(schedule.seed)
     gaps = np.zeros(n)
     for i in range(n):
@@ -115,7 +140,7 @@ def arrival_offsets(n: int, schedule: Schedule) -> list[float]:
 
 def target_rate(schedule: Schedule, offsets: list[float]) -> float:
     """The request rate the schedule asks for, to print beside the achieved one."""
-    if schedule.ramp is None:
+    if schedule.ramp is None and schedule.times is None:
         return schedule.rate
     span = offsets[-1] - offsets[0] if len(offsets) > 1 else 0.0
     return (len(offsets) - 1) / span if span > 0 else math.inf
@@ -129,7 +154,10 @@ DURATION_REQUESTS_PER_SLOT_SECOND = 100
 
 def requests_for_duration(schedule: Schedule, seconds: float, prompts: int) -> int | None:
     """How many requests to plan for ``seconds`` of sending at ``schedule`` (at least ``prompts``),
-    or None where a duration does not apply: an uncapped rate-inf point sends all at once."""
+    or None where a duration does not apply: an uncapped rate-inf point sends all at once, and a
+    replay sends what it replays."""
+    if schedule.times is not None:
+        return None
     if math.isfinite(schedule.rate):
         wanted = math.ceil(schedule.rate * seconds) + 1
     elif schedule.max_concurrency:

@@ -36,6 +36,10 @@ class BenchSettings:
     token_ids: bool = False  # return_token_ids: off, as vllm bench serve sends
     tokenizer: Path | None = None
     dataset_path: Path | None = None
+    trace_path: Path | None = None  # --vllm-trace; None: the package's synthetic trace
+    trace_speedup: float = 1.0
+    prefix_len: int = 256  # test_prefix: each shared prefix's tokens
+    prefix_count: int = 5  # test_prefix: distinct prefixes
     record_metric: str = "ttft"
     baseline: Path | None = None
     fail_on: tuple = ()

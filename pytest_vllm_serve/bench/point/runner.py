@@ -118,7 +118,7 @@ class VllmBench:
         params: dict[str, Any] | None = None,
         endpoint: str | None = None,
     ) -> PointResult:
-        """Measure one point: ``workload`` (see workloads.py) sent at ``schedule``.
+        """Measure one point: ``workload`` (see bench/workloads/) sent at ``schedule``.
 
         In order: check before sending anything, send and measure, compute, save (before
         anything else can fail), record into pytest-benchmark, then gate."""
@@ -233,7 +233,9 @@ class VllmBench:
         count = requests_for_duration(schedule, seconds, len(prompts)) if seconds and prompts else None
         if count is None:
             if seconds and self.progress_writer:
-                self.progress_writer("[vllm-bench] --vllm-duration does not apply to an uncapped rate-inf point")
+                self.progress_writer(
+                    "[vllm-bench] --vllm-duration does not apply to an uncapped rate-inf point or a replay"
+                )
             return None, prompts
         return seconds, tuple(prompts[i % len(prompts)] for i in range(count))
 
