@@ -72,11 +72,8 @@ class SonnetWorkload(Workload):
         # The prefix is the same for every prompt of every seed: that is what the cache can reuse.
         prefix, _ = exact_text(tokenizer, random.Random(0), self.prefix_len)
         rng = random.Random(self.seed)
-        out = []
-        for _ in range(self.num_prompts):
-            text, suffix_len = exact_text(tokenizer, rng, self.input_len - self.prefix_len, prefix=prefix + " ")
-            out.append(Prompt(text, self.prefix_len + suffix_len, self.output_len))
-        return out
+        suffix_len = self.input_len - self.prefix_len
+        return _under_prefix(tokenizer, rng, prefix, self.prefix_len, suffix_len, self.num_prompts, self.output_len)
 
 
 @dataclass(frozen=True)
@@ -115,8 +112,18 @@ class PrefixWorkload(Workload):
         out = []
         for group in range(self.num_prefixes):
             prefix, _ = exact_text(tokenizer, random.Random(f"{self.seed}:prefix:{group}"), self.prefix_len)
-            for _ in range(self.suffixes_per_prefix):
-                text, suffix_len = exact_text(tokenizer, rng, self.suffix_len, prefix=prefix + " ")
-                out.append(Prompt(text, self.prefix_len + suffix_len, self.output_len))
+            count = self.suffixes_per_prefix
+            out += _under_prefix(tokenizer, rng, prefix, self.prefix_len, self.suffix_len, count, self.output_len)
         rng.shuffle(out)
         return out
+
+
+def _under_prefix(
+    tokenizer: Tokenizer, rng: random.Random, prefix: str, prefix_len: int, suffix_len: int, count: int, output_len: int
+) -> list[Prompt]:
+    """``count`` prompts: ``prefix`` and a distinct random suffix of ``suffix_len`` tokens each."""
+    out = []
+    for _ in range(count):
+        text, actual = exact_text(tokenizer, rng, suffix_len, prefix=prefix + " ")
+        out.append(Prompt(text, prefix_len + actual, output_len))
+    return out
