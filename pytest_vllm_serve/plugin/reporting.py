@@ -94,6 +94,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
             terminalreporter.write_line(
                 f"  {state.url}: {state.spec} (started by {state.started_by}, log {state.log_path})"
             )
+        for gone in registry.replacements():
+            terminalreporter.write_line(
+                f"  replaced {gone['url']} (started by {gone['started_by']}): {gone['by']} found {gone['problem']}"
+            )
     else:
         terminalreporter.write_line(f"server launches this session: {session.launched}, attached: {session.attached}")
     for server in session.pool.history:

@@ -19,6 +19,9 @@ from pytest_vllm_serve.errors import ServerDiedError, VllmServeError
 from pytest_vllm_serve.serving.running import RunningServer
 from pytest_vllm_serve.serving.spec import ServerSpec
 
+#: How many more times a shared server that looks unusable is looked at (1 s apart) before it is replaced.
+USABLE_RECHECKS = 2
+
 if TYPE_CHECKING:
     from pytest_vllm_serve.serving.registry import ServerRegistry, ServerState
 
@@ -166,8 +169,14 @@ class RegistryPool:
         from pytest_vllm_serve.serving.registry import stop_state
 
         problem = state.problem(self.api_key)
+        for _ in range(USABLE_RECHECKS):  # a busy machine can miss one /health: look again first
+            if problem is None:
+                return state
+            time.sleep(1.0)
+            problem = state.problem(self.api_key)
         if problem is None:
             return state
+        self.registry.record_replacement(state, self.name, problem)
         started = time.monotonic()
         try:
             stop_state(state)

@@ -185,6 +185,21 @@ class ServerRegistry:
     def remove(self, key: str) -> None:
         self._state(key).unlink(missing_ok=True)
 
+    def record_replacement(self, state: ServerState, by: str, problem: str) -> None:
+        """Keep why ``by`` found a shared server unusable and stopped it (replacements.jsonl)."""
+        entry = {"key": state.key, "url": state.url, "started_by": state.started_by, "by": by, "problem": problem}
+        with FileLock(str(self.root / ".launches.lock")):
+            with open(self.root / "replacements.jsonl", "a", encoding="utf-8") as log:
+                log.write(json.dumps({**entry, "at": time.time()}) + "\n")
+
+    def replacements(self) -> list[dict[str, object]]:
+        """Every server a process of the session found unusable and replaced, and why."""
+        try:
+            lines = (self.root / "replacements.jsonl").read_text(encoding="utf-8").splitlines()
+        except OSError:
+            return []
+        return [json.loads(line) for line in lines if line.strip()]
+
     def record_failure(self, key: str, message: str) -> None:
         atomic_write_text(self._failure(key), message)
 

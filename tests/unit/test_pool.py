@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from typing import ClassVar
 
 import pytest
 
@@ -14,7 +15,7 @@ from pytest_vllm_serve.errors import ConfigError, ServerStartError
 from pytest_vllm_serve.serving.hardware import VllmInstall
 from pytest_vllm_serve.serving.launchers.local import LocalLauncher
 from pytest_vllm_serve.serving.placement import GpuLedger
-from pytest_vllm_serve.serving.pool import ServerPool
+from pytest_vllm_serve.serving.pool import RegistryPool, ServerPool
 from pytest_vllm_serve.serving.registry import ServerRegistry, ServerState
 from pytest_vllm_serve.serving.spec import ServerSpec
 from tests.support.pools import FakeStarts
@@ -121,3 +122,27 @@ def test_collection_is_grouped_by_spec(pytester):
     result = pytester.runpytest_subprocess("--collect-only", "-q", "-p", "no:cacheprovider")
     names = [line.split("::")[-1] for line in result.stdout.lines if "::" in line]
     assert names == ["test_plain", "test_b1", "test_b2", "test_a1", "test_a2"]
+
+
+class FlakyState(ServerState):
+    """A shared server's state whose check answers the given problems in turn (then None)."""
+
+    answers: ClassVar[list] = []
+
+    def problem(self, api_key=None):
+        return self.answers.pop(0) if self.answers else None
+
+
+def test_a_shared_server_is_looked_at_again_before_it_is_replaced(tmp_path, monkeypatch):
+    monkeypatch.setattr("pytest_vllm_serve.serving.pool.time.sleep", lambda s: None)
+    stopped = []
+    monkeypatch.setattr("pytest_vllm_serve.serving.registry.stop_state", stopped.append)
+    registry = ServerRegistry(tmp_path)
+    pool = RegistryPool(registry, start_detached=None, attach=None, name="gw1")
+    state = FlakyState(key="k", url="http://x", model="m", launcher="local", pid=os.getpid(), pgid=None)
+    FlakyState.answers = ["/health did not answer within 3 s (ReadTimeout)"]  # a busy moment
+    assert pool._usable(state) is state and stopped == [] and registry.replacements() == []
+    FlakyState.answers = ["the engine process VLLM::EngineCore (pid 9) is gone"] * 3  # really gone
+    assert pool._usable(state) is None and stopped == [state]
+    (entry,) = registry.replacements()
+    assert entry["by"] == "gw1" and entry["problem"] == "the engine process VLLM::EngineCore (pid 9) is gone"

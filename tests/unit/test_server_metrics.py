@@ -356,3 +356,11 @@ def test_summary_csv_and_table_have_server_columns_only_when_present():
     table = "\n".join(points_table([with_server, point()]))
     assert "srv TTFT" in table and "16.0" in table
     assert with_server.to_json()["server_metrics"]["figures"]["waiting_max"] == 3.0
+
+
+def test_the_scraper_process_says_when_it_is_ready_to_sample(tmp_path):
+    from pytest_vllm_serve.bench.server_metrics.scraper import ScraperProcess
+
+    process = ScraperProcess("http://127.0.0.1:9", {}, 0.5, tmp_path / "s.jsonl")
+    assert process.ready(timeout=60) and process.ready(timeout=0)  # started up; asked again, at once
+    process.stop()

@@ -13,6 +13,7 @@ every scrape, the first and last in this process: the GPU figures join the serve
 from __future__ import annotations
 
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,6 +147,7 @@ class ServerMetricsRecorder:
     def before_measure(self) -> None:
         if self.interval <= 0:
             return
+        self._wait_for_scraper()
         if self.pid is not None:
             self._usage.append(tree_usage(self.pid))
         try:
@@ -158,6 +160,16 @@ class ServerMetricsRecorder:
         self._read_gpus(self.phase.start)
         if self._process is not None:
             self._process.go()
+
+    def _wait_for_scraper(self) -> None:
+        """Until the scraper process has started up (before the phase, so it samples all of it)."""
+        if self._process is None:
+            return
+        waited = time.monotonic()
+        if not self._process.ready():
+            self._say("the /metrics scraper process did not start in time; its samples may begin late")
+        elif time.monotonic() - waited > 1.0:
+            self._say(f"waited {time.monotonic() - waited:.1f} s for the /metrics scraper process to start")
 
     def after_measure(self) -> None:
         if self.pid is not None and self._usage:

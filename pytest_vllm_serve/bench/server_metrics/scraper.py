@@ -36,6 +36,10 @@ from pytest_vllm_serve.bench.server_metrics.summary import COUNTERS, GAUGES
 SERIES_NAMES = frozenset([name for name, _ in GAUGES.values()] + list(COUNTERS.values()))
 
 
+#: How long the phase may wait for the scraper process to start up (its imports, on a busy machine).
+READY_TIMEOUT = 30.0
+
+
 class ScrapeError(Exception):
     """A scrape that gave no samples, and why."""
 
@@ -88,6 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gpus", default="", help="also sample these GPUs (ids as in CUDA_VISIBLE_DEVICES)")
     args = parser.parse_args(argv)
     headers = json.loads(sys.stdin.readline() or "{}")
+    print("ready", flush=True)  # imported and set up: the parent may begin the phase
     if sys.stdin.readline() == "":
         return  # closed before the phase began: nothing to scrape
     try:
@@ -126,11 +131,23 @@ class ScraperProcess:
         argv += ["--gpus", ",".join(gpus)] if gpus else []
         self.rss: list[int] = []
         self.gpu: dict[float, list[GpuSample]] = {}  # by the time of the scrape they were read beside
-        self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert self.process.stdin is not None
         self.process.stdin.write(json.dumps(headers) + "\n")
         self.process.stdin.flush()
         self.interval = interval
+        self._ready = False
+
+    def ready(self, timeout: float = READY_TIMEOUT) -> bool:
+        """Wait (at most ``timeout`` s) until the process has started up and waits for the phase:
+        on a busy machine its imports alone can take seconds, and a phase begun before would go
+        unsampled until then. False when it did not say so in time (or died)."""
+        if self._ready:
+            return True
+        assert self.process.stdout is not None
+        readable, _, _ = select.select([self.process.stdout], [], [], timeout)
+        self._ready = bool(readable) and self.process.stdout.readline().strip() == "ready"
+        return self._ready
 
     def go(self) -> None:
         """The phase begins: scrape from now on."""
