@@ -396,6 +396,26 @@ OPTIONS: tuple[Opt, ...] = (
         metavar="X",
     ),
     Opt(
+        "vllm-conversation-sessions",
+        "test_conversation: multi-turn sessions, all started at once (N users, each waiting for an answer "
+        "before the next turn). Default 16.",
+        default=FIELD,
+        metavar="N",
+    ),
+    Opt(
+        "vllm-conversation-turns",
+        "test_conversation: turns per session; each sends the whole history so far and a new user message of "
+        "--vllm-input-len tokens (or the turns of --vllm-dataset-path's multi-turn conversations). Default 4.",
+        default=FIELD,
+        metavar="T",
+    ),
+    Opt(
+        "vllm-think-time",
+        "test_conversation: seconds a session waits between an answer and its next turn. Default 0.",
+        default=FIELD,
+        metavar="SECONDS",
+    ),
+    Opt(
         "vllm-prefix-len",
         "test_prefix: tokens of each shared prefix; each prompt is a prefix and a distinct suffix that fills "
         "--vllm-input-len. Default 256.",
@@ -768,13 +788,16 @@ def _percentiles(get: Callable[[str], Any], fail_on: str | None) -> tuple[float,
 
 
 def _workload_settings(config: pytest.Config) -> dict[str, Any]:
-    """The trace and prefix workloads' options."""
+    """The trace, prefix and conversation workloads' options."""
     trace = path_option(config, "vllm_trace")
     return {
         "trace_path": Path(trace) if trace else None,
         "trace_speedup": _number("vllm_trace_speedup", raw(config, "vllm_trace_speedup"), float),
         "prefix_len": _number("vllm_prefix_len", raw(config, "vllm_prefix_len"), int),
         "prefix_count": _number("vllm_prefix_count", raw(config, "vllm_prefix_count"), int),
+        "conversation_sessions": _number("vllm_conversation_sessions", raw(config, "vllm_conversation_sessions"), int),
+        "conversation_turns": _number("vllm_conversation_turns", raw(config, "vllm_conversation_turns"), int),
+        "think_time": _not_negative("vllm_think_time", raw(config, "vllm_think_time")),
     }
 
 

@@ -40,6 +40,9 @@ class BenchSettings:
     trace_speedup: float = 1.0
     prefix_len: int = 256  # test_prefix: each shared prefix's tokens
     prefix_count: int = 5  # test_prefix: distinct prefixes
+    conversation_sessions: int = 16  # test_conversation: sessions, all started at once
+    conversation_turns: int = 4
+    think_time: float = 0.0  # seconds between an answer and the session's next turn
     record_metric: str = "ttft"
     baseline: Path | None = None
     fail_on: tuple = ()

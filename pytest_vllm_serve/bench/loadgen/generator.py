@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from pytest_vllm_serve.bench.loadgen import loop
+from pytest_vllm_serve.bench.loadgen.conversations import drive_conversations
 from pytest_vllm_serve.bench.loadgen.drive import (
     Abort,
     drive,
@@ -74,7 +75,8 @@ def run_load(
     """
     headers = dict(plan.headers)
     warmups = loop.run(_warmup(plan, headers))
-    offsets = arrival_offsets(len(plan.prompts), plan.schedule)
+    arrivals = len(plan.conversations) if plan.conversations is not None else len(plan.prompts)
+    offsets = arrival_offsets(arrivals, plan.schedule)
     stop = Stop(abort, stall)
     measuring = [False]
 
@@ -84,7 +86,7 @@ def run_load(
             before_measure()
 
     try:
-        if plan.processes <= 1:
+        if plan.processes <= 1 or plan.conversations is not None:
             result = _run_single(plan, headers, offsets, warmups, progress, progress_interval, stop, begin)
         else:
             result = run_multi(plan, offsets, warmups, progress, progress_interval, stop, begin)
@@ -108,29 +110,37 @@ def _run_single(plan, headers, offsets, warmups, progress, interval, stop: Stop,
             progress(counts["finished"], counts["failed"], total)
 
     async def main() -> tuple[list[RequestRecord], float, float]:
-        jobs = prepare(plan.options, list(zip(range(len(plan.prompts)), plan.prompts, offsets)))
+        arrivals = plan.prompts if plan.conversations is None else plan.prompts[: len(offsets)]
+        jobs = prepare(plan.options, list(zip(range(len(arrivals)), arrivals, offsets)))
         cap = plan.schedule.max_concurrency
         async with make_client(plan.base_url, headers, cap or len(jobs)) as client:
             await open_connections(client, opening_burst(jobs, cap))
             before_measure()
-            task = asyncio.create_task(reporter(len(jobs))) if progress else None
+            task = asyncio.create_task(reporter(plan.requests)) if progress else None
             cpu0 = time.process_time()
             t0 = time.perf_counter()
             activity = Activity(last_byte=t0)
             watch = (lambda: stop.check(activity.last_byte, activity.in_flight)) if stop.watching else None
+            slots = asyncio.Semaphore(cap) if cap else None
             try:
-                records = await drive(
-                    client,
-                    plan.options,
-                    jobs,
-                    t0,
-                    asyncio.Semaphore(cap) if cap else None,
-                    on_done,
-                    watch,
-                    activity,
-                    send_until=t0 + plan.send_for if plan.send_for else None,
-                    cap=cap,
-                )
+                if plan.conversations is not None:
+                    records = await drive_conversations(
+                        client, plan.options, plan.conversations, offsets, t0, slots, plan.think_time,
+                        on_done, watch, activity,
+                    )  # fmt: skip
+                else:
+                    records = await drive(
+                        client,
+                        plan.options,
+                        jobs,
+                        t0,
+                        slots,
+                        on_done,
+                        watch,
+                        activity,
+                        send_until=t0 + plan.send_for if plan.send_for else None,
+                        cap=cap,
+                    )
             finally:
                 if task:
                     task.cancel()

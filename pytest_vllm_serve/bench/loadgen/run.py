@@ -16,6 +16,7 @@ from pytest_vllm_serve.bench.loadgen.drive import Abort
 from pytest_vllm_serve.bench.records import RequestRecord
 from pytest_vllm_serve.bench.schedule import Schedule
 from pytest_vllm_serve.bench.stall import StallWatch
+from pytest_vllm_serve.bench.workloads.conversation import Conversation
 
 Progress = Callable[[int, int, int], None]  # (finished, failed, total)
 
@@ -32,6 +33,17 @@ class LoadPlan:
     headers: tuple[tuple[str, str], ...] = ()
     processes: int = 1
     send_for: float | None = None  # --vllm-duration: seconds of sending; the prompts left are not sent
+    #: multi-turn sessions (bench/loadgen/conversations.py), one per arrival; then ``prompts``
+    #: are their first turns (the warmup's), and the run is one process
+    conversations: tuple[Conversation, ...] | None = None
+    think_time: float = 0.0  # seconds between an answer and the session's next turn
+
+    @property
+    def requests(self) -> int:
+        """How many requests the measured phase sends."""
+        if self.conversations is None:
+            return len(self.prompts)
+        return sum(len(c.turns) for c in self.conversations)
 
 
 @dataclass

@@ -74,6 +74,7 @@ from pytest_vllm_serve.bench.metrics.per_request import (
     request_tpot,
     request_ttft,
 )
+from pytest_vllm_serve.bench.metrics.per_turn import per_turn_metrics
 from pytest_vllm_serve.bench.metrics.stats import Stats, compute_stats, percentile_label, validate_percentiles
 from pytest_vllm_serve.bench.metrics.steady import request_end, steady_state, window_duration
 from pytest_vllm_serve.bench.metrics.vllm_result import DETAILED_KEYS, to_vllm_result
@@ -121,6 +122,7 @@ __all__ = [
     "parse_number",
     "parse_series_metric",
     "per_token_itl",
+    "per_turn_metrics",
     "percentile_label",
     "percentile_of",
     "request_end",

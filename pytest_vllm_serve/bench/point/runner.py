@@ -17,6 +17,7 @@ from pytest_vllm_serve.bench.loadgen.generator import LoadPlan, LoadResult, auto
 from pytest_vllm_serve.bench.metrics import AllRequestsFailedError, BenchmarkMetrics, compute_metrics
 from pytest_vllm_serve.bench.noise_gate import Decision
 from pytest_vllm_serve.bench.point import checks
+from pytest_vllm_serve.bench.point.conversation import conversation_plan, per_turn
 from pytest_vllm_serve.bench.point.files import (
     ResultHead,
     failed_result_file,
@@ -42,6 +43,7 @@ from pytest_vllm_serve.bench.sinks.results import PointRecord, ResultsStore
 from pytest_vllm_serve.bench.stability import steady_state_values
 from pytest_vllm_serve.bench.stall import StallWatch, health_probe
 from pytest_vllm_serve.bench.workloads import Tokenizer, Workload
+from pytest_vllm_serve.bench.workloads.conversation import ConversationWorkload
 from pytest_vllm_serve.errors import ConfigError, ResultsWriteError
 from pytest_vllm_serve.serving.running import RunningServer
 
@@ -123,9 +125,15 @@ class VllmBench:
         In order: check before sending anything, send and measure, compute, save (before
         anything else can fail), record into pytest-benchmark, then gate."""
         self._check_before_load(workload)
-        prompts = tuple(workload.prompts(self.tokenizer()))
-        plan = self._plan(prompts, schedule, endpoint)
+        if isinstance(workload, ConversationWorkload):
+            plan = conversation_plan(workload, self.tokenizer(), self.settings, endpoint, self.progress_writer,
+                                     lambda prompts: self._plan(prompts, schedule, endpoint))  # fmt: skip
+        else:
+            plan = self._plan(tuple(workload.prompts(self.tokenizer())), schedule, endpoint)
+        prompts = plan.prompts
         sent = f"for {plan.send_for:g} s" if plan.send_for else f"{len(prompts)} prompts"
+        if plan.conversations is not None:
+            sent = f"{len(plan.conversations)} sessions, {plan.requests} turns"
         label = f"{self.node_id.split('::')[-1]} ({schedule.describe()}, {sent})"
         if self.repeat.repeated:
             label += f", repeat {self.repeat.index}/{self.repeat.count}"
@@ -157,6 +165,8 @@ class VllmBench:
                 self._point(suite, point_params, partial), values, load.duration, steady, self.settings
             )
         point.server_metrics = server  # a repeated point's: its last repeat's
+        if plan.conversations is not None:
+            point.per_turn = per_turn(plan, load, self.settings, self.count_tokens, self.node_id, self.progress_writer)
         file = self._save(point, metrics, load, plan)
         self._record_benchmark(load, point, suite)
         outcome = PointResult(self.node_id, metrics, values, load, file, point=point)
@@ -286,7 +296,9 @@ class VllmBench:
             )
         except AllRequestsFailedError as exc:
             self.all_failed = True
-            self._save_failed(suite, point_params, load, str(exc), partial)
+            failed = self._point(suite, point_params, partial)  # the evidence: how many failed, and why
+            failed.metrics = {"completed": 0.0, "failed": float(len(load.records))}
+            self.store.save_point(failed, failed_result_file(load, str(exc), partial))
             self._fail_cut_short(died, load.stopped)
             pytest.fail(str(exc), pytrace=False)
 
@@ -368,20 +380,6 @@ class VllmBench:
             num_prompts=num_prompts,
         )
         return vllm_result_file(head, metrics, load, schedule, self.count_tokens)
-
-    def _save_failed(
-        self, suite: str, params: dict[str, Any], load: LoadResult, reason: str, partial: str | None = None
-    ) -> None:
-        """Keep the evidence of a point where every request failed."""
-        point = PointRecord(
-            id=self.node_id,
-            suite=suite,
-            params=params,
-            metrics={"completed": 0.0, "failed": float(len(load.records))},
-            server=server_info(self.server, self.store.root),
-            partial=partial,
-        )
-        self.store.save_point(point, failed_result_file(load, reason, partial))
 
     def _record_benchmark(self, load: LoadResult, point: PointRecord, suite: str) -> None:
         """The point into pytest-benchmark: its metrics, and as timing data the recorded latency

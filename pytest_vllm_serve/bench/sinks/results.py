@@ -113,6 +113,8 @@ class PointRecord:
     server_metrics: dict[str, Any] | None = None
     #: the regression gate's verdict: {"verdict": pass|fail|undecided|not gated, "reasons": [...]}
     gate: dict[str, Any] | None = None
+    #: a multi-turn point's metrics per turn: {"1": {"median_ttft_ms": ...}, "2": ...}
+    per_turn: dict[str, dict[str, float]] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -128,6 +130,7 @@ class PointRecord:
             "steady_state": self.steady_state,
             "server_metrics": self.server_metrics,
             "gate": self.gate,
+            "per_turn": self.per_turn,
         }
 
     def server_figures(self) -> dict[str, float]:

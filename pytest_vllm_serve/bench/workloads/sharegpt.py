@@ -62,6 +62,13 @@ class ShareGPTWorkload(Workload):
 
 
 def _read_sharegpt(path: Path) -> list[tuple[str, str]]:
+    """Each conversation's first (prompt, reply) pair."""
+    return [chat[0] for chat in read_conversations(path)]
+
+
+def read_conversations(path: Path) -> list[list[tuple[str, str]]]:
+    """Every conversation of a ShareGPT-format file as its (human, reply) pairs in order: turns
+    taken two by two, up to the first that is not a ``{"from", "value"}`` pair."""
     if not path.exists():
         raise ConfigError(
             f"--vllm-dataset-path {path} does not exist.\n"
@@ -76,20 +83,24 @@ def _read_sharegpt(path: Path) -> list[tuple[str, str]]:
         raise ConfigError(
             f"--vllm-dataset-path {path}: expected a JSON list of conversations, got {type(data).__name__}"
         )
-    pairs = []
+    chats = []
     for entry in data:
         turns = entry.get("conversations") if isinstance(entry, dict) else None
-        if not isinstance(turns, list) or len(turns) < 2:
+        if not isinstance(turns, list):
             continue
-        first, second = turns[0], turns[1]
-        if isinstance(first, dict) and isinstance(second, dict) and "value" in first and "value" in second:
+        pairs = []
+        for first, second in zip(turns[0::2], turns[1::2]):
+            if not (isinstance(first, dict) and isinstance(second, dict) and "value" in first and "value" in second):
+                break
             pairs.append((str(first["value"]), str(second["value"])))
-    if not pairs:
+        if pairs:
+            chats.append(pairs)
+    if not chats:
         raise ConfigError(
             f"--vllm-dataset-path {path} holds no ShareGPT conversations "
             '(entries with a \'conversations\' list of at least two {"from", "value"} turns)'
         )
-    return pairs
+    return chats
 
 
 def synthetic_sharegpt(num: int = 40, seed: int = 0) -> list[dict]:

@@ -7,6 +7,10 @@
 | test_trace  | --vllm-trace (default: the package's synthetic Mooncake trace)   | the trace's own     |
 |             |                                                                  | clock, sped up by   |
 |             |                                                                  | --vllm-trace-speedup|
+| test_       | --vllm-conversation-sessions sessions of --vllm-conversation-    | every session at    |
+| conversation| turns turns: each the whole history and a new message of         | once, each turn     |
+|             | --vllm-input-len tokens, asking --vllm-output-len (or the        | after the last      |
+|             | multi-turn conversations of --vllm-dataset-path)                 | answer + think time |
 
 The prefix point runs P requests at a time (P = --vllm-prefix-count), so that a request mostly
 finds its prefix computed by an earlier one of its group (requests that run in one batch cannot
@@ -17,11 +21,13 @@ rate, where the server reports it (``server_prefix_cache_hit_rate`` in summary.c
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 
 from pytest_vllm_serve.bench.schedule import Schedule
-from pytest_vllm_serve.bench.workloads import PrefixWorkload, TraceWorkload, shipped_trace
+from pytest_vllm_serve.bench.workloads import ConversationWorkload, PrefixWorkload, TraceWorkload, shipped_trace
+from pytest_vllm_serve.bench.workloads.conversation import has_multiturn
 from pytest_vllm_serve.errors import ConfigError
 
 pytestmark = pytest.mark.benchmark
@@ -51,3 +57,24 @@ def test_trace(vllm_bench):
     s = vllm_bench.settings
     workload = TraceWorkload(s.trace_path or shipped_trace(), speedup=s.trace_speedup, seed=s.seed)
     vllm_bench.run(workload, workload.schedule(), suite="trace")
+
+
+def test_conversation(vllm_bench):
+    s = vllm_bench.settings
+    dataset = s.dataset_path
+    if dataset is not None and not has_multiturn(dataset):
+        warnings.warn(
+            f"--vllm-dataset-path {dataset} has no multi-turn conversation: test_conversation sends synthetic turns",
+            stacklevel=1,
+        )
+        dataset = None
+    workload = ConversationWorkload(
+        sessions=s.conversation_sessions,
+        turns=s.conversation_turns,
+        turn_len=s.input_len,
+        output_len=s.output_len if dataset is None or "vllm_output_len" in s.given else None,
+        think_time=s.think_time,
+        seed=s.seed,
+        dataset_path=dataset,
+    )
+    vllm_bench.run(workload, Schedule(rate=math.inf, seed=s.seed), suite="conversation")

