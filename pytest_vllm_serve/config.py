@@ -385,7 +385,7 @@ OPTIONS: tuple[Opt, ...] = (
     ),
     Opt(
         "vllm-trace",
-        "Mooncake-format JSONL trace that test_trace replays on its own clock (timestamp in ms, input_length, "
+        "Mooncake-format JSONL trace that test_trace_replay replays on its own clock (timestamp in ms, input_length, "
         "output_length, hash_ids of shared 512-token prefix blocks). Default: the package's small synthetic trace.",
         metavar="FILE",
     ),
@@ -417,14 +417,14 @@ OPTIONS: tuple[Opt, ...] = (
     ),
     Opt(
         "vllm-prefix-len",
-        "test_prefix: tokens of each shared prefix; each prompt is a prefix and a distinct suffix that fills "
+        "test_shared_prefix: tokens of each shared prefix; each prompt is a prefix and a distinct suffix that fills "
         "--vllm-input-len. Default 256.",
         default=FIELD,
         metavar="N",
     ),
     Opt(
         "vllm-prefix-count",
-        "test_prefix: distinct prefixes, each under --vllm-num-prompts / P prompts. Default 5.",
+        "test_shared_prefix: distinct prefixes, each under --vllm-num-prompts / P prompts. Default 5.",
         default=FIELD,
         metavar="P",
     ),

@@ -38,8 +38,8 @@ class BenchSettings:
     dataset_path: Path | None = None
     trace_path: Path | None = None  # --vllm-trace; None: the package's synthetic trace
     trace_speedup: float = 1.0
-    prefix_len: int = 256  # test_prefix: each shared prefix's tokens
-    prefix_count: int = 5  # test_prefix: distinct prefixes
+    prefix_len: int = 256  # test_shared_prefix: each shared prefix's tokens
+    prefix_count: int = 5  # test_shared_prefix: distinct prefixes
     conversation_sessions: int = 16  # test_conversation: sessions, all started at once
     conversation_turns: int = 4
     think_time: float = 0.0  # seconds between an answer and the session's next turn

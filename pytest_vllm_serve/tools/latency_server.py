@@ -285,6 +285,8 @@ class LatencyServer:
             text = " ".join([WORD] * tokens)
             if tag and sent == 0:
                 text = " ".join([tag] + [WORD] * (tokens - 1))
+            if sent > 0:  # a later token's text begins with its space, as a real tokenizer's does
+                text = " " + text
             choice: dict = {"index": 0, "finish_reason": "length" if last else None}
             choice.update({"delta": {"content": text}} if chat else {"text": text})
             if with_ids:

@@ -34,6 +34,9 @@ PATH_OPTIONS = {
     "--vllm-docker": lambda out: _write(out / "images" / "vllm.tar", ""),
     "--vllm-container-mount": lambda out: _mkdir(out / "fsx"),
     "--vllm-viztracer": lambda out: _write(out / "trace" / "client.json", ""),
+    "--vllm-trace": lambda out: _write(
+        out / "traces" / "mooncake.jsonl", '{"timestamp": 0, "input_length": 8, "output_length": 4, "hash_ids": [1]}\n'
+    ),
     "--benchmark-json": lambda out: _write(out / "bench" / "out.json", "{}"),
 }
 # Options whose metavar says "path" (the guard below keeps PATH_OPTIONS complete).

@@ -15,7 +15,7 @@ import pytest
 
 from pytest_vllm_serve.bench.records import RequestRecord
 from pytest_vllm_serve.bench.repeats import Repeat
-from pytest_vllm_serve.bench.server_metrics.checks import client_prompt_tokens, cross_checks
+from pytest_vllm_serve.bench.server_metrics.checks import client_prompt_tokens, cross_checks, late_scrapes
 from pytest_vllm_serve.bench.server_metrics.parse import MetricsTextError, Snapshot, parse_metrics
 from pytest_vllm_serve.bench.server_metrics.process import local_pid, process_figures
 from pytest_vllm_serve.bench.server_metrics.recorder import Phase, ServerMetricsRecorder, phase_record, series_path
@@ -171,6 +171,21 @@ def test_series_rows_are_relative_to_the_first_snapshot():
 def test_cross_checks_agree_on_the_fixture_phase():
     figures = summarize([snap(0, IDLE), snap(5, AFTER)])
     assert cross_checks(figures, output_tokens=384, prompt_tokens=1536, completed=24) == []
+
+
+def test_scrapes_answered_late_make_a_warning_and_leave_the_counters():
+    """Most scrapes during the phase answered long after they were sent (a frontend too busy to
+    answer /metrics): the record says that the gauges lag; on time, or only a few late: nothing."""
+    late = [Snapshot(t, snap(t, IDLE).values, answered=6.0) for t in (1.0, 2.0, 3.0)]
+    on_time = [Snapshot(t, snap(t, IDLE).values, answered=t + 0.05) for t in (1.0, 2.0, 3.0)]
+    phase = Phase(snap(0, IDLE), scraped=late, end=snap(7, AFTER))
+    (warning,) = phase_record(phase, client(), records(24, 64), 0.2)["warnings"]
+    assert "3 of 3 scrapes during the phase were answered more than 1 s after" in warning
+    assert "up to 5.0 s" in warning and "gauges" in warning
+    assert late_scrapes(on_time, 0.2) is None
+    assert late_scrapes([late[0], *on_time], 0.2) is None  # one of four: not most
+    assert late_scrapes(late, 2.0) is None  # 5 intervals of 2 s: 10 s is late, 5 s is not
+    assert late_scrapes([Snapshot(1.0, {})], 0.2) is None  # no answer time (an older file): nothing said
 
 
 def test_a_mismatch_is_a_warning_in_the_record():

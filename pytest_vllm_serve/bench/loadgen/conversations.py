@@ -92,6 +92,18 @@ async def drive_conversations(
 
     tasks = [asyncio.create_task(session(s)) for s in range(len(conversations))]
     reason = await _wait(tasks, abort)
+    return _in_order(conversations, first, records, t0, reason)
+
+
+def _in_order(
+    conversations: Sequence[Conversation],
+    first: Sequence[int],
+    records: dict[int, RequestRecord],
+    t0: float,
+    reason: str | None,
+) -> list[RequestRecord]:
+    """Every turn's record in index order: a turn never sent is recorded as such, with why, and
+    one cut in flight by the abort ends now, with the abort's reason."""
     stopped = time.perf_counter()
     out = []
     for s, conversation in enumerate(conversations):

@@ -31,7 +31,7 @@ from pytest_vllm_serve.bench.point.files import (
 )
 from pytest_vllm_serve.bench.point.gate import PointGate
 from pytest_vllm_serve.bench.point.hooks import MeasureHook
-from pytest_vllm_serve.bench.point.progress import progress_reporter
+from pytest_vllm_serve.bench.point.progress import point_label, progress_reporter
 from pytest_vllm_serve.bench.point.tokens import PointTokens
 from pytest_vllm_serve.bench.repeats import Repeat, RepeatFiles, samples_of
 from pytest_vllm_serve.bench.schedule import Schedule, requests_for_duration, target_rate
@@ -130,13 +130,7 @@ class VllmBench:
                                      lambda prompts: self._plan(prompts, schedule, endpoint))  # fmt: skip
         else:
             plan = self._plan(tuple(workload.prompts(self.tokenizer())), schedule, endpoint)
-        prompts = plan.prompts
-        sent = f"for {plan.send_for:g} s" if plan.send_for else f"{len(prompts)} prompts"
-        if plan.conversations is not None:
-            sent = f"{len(plan.conversations)} sessions, {plan.requests} turns"
-        label = f"{self.node_id.split('::')[-1]} ({schedule.describe()}, {sent})"
-        if self.repeat.repeated:
-            label += f", repeat {self.repeat.index}/{self.repeat.count}"
+        label = point_label(self.node_id, schedule, plan, self.repeat)
         started = time.monotonic()
         if self.progress_writer:
             self.progress_writer(f"[vllm-bench] {label}: starting")

@@ -25,6 +25,12 @@ class Snapshot:
 
     t: float
     values: dict[Key, float]
+    answered: float | None = None  # when the answer came (same clock); None: not known
+
+    @property
+    def took(self) -> float | None:
+        """Seconds from the GET to its answer: the gauges are of some moment in between."""
+        return None if self.answered is None else self.answered - self.t
 
     def total(self, name: str, **match: str) -> float | None:
         """The sum over every label set (engines) of ``name``'s samples whose labels include

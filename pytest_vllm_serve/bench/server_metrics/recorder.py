@@ -22,7 +22,7 @@ from typing import Any
 from pytest_vllm_serve.bench.metrics import BenchmarkMetrics
 from pytest_vllm_serve.bench.records import RequestRecord
 from pytest_vllm_serve.bench.repeats import Repeat
-from pytest_vllm_serve.bench.server_metrics.checks import client_prompt_tokens, cross_checks
+from pytest_vllm_serve.bench.server_metrics.checks import client_prompt_tokens, cross_checks, late_scrapes
 from pytest_vllm_serve.bench.server_metrics.gpu import (
     GpuReader,
     GpuSample,
@@ -82,6 +82,9 @@ def phase_record(
             prompt_tokens=client_prompt_tokens(records),
             completed=metrics.completed,
         )
+    late = late_scrapes(series[1:-1] if phase.end is not None else series[1:], interval)
+    if late is not None:
+        warnings.append(late)
     gpu = gpu_figures(*phase.gpu_series(), metrics.total_output_tokens)
     if phase.end is None:  # the energy between the moments there were is not the phase's
         gpu = {k: v for k, v in gpu.items() if k not in ("gpu_energy_j", "output_tokens_per_joule")}
@@ -220,7 +223,7 @@ class ServerMetricsRecorder:
         if result["reason"]:
             self._say(f"server metrics are partial: {result['reason']}")
         for warning in result["warnings"]:
-            self._say(f"server metrics cross-check: {warning}")
+            self._say(f"server metrics: {warning}")
         return result
 
     def _draw(self, records: Sequence[RequestRecord], path: Path, root: Path, title: str) -> str | None:

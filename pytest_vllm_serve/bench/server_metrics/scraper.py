@@ -8,8 +8,8 @@ begins; the end of stdin before it: no phase), then GETs ``/metrics``
 every interval at a lower priority (nice +5) (with ``--pid``, also the RSS of that process
 tree, a launched local server's; with ``--gpus``, those GPUs through NVML), and appends one
 JSON line per scrape to its file: ``{"t": ..., "samples": [[name, labels, value], ...]}``
-(the gauges and counters of the time series; ``"gpu": [...]`` beside them) or
-``{"t": ..., "error": ...}``. ``t`` is ``time.monotonic()``: CLOCK_MONOTONIC, the
+(the gauges and counters of the time series; ``"answered"``, when its answer came;
+``"gpu": [...]`` beside them) or ``{"t": ..., "error": ...}``. ``t`` is ``time.monotonic()``: CLOCK_MONOTONIC, the
 same clock in every process of the machine. It stops when its stdin closes.
 """
 
@@ -56,7 +56,7 @@ def scrape(client: httpx.Client, url: str, timeout: float = 5.0) -> Snapshot:
     if response.status_code != 200:
         raise ScrapeError(f"GET /metrics answered HTTP {response.status_code}")
     try:
-        return Snapshot(t, parse_metrics(response.text))
+        return Snapshot(t, parse_metrics(response.text), answered=time.monotonic())
     except MetricsTextError as exc:
         raise ScrapeError(f"GET /metrics answered no vLLM metrics ({exc})") from None
 
@@ -74,7 +74,7 @@ def _line(client: httpx.Client, url: str, pid: int | None, gpus: GpuReader | Non
     if read is not None:
         extra["gpu"] = read
     samples = [[name, dict(labels), v] for (name, labels), v in snapshot.values.items() if name in SERIES_NAMES]
-    return {"t": snapshot.t, "samples": samples, **extra}
+    return {"t": snapshot.t, "answered": snapshot.answered, "samples": samples, **extra}
 
 
 def _wait_or_stop(stdin: IO[str], seconds: float) -> bool:
@@ -191,7 +191,8 @@ def read_scrapes(
             errors.append(str(data["error"]))
             continue
         values = {(n, tuple(sorted(labels.items()))): float(v) for n, labels, v in data["samples"]}
-        snapshots.append(Snapshot(float(data["t"]), values))
+        answered = data.get("answered")
+        snapshots.append(Snapshot(float(data["t"]), values, float(answered) if answered is not None else None))
         if gpu is not None and isinstance(data.get("gpu"), list):
             gpu[float(data["t"])] = [GpuSample.from_json(g) for g in data["gpu"]]
     return snapshots, errors

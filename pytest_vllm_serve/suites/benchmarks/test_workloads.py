@@ -1,16 +1,18 @@
 """Traffic shaped like what users send: shared prefixes, and a production trace replayed.
 
-| test        | workload                                                         | arrivals            |
-|-------------|------------------------------------------------------------------|---------------------|
-| test_prefix | --vllm-prefix-count prefixes of --vllm-prefix-len tokens, each   | rate inf, max       |
-|             | under distinct suffixes up to --vllm-input-len (shuffled)        | concurrency P       |
-| test_trace  | --vllm-trace (default: the package's synthetic Mooncake trace)   | the trace's own     |
-|             |                                                                  | clock, sped up by   |
-|             |                                                                  | --vllm-trace-speedup|
-| test_       | --vllm-conversation-sessions sessions of --vllm-conversation-    | every session at    |
-| conversation| turns turns: each the whole history and a new message of         | once, each turn     |
-|             | --vllm-input-len tokens, asking --vllm-output-len (or the        | after the last      |
-|             | multi-turn conversations of --vllm-dataset-path)                 | answer + think time |
+| test               | workload                                                  | arrivals             |
+|--------------------|-----------------------------------------------------------|----------------------|
+| test_shared_prefix | --vllm-prefix-count prefixes of --vllm-prefix-len tokens, | rate inf, max        |
+|                    | each under distinct suffixes up to --vllm-input-len       | concurrency P        |
+|                    | (shuffled)                                                |                      |
+| test_trace_replay  | --vllm-trace (default: the package's synthetic Mooncake   | the trace's own      |
+|                    | trace)                                                    | clock, sped up by    |
+|                    |                                                           | --vllm-trace-speedup |
+| test_conversation  | --vllm-conversation-sessions sessions of                  | every session at     |
+|                    | --vllm-conversation-turns turns: each the whole history   | once, each turn      |
+|                    | and a new message of --vllm-input-len tokens, asking      | after the last       |
+|                    | --vllm-output-len (or the multi-turn conversations of     | answer + think time  |
+|                    | --vllm-dataset-path)                                      |                      |
 
 The prefix point runs P requests at a time (P = --vllm-prefix-count), so that a request mostly
 finds its prefix computed by an earlier one of its group (requests that run in one batch cannot
@@ -21,7 +23,6 @@ rate, where the server reports it (``server_prefix_cache_hit_rate`` in summary.c
 from __future__ import annotations
 
 import math
-import warnings
 
 import pytest
 
@@ -33,12 +34,12 @@ from pytest_vllm_serve.errors import ConfigError
 pytestmark = pytest.mark.benchmark
 
 
-def test_prefix(vllm_bench):
+def test_shared_prefix(vllm_bench):
     s = vllm_bench.settings
     suffix = s.input_len - s.prefix_len
     if suffix <= 0:
         raise ConfigError(
-            f"test_prefix: --vllm-prefix-len {s.prefix_len} leaves no suffix within --vllm-input-len {s.input_len}.\n"
+            f"test_shared_prefix: --vllm-prefix-len {s.prefix_len} leaves no suffix within --vllm-input-len {s.input_len}.\n"
             "  fix: a prefix shorter than the input length"
         )
     workload = PrefixWorkload(
@@ -53,7 +54,7 @@ def test_prefix(vllm_bench):
     vllm_bench.run(workload, schedule, suite="prefix", params={"max_concurrency": s.prefix_count})
 
 
-def test_trace(vllm_bench):
+def test_trace_replay(vllm_bench):
     s = vllm_bench.settings
     workload = TraceWorkload(s.trace_path or shipped_trace(), speedup=s.trace_speedup, seed=s.seed)
     vllm_bench.run(workload, workload.schedule(), suite="trace")
@@ -63,11 +64,11 @@ def test_conversation(vllm_bench):
     s = vllm_bench.settings
     dataset = s.dataset_path
     if dataset is not None and not has_multiturn(dataset):
-        warnings.warn(
-            f"--vllm-dataset-path {dataset} has no multi-turn conversation: test_conversation sends synthetic turns",
-            stacklevel=1,
+        raise ConfigError(
+            f"test_conversation: --vllm-dataset-path {dataset} has no multi-turn conversation (two or more "
+            "answered human turns).\n  fix: a ShareGPT file with multi-turn conversations, or no --vllm-dataset-path "
+            "for synthetic turns of --vllm-input-len tokens"
         )
-        dataset = None
     workload = ConversationWorkload(
         sessions=s.conversation_sessions,
         turns=s.conversation_turns,

@@ -270,13 +270,17 @@ def test_a_burst_leaves_request_by_request_on_open_connections(tmp_path, process
         result = run_load(plan(url, prompts=prompts, warmup=0, endpoint="completions", processes=processes))
     assert all(r.success for r in result.records), [r.error for r in result.records][:3]
     served = _traced(trace)
-    lags = sorted(served[_tag(r)]["arrived"] - r.send_time for r in result.records)
-    sends = [r.send_time for r in result.records]
-    spread = max(sends) - min(sends)
-    assert lags[0] > 0  # one clock: the server saw each request after the client stamped it
-    # Each request reached the server right after its own stamp, not after the whole
-    # burst was built: the median lag is a small part of the time the burst took.
-    assert statistics.median(lags) < max(0.25 * spread, 0.002), (statistics.median(lags), spread)
+    in_order = sorted(result.records, key=lambda r: r.send_time)
+    lags = [served[_tag(r)]["arrived"] - r.send_time for r in in_order]
+    spread = in_order[-1].send_time - in_order[0].send_time
+    assert min(lags) > 0  # one clock: the server saw each request after the client stamped it
+    # Each request reached the server right after its own stamp, not after the whole burst was
+    # built. Had the burst been written at its end, the first quarter sent would have waited
+    # for most of the burst's build time; here they lag as little as the rest. (The server's
+    # reads lag by a few ms when two client processes share its two CPUs, so the bound is a
+    # share of the burst's time, with a 5 ms floor, not a fixed figure.)
+    first_quarter = statistics.median(lags[: len(lags) // 4])
+    assert first_quarter < max(0.5 * spread, 0.005), (first_quarter, statistics.median(lags), spread)
     # Every connection was open before the clock started.
     assert max(served[_tag(r)]["accepted"] for r in result.records) < result.t0
 

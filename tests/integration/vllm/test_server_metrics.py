@@ -73,7 +73,7 @@ def test_the_cross_checks_agree_on_a_real_point(pytester, vllm_server, inner_arg
     assert series[0].startswith("t_s,") and len(series) == server["samples"] + 1
     assert "server_ttft_mean_ms" in (root / "summary.csv").read_text().splitlines()[0]
     assert "srv TTFT" in output(result)
-    assert "cross-check" not in output(result)
+    assert "[vllm-bench] server metrics:" not in output(result)
     assert not any(k.startswith("gpu_") for k in figures)  # no GPU here: no GPU figures, nothing said
     assert "GPU telemetry" not in output(result) and "GPU W" not in output(result)
     timeline = root / server["timeline_file"]
@@ -89,12 +89,18 @@ def test_a_saturated_launched_server_shows_requests_waiting(pytester, inner_args
     assert server["status"] == "complete", server
     figures = server["figures"]
     series = (tmp_path / "results" / "latest" / server["series_file"]).read_text()
-    assert figures["waiting_max"] > 0, (figures, series)
+    # the engine's own histogram: 22 of the 24 requests queued behind the two running ones
+    assert figures["queue_mean_ms"] > 0 and figures["queue_count"] == 24, figures
     assert figures["running_max"] <= 2
-    assert figures["queue_mean_ms"] > 0
+    # the gauges show the queue, or, where the 2-CPU frontend answered /metrics only after the
+    # engine was done (seen in CI: every sample then reads 0), the point says that they lag
+    late = [w for w in server["warnings"] if "answered more than" in w]
+    assert figures["waiting_max"] > 0 or late, (figures, series)
+    assert [w for w in server["warnings"] if w not in late] == [], server["warnings"]
+    if late:
+        assert "server metrics: " in output(result) and "gauges" in late[0]
     # a launched local server: its process tree's CPU and memory over the phase
     assert figures["process_cpu_seconds"] > 0.5 and figures["process_rss_peak_mb"] > 100, figures
-    assert server["warnings"] == [], server["warnings"]
 
 
 def test_a_server_without_metrics_runs_its_point_and_says_so(pytester):

