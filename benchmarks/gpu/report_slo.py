@@ -16,7 +16,7 @@ from pytest_vllm_serve.bench.slo import parse_slo
 
 COLUMNS = (
     ("rate", "request_rate", "{:g}"),
-    ("achieved req/s", "achieved_request_rate", "{:.2f}"),
+    ("sent req/s", "achieved_request_rate", "{:.2f}"),
     ("requests", "completed", "{:.0f}"),
     ("TTFT p99 ms", "p99_ttft_ms", "{:.0f}"),
     ("TPOT p99 ms", "p99_tpot_ms", "{:.1f}"),
