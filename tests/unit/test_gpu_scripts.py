@@ -81,3 +81,37 @@ def test_the_five_variants_rotate_through_three_rounds(h200):
         by_round.setdefault(r, []).append(variant)
     assert all(sorted(v) == sorted(h200.CAUSE_VARIANTS) for v in by_round.values())
     assert [v[0] for v in by_round.values()] == list(h200.CAUSE_VARIANTS[:3])
+
+
+def test_report_slo_tables_each_search_and_checks_the_sweep_against_its_slo(tmp_path, capsys):
+    """report_slo.py over a run_slo.sh folder: the probes and the answer of each search, and
+    every rate sweep point marked by whether it meets the search's SLO."""
+    report_slo = _load("report_slo")
+    search = tmp_path / "res-search-1" / "latest"
+    search.mkdir(parents=True)
+    probe = {"achieved_request_rate": 4.1, "completed": 40, "p99_ttft_ms": 90.0, "p99_tpot_ms": 8.0}
+    doc = {
+        "variable": "rate",
+        "slo": {"p99_ttft_ms": "<=300", "p99_tpot_ms": "<=30"},
+        "best": 4.0,
+        "bracket": [4.0, 4.4],
+        "stopped": None,
+        "probes": [
+            {"value": 4.0, "passed": True, "metrics": probe},
+            {"value": 8.0, "passed": False, "metrics": {**probe, "p99_ttft_ms": 900.0}},
+        ],
+    }
+    (search / "slo_search.json").write_text(json.dumps(doc))
+    sweep = tmp_path / "res-sweep-2" / "latest"
+    sweep.mkdir(parents=True)
+    header = "request_rate,achieved_request_rate,completed,p99_ttft_ms,p99_tpot_ms,output_throughput"
+    (sweep / "summary.csv").write_text(f"{header}\n8,7.9,76,63,7.0,1745\n2,2.0,20,50,40.0,400\n")
+    report_slo.main([str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "best rate 4.0 (bracket [4.0, 4.4]) for p99_ttft_ms<=300,p99_tpot_ms<=30" in out
+    assert "| 1 | 4 | yes | 4.10 | 40 | 90 | 8.0 | - |" in out
+    assert "| 2 | 8 | no | 4.10 | 40 | 900 | 8.0 | - |" in out
+    # sorted by rate; rate 2 breaks the TPOT bound
+    assert out.index("| 2 | 2.00 | 20 | 50 | 40.0 | 400 | no |") < out.index(
+        "| 8 | 7.90 | 76 | 63 | 7.0 | 1745 | yes |"
+    )

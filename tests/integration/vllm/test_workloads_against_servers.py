@@ -67,7 +67,9 @@ def test_the_trace_suite_replays_the_shipped_trace_on_its_clock(pytester):
     """test_trace_replay with the package's synthetic trace, 8x faster, against the latency test server
     (instant, exact): every request is sent at its time stamp, with the trace's lengths."""
     with running(ttft_ms=5, itl_ms=1) as url:
-        result = run_against(pytester, url, "--vllm-suite=benchmarks", "-k", "test_trace_replay", "--vllm-trace-speedup=8")
+        result = run_against(
+            pytester, url, "--vllm-suite=benchmarks", "-k", "test_trace_replay", "--vllm-trace-speedup=8"
+        )
     result.assert_outcomes(passed=1)
     point = _point(latest_results(pytester), "test_trace_replay")
     requests = read_trace(shipped_trace())
@@ -121,6 +123,26 @@ def test_the_conversation_suite_sends_each_turn_with_its_history(pytester):
     # three turns of 35 ms, one after another, 0.2 s of thinking between them
     assert 3 * 0.035 + 2 * 0.2 < point["duration"] < 5
     assert "median TTFT per turn 1:" in output(result)
+
+
+def test_a_conversation_file_without_multiturn_entries_is_refused_before_sending(pytester, tmp_path):
+    """test_conversation with a ShareGPT file of single-turn conversations: an error that names
+    the file and the fix, and no request reaches the server (its trace stays empty)."""
+    single = tmp_path / "single.json"
+    single.write_text(
+        json.dumps([{"conversations": [{"from": "human", "value": "a b"}, {"from": "gpt", "value": "c"}]}])
+    )
+    trace = tmp_path / "served.jsonl"
+    with running(ttft_ms=5, itl_ms=1, trace=str(trace)) as url:
+        result = run_against(
+            pytester, url, "--vllm-suite=benchmarks", "-k", "test_conversation", f"--vllm-dataset-path={single}",
+            "--vllm-warmup=0",
+        )  # fmt: skip
+    result.assert_outcomes(failed=1)
+    text = output(result)
+    assert f"--vllm-dataset-path {single} has no multi-turn conversation" in text, text[-2000:]
+    assert "fix: a ShareGPT file with multi-turn conversations" in text
+    assert not trace.exists() or trace.read_text() == ""
 
 
 def test_a_conversation_on_vllm_grows_its_context_turn_by_turn(pytester, vllm_server, inner_args):
