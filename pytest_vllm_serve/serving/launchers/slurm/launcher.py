@@ -229,7 +229,8 @@ class SlurmLauncher(Launcher):
                 "runs vLLM's CLI), or use a GPU image (--vllm-docker-flavor gpu)"
             )
         if self.cpu_nodes():
-            refuse_on_cpu_nodes(topology, self.install.version if self.install is not None else "?", self.container)
+            version = self.install.version if self.install is not None else "?"
+            refuse_on_cpu_nodes(topology, version, in_container=self.container is not None)
         ray, python = self._tools()
         inside = self.inside_allocation()
         serve_args, secret_env = secrets_through_env(serve.args)
