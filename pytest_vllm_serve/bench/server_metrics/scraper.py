@@ -9,8 +9,9 @@ every interval at a lower priority (nice +5) (with ``--pid``, also the RSS of th
 tree, a launched local server's; with ``--gpus``, those GPUs through NVML), and appends one
 JSON line per scrape to its file: ``{"t": ..., "samples": [[name, labels, value], ...]}``
 (the gauges and counters of the time series; ``"answered"``, when its answer came;
-``"gpu": [...]`` beside them) or ``{"t": ..., "error": ...}``. ``t`` is ``time.monotonic()``: CLOCK_MONOTONIC, the
-same clock in every process of the machine. It stops when its stdin closes.
+``"gpu": [...]`` beside them) or ``{"t": ..., "error": ...}``. ``t`` is
+``time.monotonic()``: CLOCK_MONOTONIC, the same clock in every process of the machine. It
+stops when its stdin closes.
 """
 
 from __future__ import annotations
@@ -51,12 +52,13 @@ def scrape(client: httpx.Client, url: str, timeout: float = 5.0) -> Snapshot:
         response = client.get(f"{url}/metrics", timeout=timeout)
     except httpx.HTTPError as exc:
         raise ScrapeError(f"GET /metrics failed: {type(exc).__name__}: {exc}") from None
+    answered = time.monotonic()  # the whole answer is in: before the parse, which is ours
     if response.status_code == 404:
         raise ScrapeError("the server has no /metrics (HTTP 404)")
     if response.status_code != 200:
         raise ScrapeError(f"GET /metrics answered HTTP {response.status_code}")
     try:
-        return Snapshot(t, parse_metrics(response.text), answered=time.monotonic())
+        return Snapshot(t, parse_metrics(response.text), answered=answered)
     except MetricsTextError as exc:
         raise ScrapeError(f"GET /metrics answered no vLLM metrics ({exc})") from None
 
